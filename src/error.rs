@@ -1,0 +1,192 @@
+//! The domain error type and its single mapping to gRPC statuses.
+//!
+//! Every error has a machine-readable reason (ZooKeeper's upper-snake error name) that is
+//! carried to clients as a `google.rpc.ErrorInfo` with domain `baton`.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// Errors a request can end with.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BatonError {
+    /// The node does not exist (or its parent, for creates).
+    #[error("no node: {0}")]
+    NoNode(String),
+    /// The node already exists.
+    #[error("node exists: {0}")]
+    NodeExists(String),
+    /// The expected version did not match.
+    #[error("bad version for {path}: expected {expected}, actual {actual}")]
+    BadVersion {
+        /// Path.
+        path: String,
+        /// Version the request expected.
+        expected: i32,
+        /// Version the node has.
+        actual: i32,
+    },
+    /// The node has children.
+    #[error("node not empty: {0}")]
+    NotEmpty(String),
+    /// Ephemeral nodes cannot have children.
+    #[error("ephemeral nodes may not have children: {0}")]
+    NoChildrenForEphemerals(String),
+    /// The path is not valid.
+    #[error("invalid path {path:?}: {why}")]
+    InvalidPath {
+        /// Path as given.
+        path: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The session does not exist (never opened, closed, or expired).
+    #[error("session expired or unknown: {0:#x}")]
+    SessionExpired(u64),
+    /// The session secret is wrong.
+    #[error("wrong secret for session {0:#x}")]
+    AuthFailed(u64),
+    /// A size limit was exceeded.
+    #[error("{what} is {size} bytes, over the limit of {limit}")]
+    TooLarge {
+        /// What was too large.
+        what: &'static str,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The request is malformed.
+    #[error("bad arguments: {0}")]
+    BadArguments(String),
+    /// The path is reserved for the system.
+    #[error("path is reserved: {0}")]
+    NoAuth(String),
+    /// An op of a Multi was not applied because another op failed.
+    #[error("not applied: another op of the multi failed")]
+    RuntimeInconsistency,
+    /// No leader, no quorum, or the member is shutting down.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The request was proposed but its outcome is unknown (timeout, leader change).
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
+    /// A wait (min_zxid, sync) did not finish in time.
+    #[error("deadline exceeded: {0}")]
+    DeadlineExceeded(String),
+    /// A server-side failure (storage, encoding).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl BatonError {
+    /// The machine-readable reason (ZooKeeper's error name where one exists).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            BatonError::NoNode(_) => "NO_NODE",
+            BatonError::NodeExists(_) => "NODE_EXISTS",
+            BatonError::BadVersion { .. } => "BAD_VERSION",
+            BatonError::NotEmpty(_) => "NOT_EMPTY",
+            BatonError::NoChildrenForEphemerals(_) => "NO_CHILDREN_FOR_EPHEMERALS",
+            BatonError::InvalidPath { .. } => "INVALID_PATH",
+            BatonError::SessionExpired(_) => "SESSION_EXPIRED",
+            BatonError::AuthFailed(_) => "AUTH_FAILED",
+            BatonError::TooLarge { .. } => "TOO_LARGE",
+            BatonError::BadArguments(_) => "BAD_ARGUMENTS",
+            BatonError::NoAuth(_) => "NO_AUTH",
+            BatonError::RuntimeInconsistency => "RUNTIME_INCONSISTENCY",
+            BatonError::Unavailable(_) => "UNAVAILABLE",
+            BatonError::OutcomeUnknown(_) => "OUTCOME_UNKNOWN",
+            BatonError::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
+            BatonError::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// The gRPC status code.
+    pub fn code(&self) -> Code {
+        match self {
+            BatonError::NoNode(_) => Code::NotFound,
+            BatonError::NodeExists(_) => Code::AlreadyExists,
+            BatonError::BadVersion { .. }
+            | BatonError::NotEmpty(_)
+            | BatonError::NoChildrenForEphemerals(_)
+            | BatonError::SessionExpired(_)
+            | BatonError::RuntimeInconsistency => Code::FailedPrecondition,
+            BatonError::InvalidPath { .. } | BatonError::BadArguments(_) => Code::InvalidArgument,
+            BatonError::AuthFailed(_) => Code::Unauthenticated,
+            BatonError::TooLarge { .. } => Code::ResourceExhausted,
+            BatonError::NoAuth(_) => Code::PermissionDenied,
+            BatonError::Unavailable(_) => Code::Unavailable,
+            BatonError::OutcomeUnknown(_) | BatonError::DeadlineExceeded(_) => {
+                Code::DeadlineExceeded
+            }
+            BatonError::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// Whether retrying the same request may succeed (the request was not applied, or is
+    /// idempotent to retry after `Unavailable`).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, BatonError::Unavailable(_))
+    }
+
+    fn metadata(&self) -> HashMap<String, String> {
+        let mut m = HashMap::new();
+        match self {
+            BatonError::NoNode(p)
+            | BatonError::NodeExists(p)
+            | BatonError::NotEmpty(p)
+            | BatonError::NoChildrenForEphemerals(p)
+            | BatonError::NoAuth(p) => {
+                m.insert("path".into(), p.clone());
+            }
+            BatonError::InvalidPath { path, .. } => {
+                m.insert("path".into(), path.clone());
+            }
+            BatonError::BadVersion {
+                path,
+                expected,
+                actual,
+            } => {
+                m.insert("path".into(), path.clone());
+                m.insert("expected_version".into(), expected.to_string());
+                m.insert("actual_version".into(), actual.to_string());
+            }
+            BatonError::SessionExpired(id) | BatonError::AuthFailed(id) => {
+                m.insert("session_id".into(), id.to_string());
+            }
+            BatonError::TooLarge { what, size, limit } => {
+                m.insert("limit_name".into(), (*what).to_string());
+                m.insert("limit".into(), limit.to_string());
+                m.insert("size".into(), size.to_string());
+            }
+            _ => {}
+        }
+        m
+    }
+
+    /// The gRPC status, with an `ErrorInfo` detail (reason, domain `baton`, metadata).
+    pub fn to_status(&self) -> Status {
+        self.to_status_with(HashMap::new())
+    }
+
+    /// Like [`BatonError::to_status`], with extra metadata entries.
+    pub fn to_status_with(&self, extra: HashMap<String, String>) -> Status {
+        let mut meta = self.metadata();
+        meta.extend(extra);
+        let details = ErrorDetails::with_error_info(self.reason(), "baton", meta);
+        Status::with_error_details(self.code(), self.to_string(), details)
+    }
+}
+
+impl From<BatonError> for Status {
+    fn from(e: BatonError) -> Status {
+        e.to_status()
+    }
+}
+
+/// The ErrorInfo reason carried by a status, if any.
+pub fn status_reason(status: &Status) -> Option<String> {
+    status.get_details_error_info().map(|i| i.reason)
+}
