@@ -1,3 +1,14 @@
+pub mod api;
+pub mod check;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod consensus;
 pub mod error;
 pub mod proto;
+pub mod server;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
 pub mod tree;
+pub mod watch;

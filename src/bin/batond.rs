@@ -1,1 +1,34 @@
-fn main(){}
+//! `batond`: a Baton member. Parses the configuration, sets up logging and runs the server
+//! until SIGTERM or SIGINT.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = baton::config::Args::parse();
+    let cfg = match baton::config::Config::from_args(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("batond: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    baton::telemetry::init(cfg.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("batond: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(baton::server::run(cfg)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "batond stopped");
+            eprintln!("batond: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

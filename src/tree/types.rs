@@ -67,13 +67,18 @@ impl CreateMode {
     pub fn is_sequential(self) -> bool {
         matches!(
             self,
-            Self::PersistentSequential | Self::EphemeralSequential | Self::PersistentSequentialWithTtl
+            Self::PersistentSequential
+                | Self::EphemeralSequential
+                | Self::PersistentSequentialWithTtl
         )
     }
 
     /// Has a TTL.
     pub fn is_ttl(self) -> bool {
-        matches!(self, Self::PersistentWithTtl | Self::PersistentSequentialWithTtl)
+        matches!(
+            self,
+            Self::PersistentWithTtl | Self::PersistentSequentialWithTtl
+        )
     }
 
     /// Is a container.
@@ -168,7 +173,9 @@ impl Op {
     /// Bytes of payload the op carries (for batch sizing).
     pub fn size(&self) -> usize {
         match self {
-            Op::Create { path, data, .. } | Op::SetData { path, data, .. } => path.len() + data.len(),
+            Op::Create { path, data, .. } | Op::SetData { path, data, .. } => {
+                path.len() + data.len()
+            }
             Op::Delete { path, .. } | Op::Check { path, .. } => path.len(),
         }
     }

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The whole Baton test suite, as CI runs it (.ci/run execs this script):
+#   1. cargo build --all-targets
+#   2. cargo test                 (unit, integration, durability, doc tests)
+#   3. tests/python/run.sh        (Python client from stubs generated out of proto/)
+#   4. tests/grpcurl.sh           (grpcurl through server reflection)
+# Needs only rustup's stable toolchain, python3 + pip (packages come from PyPI into
+# target/pyenv). Every step's output is also kept in target/test-all/<step>.log.
+# Exits non-zero if any step fails; a failed build skips the steps that need it.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+if ! command -v cargo >/dev/null 2>&1 && [[ -f "$HOME/.cargo/env" ]]; then
+  # shellcheck disable=SC1091
+  source "$HOME/.cargo/env"
+fi
+command -v cargo >/dev/null 2>&1 || { echo "test-all: cargo not found (install rustup's stable toolchain)" >&2; exit 1; }
+command -v python3 >/dev/null 2>&1 || { echo "test-all: python3 not found" >&2; exit 1; }
+
+LOGDIR="${CARGO_TARGET_DIR:-$ROOT/target}/test-all"
+mkdir -p "$LOGDIR"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+NAMES=()
+RESULTS=()
+SECS=()
+TOTAL_PASSED=0
+TOTAL_FAILED=0
+START=$SECONDS
+
+# run_step NAME CMD...: runs CMD, tees its output to $LOGDIR/NAME.log, records the outcome.
+run_step() {
+  local name="$1"; shift
+  local t0=$SECONDS rc
+  echo
+  echo "==== [$name] $* ===="
+  set +e
+  "$@" 2>&1 | tee "$LOGDIR/$name.log"
+  rc=${PIPESTATUS[0]}
+  set -e
+  NAMES+=("$name")
+  SECS+=("$((SECONDS - t0))")
+  if [[ $rc -eq 0 ]]; then RESULTS+=("ok"); else RESULTS+=("FAILED (exit $rc)"); fi
+  return $rc
+}
+
+skip_step() {
+  NAMES+=("$1"); SECS+=("0"); RESULTS+=("skipped ($2)")
+}
+
+# count_tests NAME: adds the pass/fail counts printed in the step's log to the totals.
+count_tests() {
+  local log="$LOGDIR/$1.log" p=0 f=0
+  case "$1" in
+    cargo-test)
+      p=$(sed -n 's/^test result: [A-Za-z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
+      f=$(sed -n 's/^test result: [A-Za-z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\2/p' "$log" | awk '{s+=$1} END {print s+0}')
+      ;;
+    python)
+      local last
+      last="$(grep -E '[0-9]+ (passed|failed)' "$log" | tail -n1 || true)"
+      p=$(grep -oE '[0-9]+ passed' <<<"$last" | grep -oE '[0-9]+' || echo 0)
+      f=$(grep -oE '[0-9]+ (failed|error)' <<<"$last" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
+      ;;
+    grpcurl)
+      local last
+      last="$(grep -E '^grpcurl: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n1 || true)"
+      p=$(sed -n 's/^grpcurl: \([0-9]*\) passed.*/\1/p' <<<"$last"); p=${p:-0}
+      f=$(sed -n 's/^grpcurl: [0-9]* passed, \([0-9]*\) failed.*/\1/p' <<<"$last"); f=${f:-0}
+      ;;
+  esac
+  TOTAL_PASSED=$((TOTAL_PASSED + ${p:-0}))
+  TOTAL_FAILED=$((TOTAL_FAILED + ${f:-0}))
+}
+
+FAILED=0
+if run_step build cargo build --all-targets; then
+  run_step cargo-test cargo test || FAILED=1
+  count_tests cargo-test
+  run_step python bash tests/python/run.sh || FAILED=1
+  count_tests python
+  run_step grpcurl bash tests/grpcurl.sh || FAILED=1
+  count_tests grpcurl
+else
+  FAILED=1
+  skip_step cargo-test "build failed"
+  skip_step python "build failed"
+  skip_step grpcurl "build failed"
+fi
+
+echo
+echo "==== summary ($((SECONDS - START)) s; logs in $LOGDIR) ===="
+for i in "${!NAMES[@]}"; do
+  printf '  %-12s %-22s %5s s\n' "${NAMES[$i]}" "${RESULTS[$i]}" "${SECS[$i]}"
+done
+if [[ $FAILED -ne 0 && $TOTAL_FAILED -eq 0 ]]; then
+  # A step failed without a failing test (build error, server crash, setup): count it.
+  TOTAL_FAILED=1
+fi
+if [[ $FAILED -eq 0 ]]; then echo "  result: OK"; else echo "  result: FAILED"; fi
+echo "total: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
+exit $FAILED

@@ -1,0 +1,182 @@
+//! `baton.v1.Watches`: one bidirectional stream per client carrying many watches.
+//!
+//! A watch is registered under the tree's read lock, so the `Added` reply's zxid and `stat`
+//! describe exactly the state after which events are delivered. Replies and events for a
+//! stream are sent by one task, so `Added` always precedes that watch's events.
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::Ctx;
+use crate::error::BatonError;
+use crate::proto::v1::{self, watches_server::Watches};
+use crate::watch::{AddOutcome, Delivery, WatchKind};
+
+/// The Watches service.
+pub struct WatchesService {
+    ctx: Arc<Ctx>,
+}
+
+impl WatchesService {
+    /// A service over the member's core.
+    pub fn new(ctx: Arc<Ctx>) -> Self {
+        WatchesService { ctx }
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchResponse, Status>> + Send>>;
+type Out = mpsc::Sender<Result<v1::WatchResponse, Status>>;
+
+fn watch_error(request_id: u64, e: &BatonError) -> v1::WatchResponse {
+    v1::WatchResponse {
+        watch_id: 0,
+        response: Some(v1::watch_response::Response::Error(v1::WatchError {
+            reason: e.reason().to_string(),
+            message: e.to_string(),
+            request_id,
+        })),
+    }
+}
+
+/// Handles one add request; returns the replies to send (in order).
+fn add(ctx: &Ctx, stream: u64, a: v1::AddWatch) -> v1::WatchResponse {
+    if let Err(e) = ctx.check_path(&a.path) {
+        return watch_error(a.request_id, &e);
+    }
+    let kind = match v1::add_watch::Kind::try_from(a.kind) {
+        Ok(k) => WatchKind::from(k),
+        Err(_) => {
+            return watch_error(
+                a.request_id,
+                &BatonError::BadArguments(format!("unknown watch kind {}", a.kind)),
+            )
+        }
+    };
+    let hub = ctx.shared.hub.clone();
+    ctx.read_tree(|s| {
+        let node = s.get(&a.path);
+        if node.is_none() && matches!(kind, WatchKind::Data | WatchKind::Children) {
+            return watch_error(a.request_id, &BatonError::NoNode(a.path.clone()));
+        }
+        match hub.add(stream, &a.path, kind, a.start_zxid) {
+            AddOutcome::Added { watch_id } => v1::WatchResponse {
+                watch_id,
+                response: Some(v1::watch_response::Response::Added(v1::Added {
+                    request_id: a.request_id,
+                    zxid: s.applied_index,
+                    exists: node.is_some(),
+                    stat: node.map(|n| (&n.stat).into()),
+                })),
+            },
+            AddOutcome::Compacted { oldest_zxid } => v1::WatchResponse {
+                watch_id: 0,
+                response: Some(v1::watch_response::Response::Compacted(v1::Compacted {
+                    request_id: a.request_id,
+                    oldest_zxid,
+                })),
+            },
+        }
+    })
+}
+
+fn delivery(d: Delivery) -> Vec<v1::WatchResponse> {
+    let mut out = vec![v1::WatchResponse {
+        watch_id: d.watch_id,
+        response: Some(v1::watch_response::Response::Events(v1::Events {
+            events: d.events.iter().map(Into::into).collect(),
+        })),
+    }];
+    if d.fired {
+        out.push(v1::WatchResponse {
+            watch_id: d.watch_id,
+            response: Some(v1::watch_response::Response::Removed(v1::Removed {
+                fired: true,
+            })),
+        });
+    }
+    out
+}
+
+async fn serve(ctx: Arc<Ctx>, mut inbound: Streaming<v1::WatchRequest>, out: Out) {
+    let hub = ctx.shared.hub.clone();
+    let mut handle = hub.open_stream();
+    let id = handle.id;
+    loop {
+        tokio::select! {
+            biased;
+            d = handle.rx.recv() => match d {
+                Some(d) => {
+                    for m in delivery(d) {
+                        if out.send(Ok(m)).await.is_err() {
+                            hub.close_stream(id);
+                            return;
+                        }
+                    }
+                }
+                None => {
+                    if handle.overflowed.load(Ordering::SeqCst) {
+                        let e = BatonError::TooLarge {
+                            what: "watch stream backlog",
+                            size: ctx.cfg.watch_buffer as u64 + 1,
+                            limit: ctx.cfg.watch_buffer as u64,
+                        };
+                        let _ = out
+                            .send(Err(Status::resource_exhausted(format!(
+                                "watch stream closed: the client did not keep up ({e})"
+                            ))))
+                            .await;
+                    }
+                    return;
+                }
+            },
+            msg = inbound.next() => match msg {
+                Some(Ok(req)) => {
+                    let reply = match req.request {
+                        Some(v1::watch_request::Request::Add(a)) => add(&ctx, id, a),
+                        Some(v1::watch_request::Request::Remove(r)) => {
+                            if hub.remove(id, r.watch_id) {
+                                v1::WatchResponse {
+                                    watch_id: r.watch_id,
+                                    response: Some(v1::watch_response::Response::Removed(
+                                        v1::Removed { fired: false },
+                                    )),
+                                }
+                            } else {
+                                watch_error(0, &BatonError::BadArguments(format!(
+                                    "no watch {} on this stream", r.watch_id
+                                )))
+                            }
+                        }
+                        None => watch_error(0, &BatonError::BadArguments("empty request".into())),
+                    };
+                    if out.send(Ok(reply)).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Err(_)) | None => break,
+            },
+        }
+    }
+    hub.close_stream(id);
+}
+
+#[tonic::async_trait]
+impl Watches for WatchesService {
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        req: Request<Streaming<v1::WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(serve(self.ctx.clone(), req.into_inner(), tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

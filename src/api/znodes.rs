@@ -1,0 +1,349 @@
+//! `baton.v1.ZNodes`: create, read, update, delete, multi, sync.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::Ctx;
+use crate::error::BatonError;
+use crate::proto::v1::{self, z_nodes_server::ZNodes};
+use crate::proto::{create_mode, op_error};
+use crate::tree::path;
+use crate::tree::{self as t, OpOutcome, RequestResult};
+
+/// The ZNodes service.
+pub struct ZNodesService {
+    ctx: Arc<Ctx>,
+}
+
+impl ZNodesService {
+    /// A service over the member's core.
+    pub fn new(ctx: Arc<Ctx>) -> Self {
+        ZNodesService { ctx }
+    }
+
+    fn create_op(&self, r: v1::CreateRequest) -> Result<t::Op, BatonError> {
+        let mode = create_mode(r.mode)?;
+        self.ctx.check_write_path(&r.path, mode.is_sequential())?;
+        self.ctx.check_data(&r.data)?;
+        if mode.is_ephemeral() && r.session_id == 0 {
+            return Err(BatonError::BadArguments(
+                "ephemeral nodes need a session_id".into(),
+            ));
+        }
+        if mode.is_ttl() {
+            if !(1..t::state::MAX_TTL_MS).contains(&r.ttl_ms) {
+                return Err(BatonError::BadArguments(format!(
+                    "ttl_ms must be in [1, 2^40) for TTL nodes, got {}",
+                    r.ttl_ms
+                )));
+            }
+        } else if r.ttl_ms != 0 {
+            return Err(BatonError::BadArguments(
+                "ttl_ms is only valid with a TTL create mode".into(),
+            ));
+        }
+        Ok(t::Op::Create {
+            path: r.path,
+            data: r.data.into(),
+            mode,
+            session_id: if mode.is_ephemeral() { r.session_id } else { 0 },
+            ttl_ms: r.ttl_ms,
+        })
+    }
+
+    fn delete_op(&self, r: v1::DeleteRequest) -> Result<t::Op, BatonError> {
+        self.ctx.check_write_path(&r.path, false)?;
+        if r.path == "/" {
+            return Err(BatonError::BadArguments(
+                "the root cannot be deleted".into(),
+            ));
+        }
+        check_version(r.version)?;
+        Ok(t::Op::Delete {
+            path: r.path,
+            version: r.version,
+        })
+    }
+
+    fn set_op(&self, r: v1::SetDataRequest) -> Result<t::Op, BatonError> {
+        self.ctx.check_write_path(&r.path, false)?;
+        self.ctx.check_data(&r.data)?;
+        check_version(r.version)?;
+        Ok(t::Op::SetData {
+            path: r.path,
+            data: r.data.into(),
+            version: r.version,
+        })
+    }
+
+    fn check_op(&self, r: v1::CheckOp) -> Result<t::Op, BatonError> {
+        self.ctx.check_path(&r.path)?;
+        check_version(r.version)?;
+        Ok(t::Op::Check {
+            path: r.path,
+            version: r.version,
+        })
+    }
+
+    /// Proposes one op and returns its outcome.
+    async fn single(&self, op: t::Op) -> Result<(OpOutcome, u64), Status> {
+        let (result, zxid) = self
+            .ctx
+            .write(t::Request::Multi {
+                ops: vec![op],
+                single: true,
+            })
+            .await?;
+        match result {
+            RequestResult::Multi(Ok(mut outs)) if outs.len() == 1 => Ok((outs.remove(0), zxid)),
+            RequestResult::Multi(Err(f)) => Err(f.error.to_status()),
+            other => Err(BatonError::Internal(format!("unexpected result {other:?}")).to_status()),
+        }
+    }
+}
+
+fn check_version(v: i32) -> Result<(), BatonError> {
+    if v < -1 {
+        return Err(BatonError::BadArguments(format!(
+            "version must be -1 (any) or >= 0, got {v}"
+        )));
+    }
+    Ok(())
+}
+
+fn outcome_to_wire(o: &OpOutcome, header: Option<v1::ResponseHeader>) -> v1::OpResult {
+    use v1::op_result::Result as R;
+    let r = match o {
+        OpOutcome::Create { path, stat } => R::Create(v1::CreateResponse {
+            header,
+            path: path.clone(),
+            stat: Some(stat.into()),
+        }),
+        OpOutcome::Delete => R::Delete(v1::DeleteResponse { header }),
+        OpOutcome::SetData { stat } => R::SetData(v1::SetDataResponse {
+            header,
+            stat: Some(stat.into()),
+        }),
+        OpOutcome::Check => R::Check(v1::CheckResult {}),
+    };
+    v1::OpResult { result: Some(r) }
+}
+
+#[tonic::async_trait]
+impl ZNodes for ZNodesService {
+    async fn create(
+        &self,
+        req: Request<v1::CreateRequest>,
+    ) -> Result<Response<v1::CreateResponse>, Status> {
+        let op = self.create_op(req.into_inner())?;
+        match self.single(op).await? {
+            (OpOutcome::Create { path, stat }, zxid) => Ok(Response::new(v1::CreateResponse {
+                header: self.ctx.header_at(zxid),
+                path,
+                stat: Some((&stat).into()),
+            })),
+            _ => Err(Status::internal("unexpected create outcome")),
+        }
+    }
+
+    async fn delete(
+        &self,
+        req: Request<v1::DeleteRequest>,
+    ) -> Result<Response<v1::DeleteResponse>, Status> {
+        let op = self.delete_op(req.into_inner())?;
+        let (_, zxid) = self.single(op).await?;
+        Ok(Response::new(v1::DeleteResponse {
+            header: self.ctx.header_at(zxid),
+        }))
+    }
+
+    async fn exists(
+        &self,
+        req: Request<v1::ExistsRequest>,
+    ) -> Result<Response<v1::ExistsResponse>, Status> {
+        let r = req.into_inner();
+        self.ctx.check_path(&r.path)?;
+        self.ctx.before_read(r.consistency, r.min_zxid).await?;
+        let (stat, zxid) = self
+            .ctx
+            .read_tree(|s| (s.get(&r.path).map(|n| (&n.stat).into()), s.applied_index));
+        Ok(Response::new(v1::ExistsResponse {
+            header: self.ctx.header_at(zxid),
+            exists: stat.is_some(),
+            stat,
+        }))
+    }
+
+    async fn get_data(
+        &self,
+        req: Request<v1::GetDataRequest>,
+    ) -> Result<Response<v1::GetDataResponse>, Status> {
+        let r = req.into_inner();
+        self.ctx.check_path(&r.path)?;
+        self.ctx.before_read(r.consistency, r.min_zxid).await?;
+        let (found, zxid) = self.ctx.read_tree(|s| {
+            (
+                s.get(&r.path).map(|n| (n.data.to_vec(), (&n.stat).into())),
+                s.applied_index,
+            )
+        });
+        let (data, stat) = found.ok_or_else(|| BatonError::NoNode(r.path.clone()))?;
+        Ok(Response::new(v1::GetDataResponse {
+            header: self.ctx.header_at(zxid),
+            data,
+            stat: Some(stat),
+        }))
+    }
+
+    async fn set_data(
+        &self,
+        req: Request<v1::SetDataRequest>,
+    ) -> Result<Response<v1::SetDataResponse>, Status> {
+        let op = self.set_op(req.into_inner())?;
+        match self.single(op).await? {
+            (OpOutcome::SetData { stat }, zxid) => Ok(Response::new(v1::SetDataResponse {
+                header: self.ctx.header_at(zxid),
+                stat: Some((&stat).into()),
+            })),
+            _ => Err(Status::internal("unexpected set_data outcome")),
+        }
+    }
+
+    async fn get_children(
+        &self,
+        req: Request<v1::GetChildrenRequest>,
+    ) -> Result<Response<v1::GetChildrenResponse>, Status> {
+        let r = req.into_inner();
+        self.ctx.check_path(&r.path)?;
+        self.ctx.before_read(r.consistency, r.min_zxid).await?;
+        let max = self.ctx.cfg.max_children_page;
+        let limit = if r.limit == 0 {
+            max
+        } else {
+            (r.limit as usize).min(max)
+        };
+        let out = self.ctx.read_tree(|s| {
+            let node = s.get(&r.path)?;
+            let (page, more) = s.children_page(&r.path, &r.start_after, limit)?;
+            let stats: Vec<v1::Stat> = if r.include_stats {
+                page.iter()
+                    .filter_map(|name| s.get(&path::join(&r.path, name)))
+                    .map(|n| (&n.stat).into())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let next = if more {
+                page.last().map(|n| (*n).clone()).unwrap_or_default()
+            } else {
+                String::new()
+            };
+            Some(v1::GetChildrenResponse {
+                header: self.ctx.header_at(s.applied_index),
+                children: page.into_iter().cloned().collect(),
+                stats,
+                stat: Some((&node.stat).into()),
+                next,
+            })
+        });
+        out.map(Response::new)
+            .ok_or_else(|| BatonError::NoNode(r.path).to_status())
+    }
+
+    async fn multi(
+        &self,
+        req: Request<v1::MultiRequest>,
+    ) -> Result<Response<v1::MultiResponse>, Status> {
+        let r = req.into_inner();
+        if r.ops.len() > self.ctx.cfg.max_multi_ops {
+            return Err(BatonError::TooLarge {
+                what: "multi op count",
+                size: r.ops.len() as u64,
+                limit: self.ctx.cfg.max_multi_ops as u64,
+            }
+            .to_status());
+        }
+        let mut ops = Vec::with_capacity(r.ops.len());
+        let mut total = 0usize;
+        for (i, op) in r.ops.into_iter().enumerate() {
+            let converted = match op.op {
+                Some(v1::op::Op::Check(c)) => self.check_op(c),
+                Some(v1::op::Op::Create(c)) => self.create_op(c),
+                Some(v1::op::Op::Delete(d)) => self.delete_op(d),
+                Some(v1::op::Op::SetData(s)) => self.set_op(s),
+                None => Err(BatonError::BadArguments(format!("op {i} is empty"))),
+            };
+            let op = converted.map_err(|e| {
+                e.to_status_with(HashMap::from([("op_index".to_string(), i.to_string())]))
+            })?;
+            total += op.size();
+            ops.push(op);
+        }
+        let limit = self.ctx.cfg.max_data_bytes.max(1024 * 1024) * 2;
+        if total > limit {
+            return Err(BatonError::TooLarge {
+                what: "multi payload",
+                size: total as u64,
+                limit: limit as u64,
+            }
+            .to_status());
+        }
+        let n = ops.len();
+        let (result, zxid) = self
+            .ctx
+            .write(t::Request::Multi { ops, single: false })
+            .await?;
+        let header = self.ctx.header_at(zxid);
+        let resp = match result {
+            RequestResult::Multi(Ok(outs)) => v1::MultiResponse {
+                header: header.clone(),
+                succeeded: true,
+                results: outs
+                    .iter()
+                    .map(|o| outcome_to_wire(o, header.clone()))
+                    .collect(),
+                failed_op_index: 0,
+            },
+            RequestResult::Multi(Err(f)) => {
+                let mut results: Vec<v1::OpResult> =
+                    f.before.iter().map(|o| outcome_to_wire(o, None)).collect();
+                results.push(v1::OpResult {
+                    result: Some(v1::op_result::Result::Error(op_error(&f.error))),
+                });
+                while results.len() < n {
+                    results.push(v1::OpResult {
+                        result: Some(v1::op_result::Result::Error(op_error(
+                            &BatonError::RuntimeInconsistency,
+                        ))),
+                    });
+                }
+                v1::MultiResponse {
+                    header: self.ctx.header_at(self.ctx.reads.applied()),
+                    succeeded: false,
+                    results,
+                    failed_op_index: f.index as u32,
+                }
+            }
+            other => {
+                return Err(BatonError::Internal(format!("unexpected result {other:?}")).to_status())
+            }
+        };
+        Ok(Response::new(resp))
+    }
+
+    async fn sync(
+        &self,
+        req: Request<v1::SyncRequest>,
+    ) -> Result<Response<v1::SyncResponse>, Status> {
+        let r = req.into_inner();
+        if !r.path.is_empty() {
+            self.ctx.check_path(&r.path)?;
+        }
+        let zxid = self.ctx.reads.linearizable().await?;
+        Ok(Response::new(v1::SyncResponse {
+            header: self.ctx.header_at(zxid),
+        }))
+    }
+}

@@ -1,0 +1,468 @@
+//! The node, watch, session and cluster commands of the CLI.
+
+use std::io::{IsTerminal, Read};
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::output::{self, Printer};
+use super::{CliError, CreateArgs, LsArgs, RmArgs, SessionCommand, SetArgs, WatchArgs};
+use crate::client::{
+    ChildrenOptions, Client, ClientError, ClientOptions, CreateOptions, Session, SessionState,
+    Stat, WatchKind,
+};
+
+/// Data given on the command line, or stdin for `-`.
+fn read_data(arg: Option<&str>) -> Result<Vec<u8>, CliError> {
+    match arg {
+        None => Ok(Vec::new()),
+        Some("-") => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .map_err(|e| CliError::Other(format!("reading stdin: {e}")))?;
+            Ok(buf)
+        }
+        Some(s) => Ok(s.as_bytes().to_vec()),
+    }
+}
+
+fn no_node(path: &str) -> CliError {
+    CliError::Other(format!("NO_NODE: no node: {path}"))
+}
+
+/// Waits for Ctrl-C; an error installing the handler counts as "never".
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// `create`.
+pub async fn create(client: &Client, args: CreateArgs, out: &mut Printer) -> Result<(), CliError> {
+    let data = read_data(args.data.as_deref())?;
+    let mut own_session: Option<Session> = None;
+    let session_id = match (args.ephemeral, args.session) {
+        (false, _) => 0,
+        (true, Some(id)) => id,
+        (true, None) => {
+            let session = client
+                .open_session(Duration::from_millis(args.session_timeout))
+                .await?;
+            let id = session.id();
+            own_session = Some(session);
+            id
+        }
+    };
+    let options = CreateOptions {
+        mode: args.mode(),
+        session_id,
+        ttl_ms: args.ttl.unwrap_or(0),
+    };
+    let (path, stat) = match client.create(&args.path, data, options).await {
+        Ok(created) => created,
+        Err(e) => {
+            if let Some(session) = &own_session {
+                let _ = session.close().await;
+            }
+            return Err(e.into());
+        }
+    };
+    if out.json() {
+        let mut v = json!({ "path": path, "stat": output::stat_json(&stat) });
+        if session_id != 0 {
+            v["session_id"] = json!(session_id);
+        }
+        out.value(&v)?;
+    } else {
+        out.line(&path)?;
+    }
+    let Some(session) = own_session else {
+        return Ok(());
+    };
+    if args.wait {
+        eprintln!(
+            "holding {path} in session {}; Ctrl-C to delete it and exit",
+            output::session_id(session.id())
+        );
+        tokio::select! {
+            _ = ctrl_c() => {}
+            state = session.lost() => {
+                if let SessionState::Lost { reason } = state {
+                    return Err(CliError::Other(format!("session lost: {reason}")));
+                }
+            }
+        }
+    }
+    if let Err(e) = session.close().await {
+        eprintln!(
+            "warning: could not close session {} (the node goes when it expires): {e}",
+            output::session_id(session.id())
+        );
+    }
+    Ok(())
+}
+
+/// `get`.
+pub async fn get(client: &Client, path: &str, out: &mut Printer) -> Result<(), CliError> {
+    let (data, stat) = client.get_data(path).await?;
+    if out.json() {
+        out.value(&output::data_json(path, &data, &stat))?;
+    } else {
+        out.raw(&data)?;
+        if std::io::stdout().is_terminal() && !data.is_empty() && !data.ends_with(b"\n") {
+            out.raw(b"\n")?;
+        }
+    }
+    Ok(())
+}
+
+/// `set`.
+pub async fn set(client: &Client, args: SetArgs, out: &mut Printer) -> Result<(), CliError> {
+    let data = read_data(Some(&args.data))?;
+    let stat = client.set_data(&args.path, data, args.version).await?;
+    if out.json() {
+        out.value(&json!({ "path": args.path, "stat": output::stat_json(&stat) }))?;
+    }
+    Ok(())
+}
+
+/// `stat`.
+pub async fn stat(client: &Client, path: &str, out: &mut Printer) -> Result<(), CliError> {
+    let stat = client.exists(path).await?.ok_or_else(|| no_node(path))?;
+    if out.json() {
+        out.value(&json!({ "path": path, "stat": output::stat_json(&stat) }))?;
+    } else {
+        out.line(&output::stat_table(&stat))?;
+    }
+    Ok(())
+}
+
+/// `ls`.
+pub async fn ls(client: &Client, args: LsArgs, out: &mut Printer) -> Result<(), CliError> {
+    let options = if args.long {
+        ChildrenOptions::with_stats()
+    } else {
+        ChildrenOptions::default()
+    };
+    if !args.recursive {
+        let children = client.get_all_children_with(&args.path, options).await?;
+        if args.long && !out.json() {
+            out.line(output::LS_LONG_HEADER)?;
+        }
+        for child in children {
+            let path = output::join_path(&args.path, &child.name);
+            let stat = child.stat.as_ref();
+            print_entry(out, args.long, &path, &child.name, &child.name, stat)?;
+        }
+        return Ok(());
+    }
+
+    // Depth-first, pre-order, children in byte order: the node itself comes first.
+    let root_stat = if args.long {
+        Some(
+            client
+                .exists(&args.path)
+                .await?
+                .ok_or_else(|| no_node(&args.path))?,
+        )
+    } else {
+        None
+    };
+    if args.long && !out.json() {
+        out.line(output::LS_LONG_HEADER)?;
+    }
+    let mut stack: Vec<(String, Option<Stat>)> = vec![(args.path.clone(), root_stat)];
+    let mut is_root = true;
+    while let Some((path, stat)) = stack.pop() {
+        let children = match client.get_all_children_with(&path, options.clone()).await {
+            Ok(c) => c,
+            // Deleted while we walked: skip it, unless it is the root.
+            Err(e) if !is_root && e.is("NO_NODE") => continue,
+            Err(e) => return Err(e.into()),
+        };
+        is_root = false;
+        let name = output::base_name(&path);
+        print_entry(out, args.long, &path, name, &path, stat.as_ref())?;
+        for child in children.into_iter().rev() {
+            stack.push((output::join_path(&path, &child.name), child.stat));
+        }
+    }
+    Ok(())
+}
+
+/// One `ls` entry; `display` is what the text format shows (name, or full path with -R).
+fn print_entry(
+    out: &mut Printer,
+    long: bool,
+    path: &str,
+    name: &str,
+    display: &str,
+    stat: Option<&Stat>,
+) -> Result<(), CliError> {
+    if out.json() {
+        out.value(&output::ls_json(path, name, stat))?;
+    } else {
+        match (long, stat) {
+            (true, Some(stat)) => out.line(&output::ls_long_row(display, stat))?,
+            _ => out.line(display)?,
+        }
+    }
+    Ok(())
+}
+
+/// `rm`.
+pub async fn rm(client: &Client, args: RmArgs, out: &mut Printer) -> Result<(), CliError> {
+    let mut deleted = 0u64;
+    if args.recursive {
+        // Pre-order listing; deleting it in reverse removes every child before its parent.
+        let mut order = Vec::new();
+        let mut stack = vec![args.path.clone()];
+        while let Some(path) = stack.pop() {
+            let children = match client.get_all_children(&path).await {
+                Ok(c) => c,
+                Err(e) if path != args.path && e.is("NO_NODE") => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for name in children.into_iter().rev() {
+                stack.push(output::join_path(&path, &name));
+            }
+            order.push(path);
+        }
+        for path in order.iter().skip(1).rev() {
+            match client.delete(path, -1).await {
+                Ok(_) => deleted += 1,
+                Err(e) if e.is("NO_NODE") => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    client.delete(&args.path, args.version).await?;
+    deleted += 1;
+    if out.json() {
+        out.value(&json!({ "path": args.path, "deleted": deleted }))?;
+    }
+    Ok(())
+}
+
+/// `watch`: a persistent watch, resumed from the last seen zxid after transient failures.
+pub async fn watch(client: &Client, args: WatchArgs, out: &mut Printer) -> Result<(), CliError> {
+    let kind = if args.recursive {
+        WatchKind::PersistentRecursive
+    } else {
+        WatchKind::Persistent
+    };
+    let mut resume_from = args.from;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let result = tokio::select! {
+            _ = ctrl_c() => return Ok(()),
+            r = watch_once(client, &args.path, kind, &mut resume_from, &mut backoff, out) => r,
+        };
+        match result {
+            // A slow reader (RESOURCE_EXHAUSTED) can resume too: events are replayed.
+            Err(CliError::Client(e))
+                if e.is_retryable() || e.code() == tonic::Code::ResourceExhausted =>
+            {
+                eprintln!("watch interrupted ({e}); reconnecting");
+                tokio::select! {
+                    _ = ctrl_c() => return Ok(()),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+            Ok(()) => return Ok(()),
+        }
+    }
+}
+
+/// One watch stream: adds the watch (resuming after `resume_from` if set) and prints events
+/// until the stream fails. Keeps `resume_from` at the last printed zxid.
+async fn watch_once(
+    client: &Client,
+    path: &str,
+    kind: WatchKind,
+    resume_from: &mut Option<u64>,
+    backoff: &mut Duration,
+    out: &mut Printer,
+) -> Result<(), CliError> {
+    let mut watcher = client.watcher().await?;
+    let (_, added) = watcher.add(path, kind, *resume_from).await?;
+    eprintln!(
+        "watching {path} ({}) on {} {}",
+        kind.as_str_name(),
+        output::display_endpoint(watcher.endpoint()),
+        match resume_from {
+            Some(z) => format!("after zxid {z}"),
+            None => format!("from zxid {}", added.zxid),
+        }
+    );
+    if resume_from.is_none() {
+        *resume_from = Some(added.zxid);
+    }
+    *backoff = Duration::from_millis(100);
+    loop {
+        match watcher.next_event().await? {
+            Some((id, event)) => {
+                if out.json() {
+                    out.value(&output::event_json(id, &event))?;
+                } else {
+                    out.line(&output::event_line(&event))?;
+                }
+                *resume_from = Some(event.zxid);
+            }
+            None => return Err(ClientError::WatchClosed.into()),
+        }
+    }
+}
+
+/// `sync`.
+pub async fn sync(client: &Client, path: &str, out: &mut Printer) -> Result<(), CliError> {
+    let header = client.sync(path).await?;
+    if out.json() {
+        out.value(&json!({
+            "path": path,
+            "member_id": header.member_id,
+            "zxid": header.zxid,
+        }))?;
+    } else {
+        out.line(&format!(
+            "member {} applied zxid {}",
+            header.member_id, header.zxid
+        ))?;
+    }
+    Ok(())
+}
+
+/// `session open|ls|get`.
+pub async fn session(
+    client: &Client,
+    command: SessionCommand,
+    out: &mut Printer,
+) -> Result<(), CliError> {
+    match command {
+        SessionCommand::Open { timeout } => {
+            let session = client.open_session(Duration::from_millis(timeout)).await?;
+            let timeout_ms = session.timeout().as_millis();
+            if out.json() {
+                out.value(&json!({
+                    "session_id": session.id(),
+                    "session_id_hex": output::session_id(session.id()),
+                    "secret_hex": output::hex(session.secret()),
+                    "secret_base64": output::base64(session.secret()),
+                    "timeout_ms": u64::try_from(timeout_ms).unwrap_or(u64::MAX),
+                }))?;
+            } else {
+                out.line(&format!(
+                    "session_id  {}\nsecret      {}\ntimeout_ms  {timeout_ms}",
+                    output::session_id(session.id()),
+                    output::hex(session.secret())
+                ))?;
+            }
+            eprintln!("keeping the session alive; Ctrl-C to close it");
+            tokio::select! {
+                _ = ctrl_c() => {
+                    session.close().await?;
+                    Ok(())
+                }
+                state = session.lost() => match state {
+                    SessionState::Lost { reason } => {
+                        Err(CliError::Other(format!("session lost: {reason}")))
+                    }
+                    _ => Ok(()),
+                },
+            }
+        }
+        SessionCommand::Ls => {
+            let sessions = client.list_sessions().await?;
+            if out.json() {
+                for s in &sessions {
+                    out.value(&output::session_json(s))?;
+                }
+            } else {
+                out.line(output::SESSION_HEADER)?;
+                for s in &sessions {
+                    out.line(&output::session_row(s))?;
+                }
+            }
+            Ok(())
+        }
+        SessionCommand::Get { id } => {
+            let s = client.get_session(id).await?;
+            if out.json() {
+                out.value(&output::session_json(&s))?;
+            } else {
+                out.line(&output::session_table(&s))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `status`: asks every endpoint separately, so one dead member does not hide the others.
+pub async fn status(
+    endpoints: &[String],
+    options: ClientOptions,
+    out: &mut Printer,
+) -> Result<(), CliError> {
+    let options = ClientOptions {
+        connect_timeout: options.connect_timeout.min(options.timeout),
+        ..options
+    };
+    let asks = endpoints.iter().map(|endpoint| async move {
+        let result = async {
+            let client = Client::connect_with(std::slice::from_ref(endpoint), options).await?;
+            client.status().await
+        }
+        .await;
+        (endpoint.clone(), result)
+    });
+    let results = futures::future::join_all(asks).await;
+    if !out.json() {
+        out.line(output::STATUS_HEADER)?;
+    }
+    let mut failed = 0;
+    for (endpoint, result) in &results {
+        match result {
+            Ok(s) => {
+                if out.json() {
+                    out.value(&output::status_json(endpoint, s))?;
+                } else {
+                    out.line(&output::status_row(endpoint, s))?;
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                if out.json() {
+                    out.value(&output::status_error_json(endpoint, &e.to_string()))?;
+                } else {
+                    out.line(&output::status_error_row(endpoint, &e.to_string()))?;
+                }
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(CliError::Other(format!(
+            "UNAVAILABLE: {failed} of {} endpoints did not answer",
+            results.len()
+        )));
+    }
+    Ok(())
+}
+
+/// `members`.
+pub async fn members(client: &Client, out: &mut Printer) -> Result<(), CliError> {
+    let members = client.members().await?;
+    if out.json() {
+        for m in &members {
+            out.value(&output::member_json(m))?;
+        }
+    } else {
+        out.line(output::MEMBER_HEADER)?;
+        for m in &members {
+            out.line(&output::member_row(m))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! The client's error type: a gRPC status from the server (with its `ErrorInfo` reason), or a
+//! failure on the client side (bad endpoint, no connection, no reply in time, a watch reply).
+
+use std::time::Duration;
+
+use tonic::{Code, Status};
+
+/// Why a client call failed.
+///
+/// Every variant displays as one line that starts with an upper-snake name, e.g.
+/// `NO_NODE: no node: /a/b` or `UNAVAILABLE: tcp connect error`, so a CLI can print it as is.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server (or the transport) answered with a gRPC status. Baton's statuses carry a
+    /// `google.rpc.ErrorInfo` whose reason is ZooKeeper's error name; see
+    /// [`ClientError::reason`].
+    #[error("{}", status_line(.0))]
+    Status(Status),
+    /// An endpoint string could not be understood.
+    #[error("INVALID_ENDPOINT: {endpoint:?}: {why}")]
+    InvalidEndpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// No endpoint accepted a connection.
+    #[error("UNAVAILABLE: cannot connect to {endpoints}: {message}")]
+    Connect {
+        /// The endpoints that were tried, comma-separated.
+        endpoints: String,
+        /// The last connection error.
+        message: String,
+    },
+    /// No reply arrived within the call's timeout. For a write, the outcome is unknown: it
+    /// may or may not have been applied.
+    #[error("DEADLINE_EXCEEDED: no reply within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    /// The server refused to add a watch (e.g. `NO_NODE` for a DATA watch on a missing node).
+    #[error("{reason}: {message}")]
+    Watch {
+        /// The error name, e.g. `NO_NODE`, `INVALID_PATH`.
+        reason: String,
+        /// Human-readable detail.
+        message: String,
+    },
+    /// A watch asked to resume from a zxid older than the member's event history; nothing was
+    /// registered.
+    #[error("COMPACTED: watch history starts at zxid {oldest_zxid}; resume from {} or later", .oldest_zxid.saturating_sub(1))]
+    Compacted {
+        /// The oldest zxid whose events the member still holds.
+        oldest_zxid: u64,
+    },
+    /// The watch stream ended without a status (the server closed it).
+    #[error("UNAVAILABLE: the watch stream was closed by the server")]
+    WatchClosed,
+    /// An argument was rejected before anything was sent.
+    #[error("BAD_ARGUMENTS: {0}")]
+    InvalidArgument(String),
+}
+
+impl From<Status> for ClientError {
+    fn from(status: Status) -> Self {
+        ClientError::Status(status)
+    }
+}
+
+impl ClientError {
+    /// The machine-readable reason: the `ErrorInfo` reason of a server status (`NO_NODE`,
+    /// `BAD_VERSION`, `SESSION_EXPIRED`, ...), the reason of a refused watch, or `COMPACTED`.
+    /// `None` for transport and client-side errors.
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            ClientError::Status(s) => crate::error::status_reason(s),
+            ClientError::Watch { reason, .. } => Some(reason.clone()),
+            ClientError::Compacted { .. } => Some("COMPACTED".to_string()),
+            _ => None,
+        }
+    }
+
+    /// The gRPC code this error corresponds to.
+    pub fn code(&self) -> Code {
+        match self {
+            ClientError::Status(s) => s.code(),
+            ClientError::InvalidEndpoint { .. } | ClientError::InvalidArgument(_) => {
+                Code::InvalidArgument
+            }
+            ClientError::Connect { .. } | ClientError::WatchClosed => Code::Unavailable,
+            ClientError::Timeout(_) => Code::DeadlineExceeded,
+            ClientError::Watch { reason, .. } => code_for_reason(reason),
+            ClientError::Compacted { .. } => Code::OutOfRange,
+        }
+    }
+
+    /// The gRPC status, if the error came from one.
+    pub fn status(&self) -> Option<&Status> {
+        match self {
+            ClientError::Status(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Whether the failure is transient, so the same request may succeed later (no leader, no
+    /// quorum, member down or shutting down, connection refused).
+    ///
+    /// A write that failed with a retryable error after it reached the server may still have
+    /// been applied, except when the reason is `UNAVAILABLE` (the server says it did not apply
+    /// it); the client only retries writes itself when it knows they were not applied.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Status(s) => {
+                s.code() == Code::Unavailable
+                    || crate::error::status_reason(s).as_deref() == Some("UNAVAILABLE")
+            }
+            ClientError::Connect { .. } | ClientError::WatchClosed => true,
+            _ => false,
+        }
+    }
+
+    /// Whether this is the given reason, e.g. `err.is("NO_NODE")`.
+    pub fn is(&self, reason: &str) -> bool {
+        self.reason().as_deref() == Some(reason)
+    }
+}
+
+/// Whether the status shows the request never reached a server (the connection could not be
+/// made), or the server said it did not apply it; either way a write can be sent again.
+pub(crate) fn not_applied(status: &Status) -> bool {
+    if crate::error::status_reason(status).as_deref() == Some("UNAVAILABLE") {
+        return true;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(err) = source {
+        if err.is::<tonic::ConnectError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// The upper-snake name of a gRPC code (`NOT_FOUND`, `UNAVAILABLE`, ...).
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// The gRPC code Baton uses for a reason (see `BatonError::code`); `Unknown` if unknown.
+fn code_for_reason(reason: &str) -> Code {
+    match reason {
+        "NO_NODE" => Code::NotFound,
+        "NODE_EXISTS" => Code::AlreadyExists,
+        "BAD_VERSION"
+        | "NOT_EMPTY"
+        | "NO_CHILDREN_FOR_EPHEMERALS"
+        | "SESSION_EXPIRED"
+        | "RUNTIME_INCONSISTENCY" => Code::FailedPrecondition,
+        "INVALID_PATH" | "BAD_ARGUMENTS" => Code::InvalidArgument,
+        "AUTH_FAILED" => Code::Unauthenticated,
+        "TOO_LARGE" => Code::ResourceExhausted,
+        "NO_AUTH" => Code::PermissionDenied,
+        "UNAVAILABLE" => Code::Unavailable,
+        "OUTCOME_UNKNOWN" | "DEADLINE_EXCEEDED" => Code::DeadlineExceeded,
+        "INTERNAL" => Code::Internal,
+        _ => Code::Unknown,
+    }
+}
+
+/// `REASON: message` on one line; the code's name stands in for a missing reason.
+fn status_line(status: &Status) -> String {
+    let name =
+        crate::error::status_reason(status).unwrap_or_else(|| code_name(status.code()).to_string());
+    let message = one_line(status.message());
+    if message.is_empty() {
+        name
+    } else {
+        format!("{name}: {message}")
+    }
+}
+
+/// Collapses line breaks and runs of whitespace so an error stays on one line.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::BatonError;
+
+    #[test]
+    fn displays_reason_and_message() {
+        let e = ClientError::from(Status::from(BatonError::NoNode("/a/b".into())));
+        assert_eq!(e.to_string(), "NO_NODE: no node: /a/b");
+        assert_eq!(e.reason().as_deref(), Some("NO_NODE"));
+        assert_eq!(e.code(), Code::NotFound);
+        assert!(e.is("NO_NODE"));
+        assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn displays_code_without_reason() {
+        let e = ClientError::from(Status::unavailable("tcp connect error\n refused"));
+        assert_eq!(e.to_string(), "UNAVAILABLE: tcp connect error refused");
+        assert_eq!(e.reason(), None);
+        assert!(e.is_retryable());
+        let e = ClientError::from(Status::internal(""));
+        assert_eq!(e.to_string(), "INTERNAL");
+    }
+
+    #[test]
+    fn server_unavailable_is_not_applied() {
+        let s = Status::from(BatonError::Unavailable("no leader".into()));
+        assert!(not_applied(&s));
+        assert!(!not_applied(&Status::unavailable("connection reset")));
+        assert!(ClientError::from(s).is_retryable());
+    }
+
+    #[test]
+    fn client_side_errors() {
+        let e = ClientError::Timeout(Duration::from_millis(1500));
+        assert_eq!(e.to_string(), "DEADLINE_EXCEEDED: no reply within 1500 ms");
+        assert_eq!(e.code(), Code::DeadlineExceeded);
+        let e = ClientError::Compacted { oldest_zxid: 42 };
+        assert_eq!(e.reason().as_deref(), Some("COMPACTED"));
+        assert!(e.to_string().starts_with("COMPACTED: "));
+        let e = ClientError::Watch {
+            reason: "NO_NODE".into(),
+            message: "no node: /x".into(),
+        };
+        assert_eq!(e.to_string(), "NO_NODE: no node: /x");
+        assert_eq!(e.code(), Code::NotFound);
+    }
+}

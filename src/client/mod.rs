@@ -1,0 +1,741 @@
+//! The Rust client library for Baton: znode CRUD, multi, sync, sessions kept alive in the
+//! background, watch streams, and cluster status.
+//!
+//! A [`Client`] holds one gRPC channel per endpoint and sends each call to its *current*
+//! endpoint. When that endpoint is unavailable (connection refused, member down or without a
+//! quorum) the client moves on to the next one; reads are retried there at once, writes only
+//! when they are known not to have been applied (the connection was never made, or the server
+//! answered `UNAVAILABLE`). Every call has a timeout (10 s by default, see
+//! [`Client::with_timeout`]); a write that times out has an unknown outcome.
+//!
+//! Returned values are the generated protobuf types ([`Stat`], [`MultiResponse`], ...): the
+//! client is the edge of the system, and those types are the public API.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use baton::client::{Client, CreateOptions, WatchKind};
+//!
+//! # async fn example() -> Result<(), baton::client::ClientError> {
+//! let client = Client::connect(&["127.0.0.1:7420".to_string()]).await?;
+//! let (path, stat) = client.create("/app", b"hello", CreateOptions::persistent()).await?;
+//! let (data, stat) = client.get_data(&path).await?;
+//! client.set_data("/app", b"world", stat.version).await?;
+//!
+//! // Ephemeral nodes live as long as a session that the library keeps alive.
+//! let session = client.open_session(Duration::from_secs(10)).await?;
+//! client.create("/app/me", b"", CreateOptions::ephemeral(session.id())).await?;
+//!
+//! // Watch the subtree.
+//! let mut watcher = client.watcher().await?;
+//! let (watch_id, added) = watcher.add("/app", WatchKind::PersistentRecursive, None).await?;
+//! while let Some((id, event)) = watcher.next_event().await? {
+//!     println!("{id}: {} at zxid {}", event.path, event.zxid);
+//! }
+//! session.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Errors
+//!
+//! Every call returns [`ClientError`]. Server errors carry ZooKeeper's error name as
+//! [`ClientError::reason`] (`NO_NODE`, `NODE_EXISTS`, `BAD_VERSION`, `NOT_EMPTY`,
+//! `SESSION_EXPIRED`, ...); [`ClientError::is_retryable`] tells transient failures apart.
+
+mod endpoint;
+mod error;
+mod ops;
+mod session;
+mod watch;
+
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Response, Status};
+
+use crate::proto::v1::cluster_client::ClusterClient;
+use crate::proto::v1::sessions_client::SessionsClient;
+use crate::proto::v1::z_nodes_client::ZNodesClient;
+use crate::proto::v1::{self as pb};
+
+pub use endpoint::{normalize_endpoint, split_endpoints, DEFAULT_PORT};
+pub use error::{code_name, ClientError};
+pub use ops::{Child, ChildrenOptions, CreateOptions, MultiOps, ReadOptions};
+pub use session::{Session, SessionState};
+pub use watch::{Watcher, WatcherStream};
+
+pub use crate::proto::v1::add_watch::Kind as WatchKind;
+pub use crate::proto::v1::{
+    Added, Consistency, CreateMode, EventType, GetChildrenResponse, Member, MultiResponse, Op,
+    ResponseHeader, SessionInfo, Stat, StatusResponse, WatchEvent,
+};
+
+/// Connection settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// Deadline of each call, retries included (default 10 s).
+    pub timeout: Duration,
+    /// Deadline of each TCP + HTTP/2 connection attempt (default 3 s).
+    pub connect_timeout: Duration,
+    /// Largest message the client accepts (default 64 MiB: a page of 10 000 children with
+    /// stats, or a 1 MiB value, fits easily).
+    pub max_message_size: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(3),
+            max_message_size: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Whether a call may be sent again after it may have reached a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Retry {
+    /// Reads: retried on the next endpoint after any `UNAVAILABLE`.
+    Idempotent,
+    /// Writes: retried only when known not to have been applied.
+    IfNotApplied,
+}
+
+/// A handle on a Baton cluster. Cheap to clone; clones share the connections.
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+    timeout: Duration,
+}
+
+struct Shared {
+    /// Normalised URIs, in the order given.
+    endpoints: Vec<String>,
+    /// One channel per endpoint. tonic channels reconnect by themselves; a channel whose
+    /// member is down fails fast with `UNAVAILABLE`.
+    channels: Vec<Channel>,
+    /// Index of the endpoint calls go to; advanced when it turns out unavailable.
+    current: AtomicUsize,
+    options: ClientOptions,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoints", &self.shared.endpoints)
+            .field("current", &self.current_endpoint())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects to a cluster with default options. See [`Client::connect_with`].
+    ///
+    /// # Errors
+    /// As [`Client::connect_with`].
+    pub async fn connect(endpoints: &[String]) -> Result<Client, ClientError> {
+        Self::connect_with(endpoints, ClientOptions::default()).await
+    }
+
+    /// Connects to a cluster. Endpoints are `host:port` or `http://host:port`; they are tried
+    /// in order and the first that accepts a connection becomes the current one. The others
+    /// are connected lazily, when a call fails over to them.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidEndpoint`] if an endpoint cannot be parsed or the list is empty;
+    /// [`ClientError::Connect`] if no endpoint accepts a connection.
+    pub async fn connect_with(
+        endpoints: &[String],
+        options: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        if endpoints.is_empty() {
+            return Err(ClientError::InvalidEndpoint {
+                endpoint: String::new(),
+                why: "no endpoints given".to_string(),
+            });
+        }
+        let uris = endpoints
+            .iter()
+            .map(|e| normalize_endpoint(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let configured = uris
+            .iter()
+            .map(|uri| {
+                Endpoint::from_shared(uri.clone())
+                    .map(|e| configure(e, &options))
+                    .map_err(|e| ClientError::InvalidEndpoint {
+                        endpoint: uri.clone(),
+                        why: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let mut channels: Vec<Option<Channel>> = vec![None; configured.len()];
+        let mut current = None;
+        let mut last_error = String::new();
+        for (i, endpoint) in configured.iter().enumerate() {
+            match endpoint.connect().await {
+                Ok(channel) => {
+                    channels[i] = Some(channel);
+                    current = Some(i);
+                    break;
+                }
+                Err(e) => last_error = error_chain(&e),
+            }
+        }
+        let Some(current) = current else {
+            return Err(ClientError::Connect {
+                endpoints: uris
+                    .iter()
+                    .map(|u| u.trim_start_matches("http://"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                message: last_error,
+            });
+        };
+        let channels = channels
+            .into_iter()
+            .zip(&configured)
+            .map(|(c, e)| c.unwrap_or_else(|| e.connect_lazy()))
+            .collect();
+        Ok(Client {
+            shared: Arc::new(Shared {
+                endpoints: uris,
+                channels,
+                current: AtomicUsize::new(current),
+                options,
+            }),
+            timeout: options.timeout,
+        })
+    }
+
+    /// A handle on the same connections whose calls use `timeout` instead.
+    pub fn with_timeout(&self, timeout: Duration) -> Client {
+        Client {
+            shared: Arc::clone(&self.shared),
+            timeout,
+        }
+    }
+
+    /// The per-call timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The endpoints, normalised (`http://host:port`), in the order given.
+    pub fn endpoints(&self) -> &[String] {
+        &self.shared.endpoints
+    }
+
+    /// The endpoint calls currently go to.
+    pub fn current_endpoint(&self) -> &str {
+        let (i, _) = self.current();
+        &self.shared.endpoints[i]
+    }
+
+    /// The channel to the current endpoint, for calling generated stubs directly (e.g.
+    /// `ZNodesClient::new(client.channel())`). Such calls get no timeout or failover.
+    pub fn channel(&self) -> Channel {
+        self.current().1
+    }
+
+    // ----- znodes -----
+
+    /// Creates a node and returns the path actually created (with the sequential suffix, if
+    /// any) and its Stat.
+    ///
+    /// # Errors
+    /// `NODE_EXISTS`, `NO_NODE` (missing parent), `NO_CHILDREN_FOR_EPHEMERALS`,
+    /// `INVALID_PATH`, `SESSION_EXPIRED` (ephemeral with a dead session), `BAD_ARGUMENTS`
+    /// (e.g. TTL out of range), `TOO_LARGE`, `NO_AUTH` (under `/baton`), transport errors.
+    pub async fn create(
+        &self,
+        path: &str,
+        data: impl Into<Vec<u8>>,
+        options: CreateOptions,
+    ) -> Result<(String, Stat), ClientError> {
+        let req = options.request(path, data.into());
+        let max = self.max_message_size();
+        let resp = self
+            .unary(Retry::IfNotApplied, req, move |ch, r| async move {
+                znodes(ch, max).create(r).await
+            })
+            .await?;
+        Ok((resp.path, resp.stat.unwrap_or_default()))
+    }
+
+    /// Reads a node's data and Stat (linearizable).
+    ///
+    /// # Errors
+    /// `NO_NODE`, `INVALID_PATH`, transport errors.
+    pub async fn get_data(&self, path: &str) -> Result<(Vec<u8>, Stat), ClientError> {
+        self.get_data_with(path, ReadOptions::default()).await
+    }
+
+    /// Reads a node's data and Stat with the given consistency.
+    ///
+    /// # Errors
+    /// As [`Client::get_data`]; `DEADLINE_EXCEEDED` if `min_zxid` is not reached in time.
+    pub async fn get_data_with(
+        &self,
+        path: &str,
+        options: ReadOptions,
+    ) -> Result<(Vec<u8>, Stat), ClientError> {
+        let req = pb::GetDataRequest {
+            path: path.to_string(),
+            consistency: options.consistency as i32,
+            min_zxid: options.min_zxid,
+        };
+        let max = self.max_message_size();
+        let resp = self
+            .unary(Retry::Idempotent, req, move |ch, r| async move {
+                znodes(ch, max).get_data(r).await
+            })
+            .await?;
+        Ok((resp.data, resp.stat.unwrap_or_default()))
+    }
+
+    /// The node's Stat, or `None` if it does not exist (linearizable).
+    ///
+    /// # Errors
+    /// `INVALID_PATH`, transport errors.
+    pub async fn exists(&self, path: &str) -> Result<Option<Stat>, ClientError> {
+        self.exists_with(path, ReadOptions::default()).await
+    }
+
+    /// Like [`Client::exists`] with the given consistency.
+    ///
+    /// # Errors
+    /// As [`Client::exists`].
+    pub async fn exists_with(
+        &self,
+        path: &str,
+        options: ReadOptions,
+    ) -> Result<Option<Stat>, ClientError> {
+        let req = pb::ExistsRequest {
+            path: path.to_string(),
+            consistency: options.consistency as i32,
+            min_zxid: options.min_zxid,
+        };
+        let max = self.max_message_size();
+        let resp = self
+            .unary(Retry::Idempotent, req, move |ch, r| async move {
+                znodes(ch, max).exists(r).await
+            })
+            .await?;
+        Ok(resp.exists.then(|| resp.stat.unwrap_or_default()))
+    }
+
+    /// Replaces a node's data if its version is `version` (-1 = any); returns the new Stat.
+    ///
+    /// # Errors
+    /// `NO_NODE`, `BAD_VERSION`, `TOO_LARGE`, `INVALID_PATH`, `NO_AUTH`, transport errors.
+    pub async fn set_data(
+        &self,
+        path: &str,
+        data: impl Into<Vec<u8>>,
+        version: i32,
+    ) -> Result<Stat, ClientError> {
+        let req = pb::SetDataRequest {
+            path: path.to_string(),
+            data: data.into(),
+            version,
+        };
+        let max = self.max_message_size();
+        let resp = self
+            .unary(Retry::IfNotApplied, req, move |ch, r| async move {
+                znodes(ch, max).set_data(r).await
+            })
+            .await?;
+        Ok(resp.stat.unwrap_or_default())
+    }
+
+    /// Deletes a node if its version is `version` (-1 = any). The header's zxid is the index
+    /// of the deleting change.
+    ///
+    /// # Errors
+    /// `NO_NODE`, `BAD_VERSION`, `NOT_EMPTY`, `INVALID_PATH`, `NO_AUTH`, transport errors.
+    pub async fn delete(&self, path: &str, version: i32) -> Result<ResponseHeader, ClientError> {
+        let req = pb::DeleteRequest {
+            path: path.to_string(),
+            version,
+        };
+        let max = self.max_message_size();
+        let resp = self
+            .unary(Retry::IfNotApplied, req, move |ch, r| async move {
+                znodes(ch, max).delete(r).await
+            })
+            .await?;
+        Ok(resp.header.unwrap_or_default())
+    }
+
+    /// One page of a node's children (names in byte order, optional stats, the parent's Stat,
+    /// and `next`, the `start_after` of the following page, empty on the last page).
+    ///
+    /// # Errors
+    /// `NO_NODE`, `INVALID_PATH`, transport errors.
+    pub async fn get_children(
+        &self,
+        path: &str,
+        options: ChildrenOptions,
+    ) -> Result<GetChildrenResponse, ClientError> {
+        let req = options.request(path);
+        let max = self.max_message_size();
+        self.unary(Retry::Idempotent, req, move |ch, r| async move {
+            znodes(ch, max).get_children(r).await
+        })
+        .await
+    }
+
+    /// Every child name of a node, following pages until the last.
+    ///
+    /// # Errors
+    /// As [`Client::get_children`].
+    pub async fn get_all_children(&self, path: &str) -> Result<Vec<String>, ClientError> {
+        let children = self
+            .get_all_children_with(path, ChildrenOptions::default())
+            .await?;
+        Ok(children.into_iter().map(|c| c.name).collect())
+    }
+
+    /// Every child of a node (with stats if `options.include_stats`), following pages from
+    /// `options.start_after` until the last. Later pages wait for the zxid the first page was
+    /// read at, so the listing never goes back in time; it is not one atomic snapshot.
+    ///
+    /// # Errors
+    /// As [`Client::get_children`].
+    pub async fn get_all_children_with(
+        &self,
+        path: &str,
+        mut options: ChildrenOptions,
+    ) -> Result<Vec<Child>, ClientError> {
+        let mut out = Vec::new();
+        loop {
+            let page = self.get_children(path, options.clone()).await?;
+            let mut stats = page.stats.into_iter();
+            for name in page.children {
+                let stat = if options.include_stats {
+                    stats.next()
+                } else {
+                    None
+                };
+                out.push(Child { name, stat });
+            }
+            if page.next.is_empty() || page.next == options.start_after {
+                return Ok(out);
+            }
+            options.start_after = page.next;
+            if let Some(h) = page.header {
+                options.min_zxid = options.min_zxid.max(h.zxid);
+            }
+        }
+    }
+
+    /// Applies operations atomically. A failed Multi is *not* an `Err`: the response has
+    /// `succeeded == false`, `failed_op_index`, and a per-op error for each op.
+    ///
+    /// # Errors
+    /// Errors of the request as a whole (e.g. `BAD_ARGUMENTS` for an empty op), transport
+    /// errors.
+    pub async fn multi(
+        &self,
+        ops: impl IntoIterator<Item = Op>,
+    ) -> Result<MultiResponse, ClientError> {
+        let req = pb::MultiRequest {
+            ops: ops.into_iter().collect(),
+        };
+        let max = self.max_message_size();
+        self.unary(Retry::IfNotApplied, req, move |ch, r| async move {
+            znodes(ch, max).multi(r).await
+        })
+        .await
+    }
+
+    /// Waits until the current member has applied every write committed before the call;
+    /// the header's zxid is its applied index afterwards.
+    ///
+    /// # Errors
+    /// `INVALID_PATH`, `DEADLINE_EXCEEDED`, transport errors.
+    pub async fn sync(&self, path: &str) -> Result<ResponseHeader, ClientError> {
+        let req = pb::SyncRequest {
+            path: path.to_string(),
+        };
+        let max = self.max_message_size();
+        let resp = self
+            .unary(Retry::Idempotent, req, move |ch, r| async move {
+                znodes(ch, max).sync(r).await
+            })
+            .await?;
+        Ok(resp.header.unwrap_or_default())
+    }
+
+    // ----- sessions -----
+
+    /// Opens a session and keeps it alive in the background; see [`Session`]. The server
+    /// clamps `timeout` into its bounds; [`Session::timeout`] is the negotiated value.
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub async fn open_session(&self, timeout: Duration) -> Result<Session, ClientError> {
+        let req = pb::OpenSessionRequest {
+            timeout_ms: i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX),
+        };
+        let max = self.max_message_size();
+        let resp = self
+            .unary(Retry::IfNotApplied, req, move |ch, r| async move {
+                sessions(ch, max).open(r).await
+            })
+            .await?;
+        let negotiated = Duration::from_millis(u64::try_from(resp.timeout_ms).unwrap_or(0));
+        let negotiated = if negotiated.is_zero() {
+            timeout
+        } else {
+            negotiated
+        };
+        Ok(Session::start(
+            self.clone(),
+            resp.session_id,
+            resp.secret,
+            negotiated,
+            None,
+        ))
+    }
+
+    /// Keeps alive a session opened elsewhere (e.g. by another process), proving ownership
+    /// with its secret. One keepalive round trip is made before returning.
+    ///
+    /// # Errors
+    /// `SESSION_EXPIRED` if the session is unknown, `AUTH_FAILED` for a wrong secret,
+    /// transport errors.
+    pub async fn resume_session(
+        &self,
+        id: u64,
+        secret: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Session, ClientError> {
+        Session::resume(self.clone(), id, secret, timeout).await
+    }
+
+    /// Closes a session by id and secret, deleting its ephemeral nodes.
+    ///
+    /// # Errors
+    /// `SESSION_EXPIRED`, `AUTH_FAILED`, transport errors.
+    pub async fn close_session(
+        &self,
+        id: u64,
+        secret: &[u8],
+    ) -> Result<ResponseHeader, ClientError> {
+        let req = pb::CloseSessionRequest {
+            session_id: id,
+            secret: secret.to_vec(),
+        };
+        let max = self.max_message_size();
+        let resp = self
+            .unary(Retry::IfNotApplied, req, move |ch, r| async move {
+                sessions(ch, max).close(r).await
+            })
+            .await?;
+        Ok(resp.header.unwrap_or_default())
+    }
+
+    /// Describes one live session.
+    ///
+    /// # Errors
+    /// `SESSION_EXPIRED` if it does not exist, transport errors.
+    pub async fn get_session(&self, id: u64) -> Result<SessionInfo, ClientError> {
+        let req = pb::GetSessionRequest { session_id: id };
+        let max = self.max_message_size();
+        let resp = self
+            .unary(Retry::Idempotent, req, move |ch, r| async move {
+                sessions(ch, max).get(r).await
+            })
+            .await?;
+        resp.session.ok_or_else(|| {
+            ClientError::Status(Status::internal("GetSession reply without a session"))
+        })
+    }
+
+    /// Every live session, ordered by id.
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub async fn list_sessions(&self) -> Result<Vec<SessionInfo>, ClientError> {
+        let max = self.max_message_size();
+        let resp = self
+            .unary(
+                Retry::Idempotent,
+                pb::ListSessionsRequest {},
+                move |ch, r| async move { sessions(ch, max).list(r).await },
+            )
+            .await?;
+        Ok(resp.sessions)
+    }
+
+    // ----- watches -----
+
+    /// Opens a watch stream on the current endpoint; see [`Watcher`]. Events are served by
+    /// that member as it applies the log.
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub async fn watcher(&self) -> Result<Watcher, ClientError> {
+        Watcher::open(self).await
+    }
+
+    // ----- cluster -----
+
+    /// The current member's status.
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub async fn status(&self) -> Result<StatusResponse, ClientError> {
+        let max = self.max_message_size();
+        self.unary(
+            Retry::Idempotent,
+            pb::StatusRequest {},
+            move |ch, r| async move { cluster(ch, max).status(r).await },
+        )
+        .await
+    }
+
+    /// The cluster's members, voters and learners, ordered by id.
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub async fn members(&self) -> Result<Vec<Member>, ClientError> {
+        let max = self.max_message_size();
+        let resp = self
+            .unary(
+                Retry::Idempotent,
+                pb::MembersRequest {},
+                move |ch, r| async move { cluster(ch, max).members(r).await },
+            )
+            .await?;
+        Ok(resp.members)
+    }
+
+    // ----- plumbing -----
+
+    fn max_message_size(&self) -> usize {
+        self.shared.options.max_message_size
+    }
+
+    /// The current endpoint's index and channel.
+    fn current(&self) -> (usize, Channel) {
+        let n = self.shared.channels.len();
+        let i = self.shared.current.load(Ordering::Relaxed) % n;
+        (i, self.shared.channels[i].clone())
+    }
+
+    /// Moves the current endpoint past `failed`, unless another call already moved it.
+    fn fail_over(&self, failed: usize) {
+        let n = self.shared.channels.len();
+        let _ = self.shared.current.compare_exchange(
+            failed,
+            (failed + 1) % n,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Sends a unary call with the client's deadline, failing over to the next endpoint on
+    /// `UNAVAILABLE` (and on a timeout, without retrying) as `retry` allows. Each endpoint is
+    /// tried at most once.
+    async fn unary<Req, Resp, F, Fut>(
+        &self,
+        retry: Retry,
+        req: Req,
+        call: F,
+    ) -> Result<Resp, ClientError>
+    where
+        Req: Clone,
+        F: Fn(Channel, Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Response<Resp>, Status>>,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let attempts = self.shared.channels.len();
+        let mut last = None;
+        for _ in 0..attempts {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            let (index, channel) = self.current();
+            let mut request = Request::new(req.clone());
+            request.set_timeout(remaining);
+            match tokio::time::timeout_at(deadline, call(channel, request)).await {
+                Err(_) => {
+                    self.fail_over(index);
+                    return Err(ClientError::Timeout(self.timeout));
+                }
+                Ok(Ok(resp)) => return Ok(resp.into_inner()),
+                Ok(Err(status)) => {
+                    if status.code() != Code::Unavailable {
+                        return Err(status.into());
+                    }
+                    self.fail_over(index);
+                    if retry == Retry::IfNotApplied && !error::not_applied(&status) {
+                        return Err(status.into());
+                    }
+                    last = Some(status);
+                }
+            }
+        }
+        Err(match last {
+            Some(status) => status.into(),
+            None => ClientError::Timeout(self.timeout),
+        })
+    }
+}
+
+fn configure(endpoint: Endpoint, options: &ClientOptions) -> Endpoint {
+    endpoint
+        .connect_timeout(options.connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true)
+}
+
+fn znodes(channel: Channel, max: usize) -> ZNodesClient<Channel> {
+    ZNodesClient::new(channel)
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max)
+}
+
+fn sessions(channel: Channel, max: usize) -> SessionsClient<Channel> {
+    SessionsClient::new(channel)
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max)
+}
+
+fn cluster(channel: Channel, max: usize) -> ClusterClient<Channel> {
+    ClusterClient::new(channel)
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max)
+}
+
+/// An error and its sources on one line (`transport error: tcp connect error: refused`).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        source = e.source();
+    }
+    out
+}

@@ -1,0 +1,449 @@
+//! Server configuration: flags, `BATON_*` environment variables and an optional TOML file,
+//! validated once. Precedence: flag > environment > file > default.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Configuration problems, reported before anything starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML file could not be read or parsed.
+    #[error("config file {path}: {msg}")]
+    File {
+        /// File.
+        path: PathBuf,
+        /// What went wrong.
+        msg: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `batond` flags. Every flag also reads `BATON_<NAME>` and the `[server]`-less keys of the
+/// TOML file given by `--config` (same names with `_` instead of `-`).
+#[derive(Debug, Default, Parser, Deserialize)]
+#[command(name = "batond", version, about = "Baton coordination service member")]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    /// TOML config file.
+    #[arg(long, env = "BATON_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// This member's id (> 0).
+    #[arg(long, env = "BATON_ID")]
+    pub id: Option<u64>,
+    /// Data directory.
+    #[arg(long, env = "BATON_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Client gRPC listen address.
+    #[arg(long, env = "BATON_LISTEN_CLIENT")]
+    pub listen_client: Option<String>,
+    /// Peer (replication) listen address.
+    #[arg(long, env = "BATON_LISTEN_PEER")]
+    pub listen_peer: Option<String>,
+    /// Client address advertised to other members and clients (default: the listen address).
+    #[arg(long, env = "BATON_ADVERTISE_CLIENT")]
+    pub advertise_client: Option<String>,
+    /// Peer address advertised to other members (default: the listen address).
+    #[arg(long, env = "BATON_ADVERTISE_PEER")]
+    pub advertise_peer: Option<String>,
+    /// Initial members `id=host:peerport,...`; empty = a single-member cluster of this member.
+    #[arg(long, env = "BATON_INITIAL_MEMBERS")]
+    pub initial_members: Option<String>,
+    /// Log format.
+    #[arg(long, env = "BATON_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Largest znode data in bytes (default 1 MiB).
+    #[arg(long, env = "BATON_MAX_DATA_BYTES")]
+    pub max_data_bytes: Option<usize>,
+    /// Longest path in bytes (default 4096).
+    #[arg(long, env = "BATON_MAX_PATH_BYTES")]
+    pub max_path_bytes: Option<usize>,
+    /// Deepest path in components (default 256).
+    #[arg(long, env = "BATON_MAX_PATH_DEPTH")]
+    pub max_path_depth: Option<usize>,
+    /// Most ops in one Multi (default 1000).
+    #[arg(long, env = "BATON_MAX_MULTI_OPS")]
+    pub max_multi_ops: Option<usize>,
+    /// Smallest negotiated session timeout in ms (default 2000).
+    #[arg(long, env = "BATON_SESSION_TIMEOUT_MIN_MS")]
+    pub session_timeout_min_ms: Option<u64>,
+    /// Largest negotiated session timeout in ms (default 60000).
+    #[arg(long, env = "BATON_SESSION_TIMEOUT_MAX_MS")]
+    pub session_timeout_max_ms: Option<u64>,
+    /// Events kept for watch resume (default 100000).
+    #[arg(long, env = "BATON_WATCH_HISTORY")]
+    pub watch_history: Option<usize>,
+    /// Pending deliveries per watch stream before it is cut off (default 4096).
+    #[arg(long, env = "BATON_WATCH_BUFFER")]
+    pub watch_buffer: Option<usize>,
+    /// Largest GetChildren page (default 10000).
+    #[arg(long, env = "BATON_MAX_CHILDREN_PAGE")]
+    pub max_children_page: Option<usize>,
+    /// Raft heartbeat interval in ms (default 100).
+    #[arg(long, env = "BATON_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Smallest election timeout in ms (default 1000).
+    #[arg(long, env = "BATON_ELECTION_TIMEOUT_MIN_MS")]
+    pub election_timeout_min_ms: Option<u64>,
+    /// Largest election timeout in ms (default 2000).
+    #[arg(long, env = "BATON_ELECTION_TIMEOUT_MAX_MS")]
+    pub election_timeout_max_ms: Option<u64>,
+    /// Log entries between automatic snapshots (default 20000).
+    #[arg(long, env = "BATON_SNAPSHOT_EVERY")]
+    pub snapshot_every: Option<u64>,
+    /// Log entries kept behind a snapshot before purging (default 5000).
+    #[arg(long, env = "BATON_KEEP_LOGS")]
+    pub keep_logs: Option<u64>,
+    /// Most client requests packed into one log entry (default 1024).
+    #[arg(long, env = "BATON_MAX_BATCH")]
+    pub max_batch: Option<usize>,
+    /// sled page-cache size in MiB (default 32).
+    #[arg(long, env = "BATON_CACHE_MB")]
+    pub cache_mb: Option<u64>,
+    /// How often the leader looks for expired TTL nodes, in ms (default 500).
+    #[arg(long, env = "BATON_TTL_CHECK_MS")]
+    pub ttl_check_ms: Option<u64>,
+    /// How long graceful shutdown may take before exiting anyway, in ms (default 10000).
+    #[arg(long, env = "BATON_SHUTDOWN_TIMEOUT_MS")]
+    pub shutdown_timeout_ms: Option<u64>,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Member id.
+    pub id: u64,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Client listen address.
+    pub listen_client: SocketAddr,
+    /// Peer listen address.
+    pub listen_peer: SocketAddr,
+    /// Advertised client address (None = the bound address).
+    pub advertise_client: Option<String>,
+    /// Advertised peer address (None = the bound address).
+    pub advertise_peer: Option<String>,
+    /// Initial members: id → peer address. Empty = single member.
+    pub initial_members: BTreeMap<u64, String>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Largest znode data.
+    pub max_data_bytes: usize,
+    /// Longest path.
+    pub max_path_bytes: usize,
+    /// Deepest path.
+    pub max_path_depth: usize,
+    /// Most ops per Multi.
+    pub max_multi_ops: usize,
+    /// Session timeout bounds.
+    pub session_timeout_min: Duration,
+    /// Session timeout bounds.
+    pub session_timeout_max: Duration,
+    /// Watch history size.
+    pub watch_history: usize,
+    /// Watch stream buffer.
+    pub watch_buffer: usize,
+    /// GetChildren page limit.
+    pub max_children_page: usize,
+    /// Raft heartbeat.
+    pub heartbeat: Duration,
+    /// Election timeout bounds.
+    pub election_timeout_min: Duration,
+    /// Election timeout bounds.
+    pub election_timeout_max: Duration,
+    /// Snapshot policy.
+    pub snapshot_every: u64,
+    /// Logs kept behind a snapshot.
+    pub keep_logs: u64,
+    /// Requests per log entry.
+    pub max_batch: usize,
+    /// sled cache in bytes.
+    pub cache_bytes: u64,
+    /// TTL reaper period.
+    pub ttl_check: Duration,
+    /// Graceful shutdown bound.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            id: 1,
+            data_dir: PathBuf::from("./data"),
+            listen_client: SocketAddr::from(([127, 0, 0, 1], 7420)),
+            listen_peer: SocketAddr::from(([127, 0, 0, 1], 7421)),
+            advertise_client: None,
+            advertise_peer: None,
+            initial_members: BTreeMap::new(),
+            log_format: LogFormat::Pretty,
+            max_data_bytes: 1024 * 1024,
+            max_path_bytes: 4096,
+            max_path_depth: 256,
+            max_multi_ops: 1000,
+            session_timeout_min: Duration::from_millis(2000),
+            session_timeout_max: Duration::from_millis(60_000),
+            watch_history: 100_000,
+            watch_buffer: 4096,
+            max_children_page: 10_000,
+            heartbeat: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(1000),
+            election_timeout_max: Duration::from_millis(2000),
+            snapshot_every: 20_000,
+            keep_logs: 5_000,
+            max_batch: 1024,
+            cache_bytes: 32 * 1024 * 1024,
+            ttl_check: Duration::from_millis(500),
+            shutdown_timeout: Duration::from_millis(10_000),
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<Args, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })
+}
+
+fn parse_addr(what: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+    use std::net::ToSocketAddrs;
+    s.to_socket_addrs()
+        .map_err(|e| ConfigError::Invalid(format!("{what} {s:?}: {e}")))?
+        .next()
+        .ok_or_else(|| ConfigError::Invalid(format!("{what} {s:?}: no address")))
+}
+
+/// Parses `id=host:port,...`.
+///
+/// # Errors
+/// A malformed item or a duplicate id.
+pub fn parse_members(s: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (id, addr) = item.split_once('=').ok_or_else(|| {
+            ConfigError::Invalid(format!("initial member {item:?}: expected id=host:port"))
+        })?;
+        let id: u64 = id.trim().parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "initial member {item:?}: id must be a positive integer"
+            ))
+        })?;
+        if id == 0 {
+            return Err(ConfigError::Invalid("member id 0 is not allowed".into()));
+        }
+        let addr = addr.trim();
+        if !addr.contains(':') {
+            return Err(ConfigError::Invalid(format!(
+                "initial member {item:?}: address needs a port"
+            )));
+        }
+        if out.insert(id, addr.to_string()).is_some() {
+            return Err(ConfigError::Invalid(format!("member id {id} listed twice")));
+        }
+    }
+    Ok(out)
+}
+
+impl Config {
+    /// Builds the configuration from flags and environment (already in `args`) and the file.
+    ///
+    /// # Errors
+    /// An unreadable file or an invalid value.
+    pub fn from_args(args: Args) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(p) => read_file(p)?,
+            None => Args::default(),
+        };
+        let d = Config::default();
+        macro_rules! pick {
+            ($f:ident) => {
+                args.$f.clone().or(file.$f.clone())
+            };
+        }
+        let ms = |v: Option<u64>, def: Duration| v.map(Duration::from_millis).unwrap_or(def);
+        let cfg = Config {
+            id: pick!(id).unwrap_or(d.id),
+            data_dir: pick!(data_dir).unwrap_or(d.data_dir),
+            listen_client: match pick!(listen_client) {
+                Some(s) => parse_addr("listen-client", &s)?,
+                None => d.listen_client,
+            },
+            listen_peer: match pick!(listen_peer) {
+                Some(s) => parse_addr("listen-peer", &s)?,
+                None => d.listen_peer,
+            },
+            advertise_client: pick!(advertise_client),
+            advertise_peer: pick!(advertise_peer),
+            initial_members: match pick!(initial_members) {
+                Some(s) => parse_members(&s)?,
+                None => BTreeMap::new(),
+            },
+            log_format: pick!(log_format).unwrap_or(d.log_format),
+            max_data_bytes: pick!(max_data_bytes).unwrap_or(d.max_data_bytes),
+            max_path_bytes: pick!(max_path_bytes).unwrap_or(d.max_path_bytes),
+            max_path_depth: pick!(max_path_depth).unwrap_or(d.max_path_depth),
+            max_multi_ops: pick!(max_multi_ops).unwrap_or(d.max_multi_ops),
+            session_timeout_min: ms(pick!(session_timeout_min_ms), d.session_timeout_min),
+            session_timeout_max: ms(pick!(session_timeout_max_ms), d.session_timeout_max),
+            watch_history: pick!(watch_history).unwrap_or(d.watch_history),
+            watch_buffer: pick!(watch_buffer).unwrap_or(d.watch_buffer),
+            max_children_page: pick!(max_children_page).unwrap_or(d.max_children_page),
+            heartbeat: ms(pick!(heartbeat_ms), d.heartbeat),
+            election_timeout_min: ms(pick!(election_timeout_min_ms), d.election_timeout_min),
+            election_timeout_max: ms(pick!(election_timeout_max_ms), d.election_timeout_max),
+            snapshot_every: pick!(snapshot_every).unwrap_or(d.snapshot_every),
+            keep_logs: pick!(keep_logs).unwrap_or(d.keep_logs),
+            max_batch: pick!(max_batch).unwrap_or(d.max_batch),
+            cache_bytes: pick!(cache_mb)
+                .map(|m| m * 1024 * 1024)
+                .unwrap_or(d.cache_bytes),
+            ttl_check: ms(pick!(ttl_check_ms), d.ttl_check),
+            shutdown_timeout: ms(pick!(shutdown_timeout_ms), d.shutdown_timeout),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks ranges and relations between values.
+    ///
+    /// # Errors
+    /// The first problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.id == 0 {
+            return bad("id must be > 0".into());
+        }
+        if !self.initial_members.is_empty() && !self.initial_members.contains_key(&self.id) {
+            return bad(format!(
+                "initial-members does not list this member's id {}",
+                self.id
+            ));
+        }
+        if self.max_data_bytes == 0 || self.max_data_bytes > 64 * 1024 * 1024 {
+            return bad("max-data-bytes must be in 1..=64 MiB".into());
+        }
+        if self.max_path_bytes < 2 || self.max_path_depth == 0 {
+            return bad("max-path-bytes must be >= 2 and max-path-depth >= 1".into());
+        }
+        if self.max_multi_ops == 0 || self.max_batch == 0 || self.max_children_page == 0 {
+            return bad("max-multi-ops, max-batch and max-children-page must be > 0".into());
+        }
+        if self.session_timeout_min.is_zero() || self.session_timeout_min > self.session_timeout_max
+        {
+            return bad("session timeouts need 0 < min <= max".into());
+        }
+        if self.watch_history == 0 || self.watch_buffer == 0 {
+            return bad("watch-history and watch-buffer must be > 0".into());
+        }
+        if self.heartbeat.is_zero()
+            || self.election_timeout_min <= self.heartbeat
+            || self.election_timeout_max <= self.election_timeout_min
+        {
+            return bad("need 0 < heartbeat < election-timeout-min < election-timeout-max".into());
+        }
+        if self.snapshot_every == 0 {
+            return bad("snapshot-every must be > 0".into());
+        }
+        Ok(())
+    }
+
+    /// A configuration for tests: ports 0 on 127.0.0.1, the given data dir, short timeouts.
+    pub fn for_test(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            listen_client: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listen_peer: SocketAddr::from(([127, 0, 0, 1], 0)),
+            session_timeout_min: Duration::from_millis(200),
+            ..Config::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+        let c = Config::from_args(Args::default()).unwrap();
+        assert_eq!(c.listen_client.port(), 7420);
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn members_parse() {
+        let m = parse_members("1=127.0.0.1:7421, 2=127.0.0.1:7431").unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[&2], "127.0.0.1:7431");
+        assert!(parse_members("1=a:1,1=b:2").is_err());
+        assert!(parse_members("x=a:1").is_err());
+        assert!(parse_members("0=a:1").is_err());
+        assert!(parse_members("1=nohostport").is_err());
+    }
+
+    #[test]
+    fn flag_beats_file_and_file_beats_default() {
+        let dir = std::env::temp_dir().join(format!("baton-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("b.toml");
+        std::fs::write(
+            &f,
+            "id = 7\nmax_data_bytes = 2048\nlisten_client = \"127.0.0.1:9999\"\n",
+        )
+        .unwrap();
+        let args = Args {
+            config: Some(f.clone()),
+            id: Some(3),
+            ..Args::default()
+        };
+        let c = Config::from_args(args).unwrap();
+        assert_eq!(c.id, 3);
+        assert_eq!(c.max_data_bytes, 2048);
+        assert_eq!(c.listen_client.port(), 9999);
+        std::fs::write(&f, "bogus_key = 1\n").unwrap();
+        let err = Config::from_args(Args {
+            config: Some(f),
+            ..Args::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("bogus_key"), "{err}");
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let c = Config {
+            session_timeout_min: Duration::from_secs(10),
+            session_timeout_max: Duration::from_secs(1),
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        let c = Config {
+            id: 0,
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,50 @@
+//! openraft glue: the type configuration, the state-machine adaptor, the proposer that packs
+//! client requests into log entries (group commit), and linearizable reads.
+
+use std::fmt;
+use std::io::Cursor;
+
+use crate::tree::{Command, RequestResult};
+
+pub mod housekeeping;
+pub mod network;
+pub mod proposer;
+pub mod reads;
+pub mod state_machine;
+
+/// A member's addresses, carried in the replicated membership (the cluster's address book).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberNode {
+    /// Address other members use for replication RPCs.
+    pub peer_addr: String,
+    /// Address clients use.
+    pub client_addr: String,
+}
+
+impl fmt::Display for MemberNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "peer={} client={}", self.peer_addr, self.client_addr)
+    }
+}
+
+/// Results of the requests of one log entry, in order.
+pub type CommandResult = Vec<RequestResult>;
+
+openraft::declare_raft_types!(
+    /// Baton's openraft type configuration.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResult,
+        NodeId = u64,
+        Node = MemberNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// The Raft handle.
+pub type Raft = openraft::Raft<TypeConfig>;
+/// A log id.
+pub type LogId = openraft::LogId<u64>;
+/// A stored membership.
+pub type StoredMembership = openraft::StoredMembership<u64, MemberNode>;

@@ -1,0 +1,1109 @@
+//! The apply side of Raft: openraft's `RaftStateMachine` over the in-memory [`State`], made
+//! durable in the sled tree `sm.<gen>`, plus snapshots as files.
+//!
+//! # Apply
+//!
+//! The authoritative copy of the state machine is in memory ([`SmShared::tree`]), so reads
+//! never touch sled. `apply(entries)` takes the tree's write lock, applies every entry
+//! (`State::apply` for commands; blank and membership entries only advance the applied
+//! index), then writes everything the batch touched as ONE sled `apply_batch` on `sm.<gen>`:
+//! each touched node and session read back from the state (present → put, gone → remove)
+//! and the meta record (last applied log id, membership, last time, last zxid). Because the
+//! meta record is in the same atomic batch, the tree on disk is always the state after some
+//! whole batch. There is no flush: after a crash the log is intact, and openraft re-applies
+//! `(last_applied, committed]` (see the crash-ordering rules in [`crate::store::log`]).
+//! Still under the write lock, the batch's events go to [`WatchHub::publish`], so a watch
+//! registered under the read lock sees each change exactly once; then the lock is released
+//! and [`SmShared::applied`] is bumped.
+//!
+//! Key layout of `sm.<gen>` (one-byte prefixes): `n` + path → `StoredNode`, `s` + session id
+//! (u64 BE) → `StoredSession`, `m` + name → meta (`mstate` → `StateMeta`).
+//!
+//! # Snapshots
+//!
+//! A snapshot is a file in `<data_dir>/snapshots/<index>-<term>.snap`: length-delimited
+//! prost records, a `SnapshotHeader` (format, meta, id, record counts), then a
+//! `SnapshotNode` per znode and a `StoredSession` per session.
+//! - Build: encode the in-memory state under the READ lock (applies wait, reads do not),
+//!   release it, write `<name>.tmp`, fsync, rename, fsync the directory, keep the newest 2.
+//! - Current snapshot: the newest file, so it survives restarts.
+//! - Install: decode and check, save it as the newest file (the only one kept), load it into
+//!   a fresh `sm.<gen+1>` in batches, durable flush, point `sm_gen` at it, durable flush,
+//!   drop `sm.<gen>`; then swap the in-memory state under the write lock and reset the watch
+//!   history (the events between the old and new state are unknown). A crash at any point
+//!   leaves either the old generation or the new one; opening drops the other.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
+    StorageError,
+};
+use prost::Message;
+use tokio::sync::watch;
+
+use super::{CommandResult, LogId, MemberNode, StoredMembership, TypeConfig};
+use crate::proto::raft as pb;
+use crate::store::codec::{self, CodecError, Entry};
+use crate::store::{sync_dir, Store, StoreError};
+use crate::tree::{path, Node, Session, SessionId, State};
+use crate::watch::WatchHub;
+
+/// Format number written in snapshot headers.
+pub const SNAPSHOT_FORMAT: u32 = 1;
+/// Snapshot files kept after a build.
+const SNAPSHOTS_KEPT: usize = 2;
+/// Records per sled batch when loading a snapshot into a tree.
+const LOAD_BATCH: usize = 1024;
+
+/// Key prefix of znode records.
+const NODE_PREFIX: u8 = b'n';
+/// Key prefix of session records.
+const SESSION_PREFIX: u8 = b's';
+/// Key of the meta record (`m` + `state`).
+const META_KEY: &[u8] = b"mstate";
+
+/// Snapshot meta of Baton's type configuration.
+type Meta = SnapshotMeta<u64, MemberNode>;
+
+fn node_key(path: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + path.len());
+    k.push(NODE_PREFIX);
+    k.extend_from_slice(path.as_bytes());
+    k
+}
+
+fn session_key(id: SessionId) -> [u8; 9] {
+    let mut k = [SESSION_PREFIX; 9];
+    k[1..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// What openraft asks of the state machine besides its contents.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct AppliedMeta {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+/// The state machine as shared with the rest of the member (API, reads, housekeeping).
+pub struct SmShared {
+    /// The znode tree and sessions. Writers: `apply` and snapshot install only.
+    pub tree: RwLock<State>,
+    /// Watch registry; `apply` publishes to it under the tree's write lock.
+    pub hub: Arc<WatchHub>,
+    /// Log index of the last applied entry, bumped after each applied batch is visible in
+    /// `tree`.
+    pub applied: watch::Sender<u64>,
+    /// Log index covered by the newest snapshot file (0 if none).
+    pub snapshot_index: AtomicU64,
+    /// Last applied log id and membership; only written with `tree`'s write lock held, so
+    /// reading both under `tree`'s read lock gives a consistent pair.
+    meta: RwLock<AppliedMeta>,
+    /// Serializes writing and pruning snapshot files (a build may overlap an install).
+    snapshot_files: Mutex<()>,
+    /// `<data_dir>/snapshots`.
+    snapshot_dir: PathBuf,
+}
+
+impl SmShared {
+    /// The last applied log id.
+    pub fn last_applied(&self) -> Option<LogId> {
+        self.meta_read().last_applied
+    }
+
+    /// The membership of the last applied membership entry.
+    pub fn membership(&self) -> StoredMembership {
+        self.meta_read().membership.clone()
+    }
+
+    fn meta_read(&self) -> std::sync::RwLockReadGuard<'_, AppliedMeta> {
+        // The meta is replaced wholesale, never left half-written: poisoning is harmless.
+        self.meta.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Corrupt("the state-machine lock is poisoned: an apply panicked".into())
+}
+
+fn sm_err(verb: ErrorVerb) -> impl Fn(StoreError) -> StorageError<u64> {
+    move |e| e.into_storage(ErrorSubject::StateMachine, verb)
+}
+
+fn snap_err(verb: ErrorVerb) -> impl Fn(StoreError) -> StorageError<u64> {
+    move |e| e.into_storage(ErrorSubject::Snapshot(None), verb)
+}
+
+/// The state machine store handed to openraft.
+pub struct StateMachineStore {
+    store: Store,
+    shared: Arc<SmShared>,
+    /// Generation of the live tree.
+    gen: u64,
+    /// `sm.<gen>`.
+    sm: sled::Tree,
+}
+
+/// Builds snapshots from the in-memory state; runs concurrently with `apply`. A separate
+/// handle rather than a clone of [`StateMachineStore`]: it must never hold a handle on an
+/// `sm.<gen>` tree, which an install may drop under it.
+pub struct SmSnapshotBuilder {
+    shared: Arc<SmShared>,
+}
+
+impl StateMachineStore {
+    /// Opens the state machine on `store`: drops `sm.*` trees left by an interrupted install,
+    /// loads `sm.<gen>` into memory, and resets `hub`'s history to the loaded applied index.
+    ///
+    /// # Errors
+    /// sled or I/O errors, undecodable records, or records that do not form a tree.
+    pub fn open(store: &Store, hub: Arc<WatchHub>) -> Result<(Self, Arc<SmShared>), StoreError> {
+        let gen = store.sm_gen()?;
+        for name in store.drop_stale_sm_trees(gen)? {
+            tracing::warn!(tree = %name, "dropped a state-machine tree left by an interrupted snapshot install");
+        }
+        let sm = store.sm_tree(gen)?;
+        let loaded = load_tree(&sm)?;
+        let applied_index = loaded.meta.last_applied.map_or(0, |l| l.index);
+        let state = build_state(
+            loaded.nodes,
+            loaded.sessions,
+            loaded.last_time_ms,
+            loaded.last_zxid,
+            applied_index,
+        )?;
+
+        let snapshot_dir = store.snapshot_dir();
+        fs::create_dir_all(&snapshot_dir)
+            .map_err(|e| StoreError::io("create", &snapshot_dir, e))?;
+        sync_dir(store.data_dir())?;
+        let mut snapshot_index = 0;
+        for (index, _, path) in list_snapshot_dir(&snapshot_dir)? {
+            if path.extension().is_some_and(|e| e == "tmp") {
+                fs::remove_file(&path).map_err(|e| StoreError::io("remove", &path, e))?;
+            } else {
+                snapshot_index = snapshot_index.max(index);
+            }
+        }
+
+        hub.reset_history(applied_index);
+        let (applied, _) = watch::channel(applied_index);
+        let shared = Arc::new(SmShared {
+            tree: RwLock::new(state),
+            hub,
+            applied,
+            snapshot_index: AtomicU64::new(snapshot_index),
+            meta: RwLock::new(loaded.meta),
+            snapshot_files: Mutex::new(()),
+            snapshot_dir,
+        });
+        let sms = StateMachineStore {
+            store: store.clone(),
+            shared: shared.clone(),
+            gen,
+            sm,
+        };
+        Ok((sms, shared))
+    }
+
+    /// The shared half.
+    pub fn shared(&self) -> &Arc<SmShared> {
+        &self.shared
+    }
+}
+
+/// What `sm.<gen>` holds.
+struct Loaded {
+    nodes: Vec<(String, Node)>,
+    sessions: Vec<Session>,
+    meta: AppliedMeta,
+    last_time_ms: i64,
+    last_zxid: u64,
+}
+
+fn load_tree(tree: &sled::Tree) -> Result<Loaded, StoreError> {
+    let mut nodes = Vec::new();
+    for kv in tree.scan_prefix([NODE_PREFIX]) {
+        let (k, v) = kv?;
+        let path = std::str::from_utf8(&k[1..])
+            .map_err(|_| CodecError::new("StoredNode", "path is not UTF-8"))?
+            .to_string();
+        nodes.push((path, codec::node_from_pb(codec::decode("StoredNode", &v)?)?));
+    }
+    let mut sessions = Vec::new();
+    for kv in tree.scan_prefix([SESSION_PREFIX]) {
+        let (_, v) = kv?;
+        sessions.push(codec::session_from_pb(codec::decode("StoredSession", &v)?)?);
+    }
+    let (meta, last_time_ms, last_zxid) = match tree.get(META_KEY)? {
+        Some(v) => meta_from_pb(codec::decode("StateMeta", &v)?)?,
+        None => (AppliedMeta::default(), 0, 0),
+    };
+    Ok(Loaded {
+        nodes,
+        sessions,
+        meta,
+        last_time_ms,
+        last_zxid,
+    })
+}
+
+fn meta_to_pb(meta: &AppliedMeta, last_time_ms: i64, last_zxid: u64) -> pb::StateMeta {
+    pb::StateMeta {
+        last_applied: meta.last_applied.as_ref().map(codec::log_id_to_pb),
+        membership: Some(codec::stored_membership_to_pb(&meta.membership)),
+        last_time_ms,
+        last_zxid,
+    }
+}
+
+fn meta_from_pb(m: pb::StateMeta) -> Result<(AppliedMeta, i64, u64), CodecError> {
+    let meta = AppliedMeta {
+        last_applied: m.last_applied.map(codec::log_id_from_pb).transpose()?,
+        membership: match m.membership {
+            Some(sm) => codec::stored_membership_from_pb(sm)?,
+            None => StoredMembership::default(),
+        },
+    };
+    Ok((meta, m.last_time_ms, m.last_zxid))
+}
+
+/// Rebuilds a [`State`] from records: counts children (the stored form does not carry
+/// `num_children`), and refuses records that do not form a tree.
+fn build_state(
+    mut nodes: Vec<(String, Node)>,
+    sessions: Vec<Session>,
+    last_time_ms: i64,
+    last_zxid: u64,
+    applied_index: u64,
+) -> Result<State, StoreError> {
+    let mut counts: HashMap<String, i32> = HashMap::new();
+    for (p, _) in &nodes {
+        if let Some(parent) = path::parent(p) {
+            *counts.entry(parent.to_string()).or_default() += 1;
+        }
+    }
+    for (p, n) in &mut nodes {
+        n.stat.num_children = counts.get(p.as_str()).copied().unwrap_or(0);
+    }
+    let (mut state, orphans) = State::from_records(nodes, sessions, last_time_ms, last_zxid);
+    if orphans > 0 {
+        return Err(StoreError::Corrupt(format!(
+            "{orphans} stored znodes have no parent"
+        )));
+    }
+    state.applied_index = applied_index;
+    Ok(state)
+}
+
+// ---- snapshot encoding ----
+
+fn put_delimited(buf: &mut Vec<u8>, m: &impl Message) -> Result<(), StoreError> {
+    m.encode_length_delimited(buf)
+        .map_err(|e| StoreError::Corrupt(format!("encoding a snapshot record: {e}")))
+}
+
+fn delimited_len(len: usize) -> usize {
+    prost::length_delimiter_len(len) + len
+}
+
+/// Encodes the state as a snapshot file's bytes.
+fn encode_snapshot(
+    state: &State,
+    meta: &AppliedMeta,
+    snapshot_id: &str,
+) -> Result<Vec<u8>, StoreError> {
+    let header = pb::SnapshotHeader {
+        format: SNAPSHOT_FORMAT,
+        meta: Some(meta_to_pb(meta, state.last_time_ms, state.last_zxid)),
+        snapshot_id: snapshot_id.to_string(),
+        nodes: state.node_count() as u64,
+        sessions: state.session_count() as u64,
+    };
+    let node_rec = |p: &String, n: &Node| pb::SnapshotNode {
+        path: p.clone(),
+        node: Some(codec::node_to_pb(n)),
+    };
+    // Size it exactly first: snapshots can be large, and doubling growth would briefly need
+    // twice the memory.
+    let mut len = delimited_len(header.encoded_len());
+    for (p, n) in state.nodes() {
+        len += delimited_len(node_rec(p, n).encoded_len());
+    }
+    for s in state.sessions() {
+        len += delimited_len(codec::session_to_pb(&s.session).encoded_len());
+    }
+    let mut buf = Vec::with_capacity(len);
+    put_delimited(&mut buf, &header)?;
+    for (p, n) in state.nodes() {
+        put_delimited(&mut buf, &node_rec(p, n))?;
+    }
+    for s in state.sessions() {
+        put_delimited(&mut buf, &codec::session_to_pb(&s.session))?;
+    }
+    Ok(buf)
+}
+
+fn decode_header(buf: &mut &[u8]) -> Result<pb::SnapshotHeader, CodecError> {
+    let h = pb::SnapshotHeader::decode_length_delimited(buf)
+        .map_err(|e| CodecError::new("SnapshotHeader", e.to_string()))?;
+    if h.format != SNAPSHOT_FORMAT {
+        return Err(CodecError::new(
+            "SnapshotHeader",
+            format!(
+                "snapshot format {} (this build reads {SNAPSHOT_FORMAT})",
+                h.format
+            ),
+        ));
+    }
+    Ok(h)
+}
+
+/// The openraft meta a header describes.
+fn header_meta(h: &pb::SnapshotHeader) -> Result<(Meta, i64, u64), CodecError> {
+    let m = h
+        .meta
+        .clone()
+        .ok_or_else(|| CodecError::new("SnapshotHeader", "missing meta"))?;
+    let (applied, last_time_ms, last_zxid) = meta_from_pb(m)?;
+    let meta = Meta {
+        last_log_id: applied.last_applied,
+        last_membership: applied.membership,
+        snapshot_id: h.snapshot_id.clone(),
+    };
+    Ok((meta, last_time_ms, last_zxid))
+}
+
+/// A decoded snapshot.
+struct SnapshotContents {
+    meta: Meta,
+    last_time_ms: i64,
+    last_zxid: u64,
+    nodes: Vec<(String, pb::StoredNode)>,
+    sessions: Vec<pb::StoredSession>,
+}
+
+fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotContents, CodecError> {
+    let mut buf = bytes;
+    let header = decode_header(&mut buf)?;
+    let (meta, last_time_ms, last_zxid) = header_meta(&header)?;
+    // The counts come from the file: do not trust them for allocation.
+    let cap = |n: u64| {
+        usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len() / 2)
+    };
+    let mut nodes = Vec::with_capacity(cap(header.nodes));
+    for _ in 0..header.nodes {
+        let rec = pb::SnapshotNode::decode_length_delimited(&mut buf)
+            .map_err(|e| CodecError::new("SnapshotNode", e.to_string()))?;
+        let node = rec
+            .node
+            .ok_or_else(|| CodecError::new("SnapshotNode", "missing node"))?;
+        nodes.push((rec.path, node));
+    }
+    let mut sessions = Vec::with_capacity(cap(header.sessions));
+    for _ in 0..header.sessions {
+        sessions.push(
+            pb::StoredSession::decode_length_delimited(&mut buf)
+                .map_err(|e| CodecError::new("StoredSession", e.to_string()))?,
+        );
+    }
+    if !buf.is_empty() {
+        return Err(CodecError::new(
+            "snapshot",
+            format!("{} bytes after the last record", buf.len()),
+        ));
+    }
+    Ok(SnapshotContents {
+        meta,
+        last_time_ms,
+        last_zxid,
+        nodes,
+        sessions,
+    })
+}
+
+// ---- snapshot files ----
+
+fn snapshot_file_name(meta: &Meta) -> String {
+    let (index, term) = meta
+        .last_log_id
+        .map_or((0, 0), |l| (l.index, l.leader_id.term));
+    format!("{index}-{term}.snap")
+}
+
+/// `(index, term, path)` of every `<index>-<term>.snap[.tmp]` in `dir`, oldest first.
+fn list_snapshot_dir(dir: &Path) -> Result<Vec<(u64, u64, PathBuf)>, StoreError> {
+    let mut out = Vec::new();
+    let entries = fs::read_dir(dir).map_err(|e| StoreError::io("list", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io("list", dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let stem = name
+            .strip_suffix(".snap")
+            .or_else(|| name.strip_suffix(".snap.tmp"));
+        let Some((index, term)) = stem.and_then(|s| s.split_once('-')) else {
+            continue;
+        };
+        if let (Ok(index), Ok(term)) = (index.parse(), term.parse()) {
+            out.push((index, term, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Finished snapshot files, oldest first.
+fn list_snapshots(dir: &Path) -> Result<Vec<(u64, u64, PathBuf)>, StoreError> {
+    let mut all = list_snapshot_dir(dir)?;
+    all.retain(|(_, _, p)| p.extension().is_some_and(|e| e == "snap"));
+    Ok(all)
+}
+
+/// Writes a snapshot file atomically and durably: temp file, fsync, rename, fsync dir.
+fn write_snapshot_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let mut f = fs::File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| StoreError::io("write", &tmp, e))?;
+    drop(f);
+    fs::rename(&tmp, &path).map_err(|e| StoreError::io("rename", &tmp, e))?;
+    sync_dir(dir)
+}
+
+/// Deletes all but the newest `keep` snapshot files.
+fn prune_snapshots(dir: &Path, keep: usize) -> Result<(), StoreError> {
+    let all = list_snapshots(dir)?;
+    let excess = all.len().saturating_sub(keep);
+    for (_, _, path) in all.into_iter().take(excess) {
+        fs::remove_file(&path).map_err(|e| StoreError::io("remove", &path, e))?;
+    }
+    Ok(())
+}
+
+/// The newest snapshot file's meta and bytes.
+fn read_newest_snapshot(dir: &Path) -> Result<Option<(Meta, Vec<u8>)>, StoreError> {
+    let Some((_, _, path)) = list_snapshots(dir)?.pop() else {
+        return Ok(None);
+    };
+    let bytes = fs::read(&path).map_err(|e| StoreError::io("read", &path, e))?;
+    let (meta, _, _) = header_meta(&decode_header(&mut bytes.as_slice())?)?;
+    Ok(Some((meta, bytes)))
+}
+
+fn build_snapshot_blocking(shared: &SmShared) -> Result<(Meta, Vec<u8>), StoreError> {
+    let (meta, bytes) = {
+        let state = shared.tree.read().map_err(|_| poisoned())?;
+        let applied = shared.meta_read().clone();
+        let (index, term) = applied
+            .last_applied
+            .map_or((0, 0), |l| (l.index, l.leader_id.term));
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let snapshot_id = format!("{index}-{term}-{nanos:x}");
+        let bytes = encode_snapshot(&state, &applied, &snapshot_id)?;
+        let meta = Meta {
+            last_log_id: applied.last_applied,
+            last_membership: applied.membership,
+            snapshot_id,
+        };
+        (meta, bytes)
+    };
+    let _files = shared
+        .snapshot_files
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    write_snapshot_file(&shared.snapshot_dir, &snapshot_file_name(&meta), &bytes)?;
+    prune_snapshots(&shared.snapshot_dir, SNAPSHOTS_KEPT)?;
+    let index = meta.last_log_id.map_or(0, |l| l.index);
+    shared.snapshot_index.fetch_max(index, Ordering::SeqCst);
+    Ok((meta, bytes))
+}
+
+/// The disk half of an install; returns the new tree and the state to swap in.
+fn install_blocking(
+    store: &Store,
+    shared: &SmShared,
+    old_gen: u64,
+    meta: &Meta,
+    mut bytes: Vec<u8>,
+) -> Result<(sled::Tree, State), StoreError> {
+    let contents = decode_snapshot(&bytes)?;
+    if contents.meta.last_log_id != meta.last_log_id
+        || contents.meta.last_membership != meta.last_membership
+    {
+        return Err(StoreError::Corrupt(format!(
+            "snapshot {} claims {:?} but its header holds {:?}",
+            meta.snapshot_id, meta.last_log_id, contents.meta.last_log_id
+        )));
+    }
+    if contents.meta.snapshot_id != meta.snapshot_id {
+        // Keep the file's header in line with the meta openraft will serve it under.
+        let mut rest = bytes.as_slice();
+        let mut header = decode_header(&mut rest)?;
+        header.snapshot_id = meta.snapshot_id.clone();
+        let mut rewritten = Vec::with_capacity(bytes.len() + meta.snapshot_id.len());
+        put_delimited(&mut rewritten, &header)?;
+        rewritten.extend_from_slice(rest);
+        bytes = rewritten;
+    }
+
+    // 1. The snapshot becomes the current (and only) snapshot file.
+    {
+        let _files = shared
+            .snapshot_files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        write_snapshot_file(&shared.snapshot_dir, &snapshot_file_name(meta), &bytes)?;
+        prune_snapshots(&shared.snapshot_dir, 1)?;
+    }
+    drop(bytes);
+
+    // 2. Load it into a fresh tree of the next generation.
+    let new_gen = old_gen + 1;
+    store.drop_sm_tree(new_gen)?;
+    let tree = store.sm_tree(new_gen)?;
+    let mut nodes = Vec::with_capacity(contents.nodes.len());
+    let mut batch = sled::Batch::default();
+    let mut n = 0;
+    for (path, stored) in contents.nodes {
+        batch.insert(node_key(&path), stored.encode_to_vec());
+        nodes.push((path, codec::node_from_pb(stored)?));
+        n += 1;
+        if n % LOAD_BATCH == 0 {
+            tree.apply_batch(std::mem::take(&mut batch))?;
+        }
+    }
+    let mut sessions = Vec::with_capacity(contents.sessions.len());
+    for stored in contents.sessions {
+        batch.insert(&session_key(stored.session_id), stored.encode_to_vec());
+        sessions.push(codec::session_from_pb(stored)?);
+        n += 1;
+        if n % LOAD_BATCH == 0 {
+            tree.apply_batch(std::mem::take(&mut batch))?;
+        }
+    }
+    let applied = AppliedMeta {
+        last_applied: meta.last_log_id,
+        membership: meta.last_membership.clone(),
+    };
+    batch.insert(
+        META_KEY,
+        meta_to_pb(&applied, contents.last_time_ms, contents.last_zxid).encode_to_vec(),
+    );
+    tree.apply_batch(batch)?;
+    let state = build_state(
+        nodes,
+        sessions,
+        contents.last_time_ms,
+        contents.last_zxid,
+        meta.last_log_id.map_or(0, |l| l.index),
+    )?;
+
+    // 3. Flip the pointer between two durable flushes, then drop the old generation.
+    store.durable_flush()?;
+    store.set_sm_gen(new_gen)?;
+    store.durable_flush()?;
+    store.drop_sm_tree(old_gen)?;
+    Ok((tree, state))
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SmSnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        let shared = self.shared.clone();
+        let (meta, bytes) = tokio::task::spawn_blocking(move || build_snapshot_blocking(&shared))
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write)(e.into()))?
+            .map_err(snap_err(ErrorVerb::Write))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SmSnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership), StorageError<u64>> {
+        let m = self.shared.meta_read();
+        Ok((m.last_applied, m.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let shared = &self.shared;
+        let mut results = Vec::new();
+        let last_index = {
+            let mut state = shared
+                .tree
+                .write()
+                .map_err(|_| sm_err(ErrorVerb::Write)(poisoned()))?;
+            let mut meta = shared.meta_read().clone();
+            let mut events = Vec::new();
+            let mut touched_nodes = BTreeSet::new();
+            let mut touched_sessions = BTreeSet::new();
+            for entry in entries {
+                let log_id = entry.log_id;
+                match entry.payload {
+                    EntryPayload::Normal(cmd) => {
+                        let mut a = state.apply(log_id.index, &cmd);
+                        results.push(a.results);
+                        events.append(&mut a.events);
+                        touched_nodes.append(&mut a.touched_nodes);
+                        touched_sessions.append(&mut a.touched_sessions);
+                    }
+                    EntryPayload::Blank => {
+                        state.applied_index = log_id.index;
+                        results.push(Vec::new());
+                    }
+                    EntryPayload::Membership(m) => {
+                        state.applied_index = log_id.index;
+                        meta.membership = StoredMembership::new(Some(log_id), m);
+                        results.push(Vec::new());
+                    }
+                }
+                meta.last_applied = Some(log_id);
+            }
+            let Some(last) = meta.last_applied.filter(|_| !results.is_empty()) else {
+                return Ok(results);
+            };
+
+            let mut batch = sled::Batch::default();
+            for p in &touched_nodes {
+                match state.get(p) {
+                    Some(n) => batch.insert(node_key(p), codec::node_to_pb(n).encode_to_vec()),
+                    None => batch.remove(node_key(p)),
+                }
+            }
+            for id in &touched_sessions {
+                match state.session(*id) {
+                    Some(s) => batch.insert(
+                        &session_key(*id),
+                        codec::session_to_pb(&s.session).encode_to_vec(),
+                    ),
+                    None => batch.remove(&session_key(*id)),
+                }
+            }
+            batch.insert(
+                META_KEY,
+                meta_to_pb(&meta, state.last_time_ms, state.last_zxid).encode_to_vec(),
+            );
+            self.sm
+                .apply_batch(batch)
+                .map_err(|e| sm_err(ErrorVerb::Write)(e.into()))?;
+            *shared.meta.write().unwrap_or_else(PoisonError::into_inner) = meta;
+            shared.hub.publish(&events);
+            last.index
+        };
+        shared.applied.send_replace(last_index);
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SmSnapshotBuilder {
+            shared: self.shared.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        let install_err = |e: StoreError| {
+            e.into_storage(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Write,
+            )
+        };
+        let bytes = snapshot.into_inner();
+        let (store, shared, old_gen, m) = (
+            self.store.clone(),
+            self.shared.clone(),
+            self.gen,
+            meta.clone(),
+        );
+        let (tree, new_state) = tokio::task::spawn_blocking(move || {
+            install_blocking(&store, &shared, old_gen, &m, bytes)
+        })
+        .await
+        .map_err(|e| install_err(e.into()))?
+        .map_err(install_err)?;
+        self.gen = old_gen + 1;
+        self.sm = tree;
+
+        let index = meta.last_log_id.map_or(0, |l| l.index);
+        {
+            let mut state = self
+                .shared
+                .tree
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            *state = new_state;
+            *self
+                .shared
+                .meta
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = AppliedMeta {
+                last_applied: meta.last_log_id,
+                membership: meta.last_membership.clone(),
+            };
+            self.shared.hub.reset_history(index);
+        }
+        self.shared
+            .snapshot_index
+            .fetch_max(index, Ordering::SeqCst);
+        self.shared.applied.send_replace(index);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        let dir = self.shared.snapshot_dir.clone();
+        let newest = tokio::task::spawn_blocking(move || read_newest_snapshot(&dir))
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Read)(e.into()))?
+            .map_err(snap_err(ErrorVerb::Read))?;
+        Ok(newest.map(|(meta, bytes)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use openraft::{CommittedLeaderId, Membership};
+
+    use super::*;
+    use crate::tree::{Command, CreateMode, Event, EventType, Op, Request};
+    use crate::watch::WatchKind;
+
+    fn lid(term: u64, index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(term, 1), index)
+    }
+
+    fn open(dir: &Path) -> (Store, StateMachineStore, Arc<SmShared>) {
+        let store = Store::open(dir, crate::store::DEFAULT_CACHE_CAPACITY).expect("store");
+        let hub = Arc::new(WatchHub::new(1000, 64, 0));
+        let (sm, shared) = StateMachineStore::open(&store, hub).expect("sm");
+        (store, sm, shared)
+    }
+
+    fn create(path: &str, mode: CreateMode, session_id: u64, ttl_ms: i64) -> Request {
+        Request::Multi {
+            ops: vec![Op::Create {
+                path: path.into(),
+                data: Bytes::from(format!("data of {path}")),
+                mode,
+                session_id,
+                ttl_ms,
+            }],
+            single: true,
+        }
+    }
+
+    fn cmd(time_ms: i64, requests: Vec<Request>) -> EntryPayload<TypeConfig> {
+        EntryPayload::Normal(Command { time_ms, requests })
+    }
+
+    fn entry(term: u64, index: u64, payload: EntryPayload<TypeConfig>) -> Entry {
+        Entry {
+            log_id: lid(term, index),
+            payload,
+        }
+    }
+
+    /// A history exercising every kind of record: sessions, ephemerals, sequentials, TTL
+    /// nodes, containers (one reaped), data changes, deletes, blank and membership entries.
+    fn history() -> Vec<Entry> {
+        vec![
+            entry(1, 1, EntryPayload::Blank),
+            entry(
+                1,
+                2,
+                EntryPayload::Membership(Membership::new(vec![[1, 2, 3].into()], ())),
+            ),
+            entry(
+                1,
+                3,
+                cmd(
+                    1_000,
+                    vec![
+                        Request::OpenSession {
+                            session_id: 7,
+                            secret: Bytes::from_static(b"seven"),
+                            timeout_ms: 10_000,
+                        },
+                        Request::OpenSession {
+                            session_id: 8,
+                            secret: Bytes::from_static(b"eight"),
+                            timeout_ms: 10_000,
+                        },
+                        create("/app", CreateMode::Persistent, 0, 0),
+                        create("/app/locks", CreateMode::Container, 0, 0),
+                        create("/app/locks/", CreateMode::EphemeralSequential, 7, 0),
+                        create("/app/locks/", CreateMode::EphemeralSequential, 8, 0),
+                        create("/ttl", CreateMode::PersistentWithTtl, 0, 60_000),
+                        create("/gone", CreateMode::Container, 0, 0),
+                        create("/gone/x", CreateMode::Persistent, 0, 0),
+                    ],
+                ),
+            ),
+            entry(
+                2,
+                4,
+                cmd(
+                    2_000,
+                    vec![
+                        Request::Multi {
+                            ops: vec![
+                                Op::SetData {
+                                    path: "/app".into(),
+                                    data: Bytes::from_static(b"v2"),
+                                    version: 0,
+                                },
+                                Op::Delete {
+                                    path: "/gone/x".into(),
+                                    version: -1,
+                                },
+                            ],
+                            single: false,
+                        },
+                        Request::CloseSession {
+                            session_id: 8,
+                            secret: Bytes::from_static(b"eight"),
+                        },
+                        // Fails: results recorded, nothing changes.
+                        create("/missing/child", CreateMode::Persistent, 0, 0),
+                    ],
+                ),
+            ),
+            entry(2, 5, EntryPayload::Blank),
+        ]
+    }
+
+    #[tokio::test]
+    async fn apply_persists_and_reopen_restores_everything() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (want_state, want_applied) = {
+            let (store, mut sm, shared) = open(dir.path());
+            let stream = shared.hub.open_stream();
+            let mut rx = stream.rx;
+            {
+                let _read = shared.tree.read().expect("lock");
+                shared.hub.add(stream.id, "/app", WatchKind::Data, None);
+            }
+            let results = sm.apply(history()).await.expect("apply");
+            assert_eq!(results.len(), 5);
+            assert!(results[0].is_empty() && results[1].is_empty() && results[4].is_empty());
+            assert_eq!(results[2].len(), 9);
+            assert_eq!(results[3].len(), 3);
+            assert_eq!(*shared.applied.borrow(), 5);
+            let delivery = rx.try_recv().expect("watch fired");
+            assert_eq!(
+                delivery.events,
+                vec![Event {
+                    zxid: 4,
+                    kind: EventType::DataChanged,
+                    path: "/app".into()
+                }]
+            );
+            {
+                let st = shared.tree.read().expect("lock");
+                assert!(st.get("/gone").is_none(), "emptied container is reaped");
+                assert_eq!(st.get("/app/locks").map(|n| n.children.len()), Some(1));
+                assert_eq!(st.applied_index, 5);
+            }
+            let applied = sm.applied_state().await.expect("applied");
+            assert_eq!(applied.0, Some(lid(2, 5)));
+            assert_eq!(applied.1.log_id(), &Some(lid(1, 2)));
+            // apply does not flush; a clean shutdown does.
+            store.durable_flush().expect("flush");
+            let st = shared.tree.read().expect("lock").clone();
+            (st, applied)
+        };
+        let (_store, mut sm, shared) = open(dir.path());
+        assert_eq!(*shared.tree.read().expect("lock"), want_state);
+        assert_eq!(sm.applied_state().await.expect("applied"), want_applied);
+        assert_eq!(*shared.applied.borrow(), 5);
+        assert_eq!(
+            shared.hub.oldest_zxid(),
+            6,
+            "history restarts after the loaded state"
+        );
+    }
+
+    #[tokio::test]
+    async fn snapshot_installs_into_a_fresh_store_as_an_equal_state() {
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let follower_dir = tempfile::tempdir().expect("tempdir");
+        let (_ls, mut leader, leader_shared) = open(leader_dir.path());
+        leader.apply(history()).await.expect("apply");
+        let built = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        assert_eq!(built.meta.last_log_id, Some(lid(2, 5)));
+        assert_eq!(leader_shared.snapshot_index.load(Ordering::SeqCst), 5);
+        let current = leader
+            .get_current_snapshot()
+            .await
+            .expect("current")
+            .expect("some");
+        assert_eq!(current.meta, built.meta);
+
+        let (fstore, mut follower, fshared) = open(follower_dir.path());
+        // Some state of its own, which the snapshot must replace entirely.
+        follower
+            .apply(vec![entry(
+                1,
+                1,
+                cmd(5, vec![create("/stale", CreateMode::Persistent, 0, 0)]),
+            )])
+            .await
+            .expect("apply");
+        let mut rx = fshared.applied.subscribe();
+        let mut data = follower.begin_receiving_snapshot().await.expect("begin");
+        data.get_mut().extend_from_slice(current.snapshot.get_ref());
+        follower
+            .install_snapshot(&current.meta, data)
+            .await
+            .expect("install");
+
+        let want = leader_shared.tree.read().expect("lock").clone();
+        assert_eq!(*fshared.tree.read().expect("lock"), want);
+        assert_eq!(
+            follower.applied_state().await.expect("applied"),
+            leader.applied_state().await.expect("applied")
+        );
+        assert!(rx.has_changed().expect("sender alive"));
+        assert_eq!(*rx.borrow_and_update(), 5);
+        assert_eq!(fstore.sm_gen().expect("gen"), 1);
+        let after = follower
+            .get_current_snapshot()
+            .await
+            .expect("current")
+            .expect("some");
+        assert_eq!(after.meta, current.meta);
+        assert_eq!(fshared.hub.oldest_zxid(), 6);
+
+        // The installed state is what a restart loads, from the new generation only.
+        drop((follower, fshared, fstore));
+        let (fstore, _follower, fshared) = open(follower_dir.path());
+        assert_eq!(*fshared.tree.read().expect("lock"), want);
+        let names: Vec<String> = fstore
+            .raft_meta()
+            .iter()
+            .keys()
+            .filter_map(|k| k.ok().map(|k| String::from_utf8_lossy(&k).into_owned()))
+            .collect();
+        assert!(names.contains(&"sm_gen".to_string()));
+        assert!(fstore.drop_stale_sm_trees(1).expect("trees").is_empty());
+    }
+
+    #[tokio::test]
+    async fn builds_keep_two_files_and_serve_the_newest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, mut sm, _shared) = open(dir.path());
+        for i in 1..=3 {
+            sm.apply(vec![entry(1, i, EntryPayload::Blank)])
+                .await
+                .expect("apply");
+            sm.get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .expect("build");
+        }
+        let files = list_snapshots(&store.snapshot_dir()).expect("list");
+        let indexes: Vec<u64> = files.iter().map(|(i, _, _)| *i).collect();
+        assert_eq!(indexes, vec![2, 3]);
+        drop(sm);
+        drop(_shared);
+        drop(store);
+        let (_store, mut sm, shared) = open(dir.path());
+        assert_eq!(shared.snapshot_index.load(Ordering::SeqCst), 3);
+        let cur = sm.get_current_snapshot().await.expect("cur").expect("some");
+        assert_eq!(cur.meta.last_log_id, Some(lid(1, 3)));
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_snapshot_is_rejected_and_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, mut sm, shared) = open(dir.path());
+        sm.apply(history()).await.expect("apply");
+        let before = shared.tree.read().expect("lock").clone();
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        let mut bytes = snap.snapshot.into_inner();
+        bytes.truncate(bytes.len() - 3);
+        let res = sm
+            .install_snapshot(&snap.meta, Box::new(Cursor::new(bytes)))
+            .await;
+        assert!(res.is_err());
+        let res = sm
+            .install_snapshot(&snap.meta, Box::new(Cursor::new(b"garbage".to_vec())))
+            .await;
+        assert!(res.is_err());
+        assert_eq!(*shared.tree.read().expect("lock"), before);
+        assert_eq!(store.sm_gen().expect("gen"), 0);
+    }
+
+    #[tokio::test]
+    async fn leftovers_of_an_interrupted_install_are_dropped_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let (store, mut sm, _shared) = open(dir.path());
+            sm.apply(history()).await.expect("apply");
+            // A crash after loading sm.1 but before flipping sm_gen.
+            store
+                .sm_tree(1)
+                .expect("tree")
+                .insert(node_key("/half"), b"x".to_vec())
+                .expect("insert");
+            fs::write(store.snapshot_dir().join("9-9.snap.tmp"), b"partial").expect("write");
+            store.durable_flush().expect("flush");
+        }
+        let (store, _sm, shared) = open(dir.path());
+        assert!(shared.tree.read().expect("lock").get("/half").is_none());
+        assert!(shared.tree.read().expect("lock").get("/app").is_some());
+        assert!(store.drop_stale_sm_trees(0).expect("trees").is_empty());
+        assert!(list_snapshot_dir(&store.snapshot_dir())
+            .expect("list")
+            .is_empty());
+    }
+}

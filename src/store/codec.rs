@@ -1,0 +1,688 @@
+//! prost encoding of what the store keeps: openraft's log entries, log ids, votes and
+//! memberships, and the state machine's nodes and sessions, as the messages of
+//! `proto/baton/raft/v1/raft.proto`.
+//!
+//! Our own protobuf, not openraft's serde layout, so the disk format survives openraft
+//! upgrades. Decoding never panics: malformed bytes, a missing required field or an unknown
+//! enum number is a [`CodecError`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use openraft::{CommittedLeaderId, EntryPayload, LeaderId, Membership};
+use prost::Message;
+
+use crate::consensus::{LogId, MemberNode, StoredMembership, TypeConfig};
+use crate::proto::raft as pb;
+use crate::tree::{Command, CreateMode, Node, Op, Request, Session, Stat};
+
+/// An openraft log entry of Baton's type configuration.
+pub type Entry = openraft::Entry<TypeConfig>;
+/// An openraft vote.
+pub type Vote = openraft::Vote<u64>;
+
+/// A stored record could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("cannot decode {what}: {reason}")]
+pub struct CodecError {
+    /// What was being decoded.
+    pub what: &'static str,
+    /// Why it failed.
+    pub reason: String,
+}
+
+impl CodecError {
+    /// A decoding failure of `what`.
+    pub fn new(what: &'static str, reason: impl Into<String>) -> Self {
+        CodecError {
+            what,
+            reason: reason.into(),
+        }
+    }
+
+    fn missing(what: &'static str, field: &str) -> Self {
+        CodecError::new(what, format!("missing field {field}"))
+    }
+}
+
+/// Decodes a prost message, naming it in the error.
+pub fn decode<M: Message + Default>(what: &'static str, bytes: &[u8]) -> Result<M, CodecError> {
+    M::decode(bytes).map_err(|e| CodecError::new(what, e.to_string()))
+}
+
+// ---- openraft types ----
+
+/// LogId → proto.
+pub fn log_id_to_pb(id: &LogId) -> pb::LogId {
+    pb::LogId {
+        leader_id: Some(pb::LeaderId {
+            term: id.leader_id.term,
+            node_id: id.leader_id.node_id,
+        }),
+        index: id.index,
+    }
+}
+
+/// proto → LogId.
+pub fn log_id_from_pb(id: pb::LogId) -> Result<LogId, CodecError> {
+    let l = id
+        .leader_id
+        .ok_or_else(|| CodecError::missing("LogId", "leader_id"))?;
+    Ok(LogId::new(
+        CommittedLeaderId::new(l.term, l.node_id),
+        id.index,
+    ))
+}
+
+/// Encodes a LogId.
+pub fn encode_log_id(id: &LogId) -> Vec<u8> {
+    log_id_to_pb(id).encode_to_vec()
+}
+
+/// Decodes a LogId.
+pub fn decode_log_id(bytes: &[u8]) -> Result<LogId, CodecError> {
+    log_id_from_pb(decode("LogId", bytes)?)
+}
+
+/// Vote → proto.
+pub fn vote_to_pb(v: &Vote) -> pb::Vote {
+    pb::Vote {
+        leader_id: Some(pb::LeaderId {
+            term: v.leader_id.term,
+            node_id: v.leader_id.node_id,
+        }),
+        committed: v.committed,
+    }
+}
+
+/// proto → Vote.
+pub fn vote_from_pb(v: pb::Vote) -> Result<Vote, CodecError> {
+    let l = v
+        .leader_id
+        .ok_or_else(|| CodecError::missing("Vote", "leader_id"))?;
+    Ok(Vote {
+        leader_id: LeaderId::new(l.term, l.node_id),
+        committed: v.committed,
+    })
+}
+
+/// Encodes a Vote.
+pub fn encode_vote(v: &Vote) -> Vec<u8> {
+    vote_to_pb(v).encode_to_vec()
+}
+
+/// Decodes a Vote.
+pub fn decode_vote(bytes: &[u8]) -> Result<Vote, CodecError> {
+    vote_from_pb(decode("Vote", bytes)?)
+}
+
+/// Membership → proto (voter sets, then every node with its addresses).
+pub fn membership_to_pb(m: &Membership<u64, MemberNode>) -> pb::Membership {
+    pb::Membership {
+        configs: m
+            .get_joint_config()
+            .iter()
+            .map(|c| pb::VoterSet {
+                ids: c.iter().copied().collect(),
+            })
+            .collect(),
+        nodes: m
+            .nodes()
+            .map(|(id, n)| pb::MemberNode {
+                id: *id,
+                peer_addr: n.peer_addr.clone(),
+                client_addr: n.client_addr.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// proto → Membership.
+pub fn membership_from_pb(m: pb::Membership) -> Result<Membership<u64, MemberNode>, CodecError> {
+    let configs: Vec<BTreeSet<u64>> = m
+        .configs
+        .into_iter()
+        .map(|c| c.ids.into_iter().collect())
+        .collect();
+    let mut nodes = BTreeMap::new();
+    for n in m.nodes {
+        let node = MemberNode {
+            peer_addr: n.peer_addr,
+            client_addr: n.client_addr,
+        };
+        if nodes.insert(n.id, node).is_some() {
+            return Err(CodecError::new(
+                "Membership",
+                format!("node {} listed twice", n.id),
+            ));
+        }
+    }
+    Ok(Membership::new(configs, nodes))
+}
+
+/// StoredMembership → proto.
+pub fn stored_membership_to_pb(m: &StoredMembership) -> pb::StoredMembership {
+    pb::StoredMembership {
+        log_id: m.log_id().as_ref().map(log_id_to_pb),
+        membership: Some(membership_to_pb(m.membership())),
+    }
+}
+
+/// proto → StoredMembership (an absent membership is the empty one).
+pub fn stored_membership_from_pb(m: pb::StoredMembership) -> Result<StoredMembership, CodecError> {
+    let log_id = m.log_id.map(log_id_from_pb).transpose()?;
+    let membership = match m.membership {
+        Some(m) => membership_from_pb(m)?,
+        None => Membership::default(),
+    };
+    Ok(StoredMembership::new(log_id, membership))
+}
+
+/// Log entry → proto.
+pub fn entry_to_pb(e: &Entry) -> pb::Entry {
+    let payload = match &e.payload {
+        EntryPayload::Blank => pb::entry::Payload::Blank(pb::Blank {}),
+        EntryPayload::Normal(cmd) => pb::entry::Payload::Command(command_to_pb(cmd)),
+        EntryPayload::Membership(m) => pb::entry::Payload::Membership(membership_to_pb(m)),
+    };
+    pb::Entry {
+        log_id: Some(log_id_to_pb(&e.log_id)),
+        payload: Some(payload),
+    }
+}
+
+/// proto → log entry.
+pub fn entry_from_pb(e: pb::Entry) -> Result<Entry, CodecError> {
+    let log_id = log_id_from_pb(
+        e.log_id
+            .ok_or_else(|| CodecError::missing("Entry", "log_id"))?,
+    )?;
+    let payload = match e
+        .payload
+        .ok_or_else(|| CodecError::missing("Entry", "payload"))?
+    {
+        pb::entry::Payload::Blank(_) => EntryPayload::Blank,
+        pb::entry::Payload::Command(c) => EntryPayload::Normal(command_from_pb(c)?),
+        pb::entry::Payload::Membership(m) => EntryPayload::Membership(membership_from_pb(m)?),
+    };
+    Ok(Entry { log_id, payload })
+}
+
+/// Encodes a log entry.
+pub fn encode_entry(e: &Entry) -> Vec<u8> {
+    entry_to_pb(e).encode_to_vec()
+}
+
+/// Decodes a log entry.
+pub fn decode_entry(bytes: &[u8]) -> Result<Entry, CodecError> {
+    entry_from_pb(decode("Entry", bytes)?)
+}
+
+// ---- commands ----
+
+/// Command → proto.
+pub fn command_to_pb(c: &Command) -> pb::Command {
+    pb::Command {
+        time_ms: c.time_ms,
+        requests: c.requests.iter().map(request_to_pb).collect(),
+    }
+}
+
+/// proto → Command.
+pub fn command_from_pb(c: pb::Command) -> Result<Command, CodecError> {
+    Ok(Command {
+        time_ms: c.time_ms,
+        requests: c
+            .requests
+            .into_iter()
+            .map(request_from_pb)
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn request_to_pb(r: &Request) -> pb::Request {
+    use pb::request::Request as R;
+    let r = match r {
+        Request::Multi { ops, single } => R::Multi(pb::Multi {
+            ops: ops.iter().map(op_to_pb).collect(),
+            single: *single,
+        }),
+        Request::OpenSession {
+            session_id,
+            secret,
+            timeout_ms,
+        } => R::OpenSession(pb::OpenSession {
+            session_id: *session_id,
+            secret: secret.clone(),
+            timeout_ms: *timeout_ms,
+        }),
+        Request::CloseSession { session_id, secret } => R::CloseSession(pb::CloseSession {
+            session_id: *session_id,
+            secret: secret.clone(),
+        }),
+        Request::ExpireSessions(ids) => R::ExpireSessions(pb::ExpireSessions {
+            session_ids: ids.clone(),
+        }),
+        Request::ExpireTtl(paths) => R::ExpireTtl(pb::ExpireTtl {
+            paths: paths.clone(),
+        }),
+        Request::Noop => R::Noop(pb::Noop {}),
+    };
+    pb::Request { request: Some(r) }
+}
+
+fn request_from_pb(r: pb::Request) -> Result<Request, CodecError> {
+    use pb::request::Request as R;
+    Ok(
+        match r
+            .request
+            .ok_or_else(|| CodecError::missing("Request", "request"))?
+        {
+            R::Multi(m) => Request::Multi {
+                ops: m
+                    .ops
+                    .into_iter()
+                    .map(op_from_pb)
+                    .collect::<Result<_, _>>()?,
+                single: m.single,
+            },
+            R::OpenSession(o) => Request::OpenSession {
+                session_id: o.session_id,
+                secret: o.secret,
+                timeout_ms: o.timeout_ms,
+            },
+            R::CloseSession(c) => Request::CloseSession {
+                session_id: c.session_id,
+                secret: c.secret,
+            },
+            R::ExpireSessions(e) => Request::ExpireSessions(e.session_ids),
+            R::ExpireTtl(e) => Request::ExpireTtl(e.paths),
+            R::Noop(_) => Request::Noop,
+        },
+    )
+}
+
+fn op_to_pb(op: &Op) -> pb::Op {
+    use pb::op::Op as P;
+    let op = match op {
+        Op::Create {
+            path,
+            data,
+            mode,
+            session_id,
+            ttl_ms,
+        } => P::Create(pb::Create {
+            path: path.clone(),
+            data: data.clone(),
+            mode: mode.as_i32(),
+            session_id: *session_id,
+            ttl_ms: *ttl_ms,
+        }),
+        Op::Delete { path, version } => P::Delete(pb::Delete {
+            path: path.clone(),
+            version: *version,
+        }),
+        Op::SetData {
+            path,
+            data,
+            version,
+        } => P::SetData(pb::SetData {
+            path: path.clone(),
+            data: data.clone(),
+            version: *version,
+        }),
+        Op::Check { path, version } => P::Check(pb::Check {
+            path: path.clone(),
+            version: *version,
+        }),
+    };
+    pb::Op { op: Some(op) }
+}
+
+fn op_from_pb(op: pb::Op) -> Result<Op, CodecError> {
+    use pb::op::Op as P;
+    Ok(
+        match op.op.ok_or_else(|| CodecError::missing("Op", "op"))? {
+            P::Create(c) => Op::Create {
+                mode: create_mode("Create", c.mode)?,
+                path: c.path,
+                data: c.data,
+                session_id: c.session_id,
+                ttl_ms: c.ttl_ms,
+            },
+            P::Delete(d) => Op::Delete {
+                path: d.path,
+                version: d.version,
+            },
+            P::SetData(s) => Op::SetData {
+                path: s.path,
+                data: s.data,
+                version: s.version,
+            },
+            P::Check(c) => Op::Check {
+                path: c.path,
+                version: c.version,
+            },
+        },
+    )
+}
+
+fn create_mode(what: &'static str, v: i32) -> Result<CreateMode, CodecError> {
+    CreateMode::from_i32(v).ok_or_else(|| CodecError::new(what, format!("unknown create mode {v}")))
+}
+
+// ---- state-machine records ----
+
+/// A znode → its stored form. The path is the record's key; the children and the derived
+/// stat fields (`data_length`, `num_children`) are not stored.
+pub fn node_to_pb(n: &Node) -> pb::StoredNode {
+    let s = &n.stat;
+    pb::StoredNode {
+        data: n.data.clone(),
+        czxid: s.czxid,
+        mzxid: s.mzxid,
+        pzxid: s.pzxid,
+        ctime: s.ctime,
+        mtime: s.mtime,
+        version: s.version,
+        cversion: s.cversion,
+        aversion: s.aversion,
+        ephemeral_owner: s.ephemeral_owner,
+        mode: s.mode.as_i32(),
+        ttl_ms: s.ttl_ms,
+        seq: n.seq,
+    }
+}
+
+/// Stored form → znode, without children: `num_children` is 0 until the caller counts them
+/// (see `consensus::state_machine`); `data_length` is the data's length.
+pub fn node_from_pb(n: pb::StoredNode) -> Result<Node, CodecError> {
+    let data_length = i32::try_from(n.data.len())
+        .map_err(|_| CodecError::new("StoredNode", "data longer than 2 GiB"))?;
+    Ok(Node {
+        stat: Stat {
+            czxid: n.czxid,
+            mzxid: n.mzxid,
+            pzxid: n.pzxid,
+            ctime: n.ctime,
+            mtime: n.mtime,
+            version: n.version,
+            cversion: n.cversion,
+            aversion: n.aversion,
+            ephemeral_owner: n.ephemeral_owner,
+            data_length,
+            num_children: 0,
+            mode: create_mode("StoredNode", n.mode)?,
+            ttl_ms: n.ttl_ms,
+        },
+        data: n.data,
+        seq: n.seq,
+        children: BTreeSet::new(),
+    })
+}
+
+/// Session → its stored form.
+pub fn session_to_pb(s: &Session) -> pb::StoredSession {
+    pb::StoredSession {
+        session_id: s.id,
+        secret: s.secret.clone(),
+        timeout_ms: s.timeout_ms,
+        created_zxid: s.created_zxid,
+        created_ms: s.created_ms,
+    }
+}
+
+/// Stored form → session.
+pub fn session_from_pb(s: pb::StoredSession) -> Result<Session, CodecError> {
+    if s.session_id == 0 {
+        return Err(CodecError::new("StoredSession", "session id 0"));
+    }
+    Ok(Session {
+        id: s.session_id,
+        secret: s.secret,
+        timeout_ms: s.timeout_ms,
+        created_zxid: s.created_zxid,
+        created_ms: s.created_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn lid(term: u64, node: u64, index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(term, node), index)
+    }
+
+    fn every_request() -> Command {
+        Command {
+            time_ms: 1_700_000_000_123,
+            requests: vec![
+                Request::Multi {
+                    ops: vec![
+                        Op::Create {
+                            path: "/a".into(),
+                            data: Bytes::from_static(b"x"),
+                            mode: CreateMode::PersistentSequentialWithTtl,
+                            session_id: 0,
+                            ttl_ms: 5000,
+                        },
+                        Op::Create {
+                            path: "/e".into(),
+                            data: Bytes::new(),
+                            mode: CreateMode::EphemeralSequential,
+                            session_id: 42,
+                            ttl_ms: 0,
+                        },
+                        Op::SetData {
+                            path: "/a".into(),
+                            data: Bytes::from_static(b"\x00\xff"),
+                            version: 3,
+                        },
+                        Op::Check {
+                            path: "/a".into(),
+                            version: -1,
+                        },
+                        Op::Delete {
+                            path: "/a".into(),
+                            version: 7,
+                        },
+                    ],
+                    single: false,
+                },
+                Request::Multi {
+                    ops: vec![Op::Delete {
+                        path: "/z".into(),
+                        version: -1,
+                    }],
+                    single: true,
+                },
+                Request::OpenSession {
+                    session_id: 42,
+                    secret: Bytes::from_static(b"s3cret"),
+                    timeout_ms: 10_000,
+                },
+                Request::CloseSession {
+                    session_id: 42,
+                    secret: Bytes::from_static(b"s3cret"),
+                },
+                Request::ExpireSessions(vec![1, 2, u64::MAX]),
+                Request::ExpireTtl(vec!["/t1".into(), "/t2".into()]),
+                Request::Noop,
+            ],
+        }
+    }
+
+    #[test]
+    fn entries_round_trip() {
+        let mut nodes = BTreeMap::new();
+        nodes.insert(
+            1,
+            MemberNode {
+                peer_addr: "10.0.0.1:7421".into(),
+                client_addr: "10.0.0.1:7420".into(),
+            },
+        );
+        nodes.insert(4, MemberNode::default()); // a learner
+        let joint = Membership::new(
+            vec![BTreeSet::from([1, 2, 3]), BTreeSet::from([1, 2])],
+            nodes,
+        );
+        let entries = [
+            Entry {
+                log_id: lid(3, 1, 17),
+                payload: EntryPayload::Blank,
+            },
+            Entry {
+                log_id: lid(u64::MAX, 9, u64::MAX),
+                payload: EntryPayload::Normal(every_request()),
+            },
+            Entry {
+                log_id: lid(0, 0, 0),
+                payload: EntryPayload::Normal(Command::default()),
+            },
+            Entry {
+                log_id: lid(4, 2, 18),
+                payload: EntryPayload::Membership(joint),
+            },
+            Entry {
+                log_id: lid(4, 2, 19),
+                payload: EntryPayload::Membership(Membership::new(vec![BTreeSet::from([7])], ())),
+            },
+        ];
+        for e in entries {
+            let got = decode_entry(&encode_entry(&e)).expect("decodes");
+            assert_eq!(got.log_id, e.log_id);
+            match (&got.payload, &e.payload) {
+                (EntryPayload::Blank, EntryPayload::Blank) => {}
+                (EntryPayload::Normal(a), EntryPayload::Normal(b)) => assert_eq!(a, b),
+                (EntryPayload::Membership(a), EntryPayload::Membership(b)) => assert_eq!(a, b),
+                (a, b) => panic!("payload changed: {a:?} vs {b:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn vote_log_id_and_membership_round_trip() {
+        for v in [
+            Vote::default(),
+            Vote::new(5, 3),
+            Vote::new_committed(u64::MAX, u64::MAX),
+        ] {
+            assert_eq!(decode_vote(&encode_vote(&v)), Ok(v));
+        }
+        let id = lid(7, 2, 99);
+        assert_eq!(decode_log_id(&encode_log_id(&id)), Ok(id));
+        for m in [
+            StoredMembership::default(),
+            StoredMembership::new(
+                Some(lid(1, 1, 2)),
+                Membership::new(vec![BTreeSet::from([1, 2, 3])], ()),
+            ),
+        ] {
+            let got = stored_membership_from_pb(stored_membership_to_pb(&m));
+            assert_eq!(got, Ok(m));
+        }
+    }
+
+    #[test]
+    fn nodes_and_sessions_round_trip() {
+        let node = Node {
+            data: Bytes::from_static(b"hello"),
+            stat: Stat {
+                czxid: 1,
+                mzxid: 2,
+                pzxid: 3,
+                ctime: -4,
+                mtime: 5,
+                version: 6,
+                cversion: 7,
+                aversion: 8,
+                ephemeral_owner: 9,
+                data_length: 5,
+                num_children: 0,
+                mode: CreateMode::EphemeralSequential,
+                ttl_ms: 0,
+            },
+            seq: 11,
+            children: BTreeSet::new(),
+        };
+        let bytes = node_to_pb(&node).encode_to_vec();
+        assert_eq!(
+            node_from_pb(decode("StoredNode", &bytes).expect("decodes")),
+            Ok(node)
+        );
+
+        let s = Session {
+            id: 0xdead_beef,
+            secret: Bytes::from_static(b"k"),
+            timeout_ms: 30_000,
+            created_zxid: 12,
+            created_ms: 1_000,
+        };
+        assert_eq!(session_from_pb(session_to_pb(&s)), Ok(s));
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        assert!(decode_entry(b"\xff\xff\xff\xff").is_err());
+        assert!(decode_vote(&[0x0a, 0x05, 0x08]).is_err()); // truncated
+                                                            // An entry without a payload.
+        let no_payload = pb::Entry {
+            log_id: Some(log_id_to_pb(&lid(1, 1, 1))),
+            payload: None,
+        };
+        assert!(decode_entry(&no_payload.encode_to_vec()).is_err());
+        // A create with an unknown mode.
+        let bad_mode = pb::Entry {
+            log_id: Some(log_id_to_pb(&lid(1, 1, 1))),
+            payload: Some(pb::entry::Payload::Command(pb::Command {
+                time_ms: 0,
+                requests: vec![pb::Request {
+                    request: Some(pb::request::Request::Multi(pb::Multi {
+                        ops: vec![pb::Op {
+                            op: Some(pb::op::Op::Create(pb::Create {
+                                path: "/a".into(),
+                                mode: 99,
+                                ..Default::default()
+                            })),
+                        }],
+                        single: true,
+                    })),
+                }],
+            })),
+        };
+        let err = decode_entry(&bad_mode.encode_to_vec()).expect_err("unknown mode");
+        assert!(err.reason.contains("99"), "{err}");
+        // A log id without its leader.
+        assert!(decode_log_id(
+            &pb::LogId {
+                leader_id: None,
+                index: 3
+            }
+            .encode_to_vec()
+        )
+        .is_err());
+        // A node listed twice in a membership.
+        let twice = pb::Membership {
+            configs: vec![],
+            nodes: vec![
+                pb::MemberNode {
+                    id: 1,
+                    ..Default::default()
+                },
+                pb::MemberNode {
+                    id: 1,
+                    ..Default::default()
+                },
+            ],
+        };
+        assert!(membership_from_pb(twice).is_err());
+        let stored = pb::StoredNode {
+            mode: -1,
+            ..Default::default()
+        };
+        assert!(node_from_pb(stored).is_err());
+    }
+}

@@ -1,0 +1,677 @@
+//! The deterministic state machine: the znode tree and the sessions, and `apply(entry)`.
+//!
+//! `apply` reads nothing but the command it is given (time comes from the proposer, carried
+//! in the command), so every member that applies the same log reaches the same state.
+//! A `Multi` is all-or-nothing: its ops are applied one by one (later ops see earlier ones)
+//! with an undo log, and rolled back if one fails.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use bytes::Bytes;
+
+use super::path::{self, PathLimits};
+use super::types::*;
+use crate::error::BatonError;
+
+/// Largest TTL accepted (exclusive), as in ZooKeeper: 2^40 ms.
+pub const MAX_TTL_MS: i64 = 1 << 40;
+
+/// One znode.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Node {
+    /// Data.
+    pub data: Bytes,
+    /// Metadata; `data_length` and `num_children` are kept current.
+    pub stat: Stat,
+    /// Child creations so far: the next sequential suffix.
+    pub seq: i32,
+    /// Names of the direct children, sorted.
+    pub children: BTreeSet<String>,
+}
+
+/// A session and the ephemeral nodes it owns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionEntry {
+    /// The session.
+    pub session: Session,
+    /// Paths of its ephemeral nodes.
+    pub ephemerals: BTreeSet<String>,
+}
+
+/// What one `apply` changed, for persistence and watch delivery.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// One result per request of the command.
+    pub results: Vec<RequestResult>,
+    /// Events in the order they happened.
+    pub events: Vec<Event>,
+    /// Paths whose node was created, changed or deleted (read them back to persist).
+    pub touched_nodes: BTreeSet<String>,
+    /// Sessions opened or removed.
+    pub touched_sessions: BTreeSet<SessionId>,
+}
+
+/// Undo record for rolling back a failed Multi.
+enum Undo {
+    Inserted(String),
+    Removed(String, Node),
+    Meta(String, Bytes, Stat, i32),
+    ChildAdded(String, String),
+    ChildRemoved(String, String),
+    EphemeralAdded(SessionId, String),
+    EphemeralRemoved(SessionId, String),
+}
+
+/// The znode tree and the sessions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct State {
+    nodes: HashMap<String, Node>,
+    sessions: BTreeMap<SessionId, SessionEntry>,
+    ttl_nodes: BTreeSet<String>,
+    /// Largest proposer time applied (keeps times monotonic in log order).
+    pub last_time_ms: i64,
+    /// zxid of the last change to the tree or sessions.
+    pub last_zxid: Zxid,
+    /// Log index of the last entry applied (changes or not); set by the caller for entries
+    /// that carry no command.
+    pub applied_index: u64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Per-apply scratch: the undo log of the current request and the events it produced.
+struct Txn {
+    zxid: Zxid,
+    time: i64,
+    undo: Vec<Undo>,
+    events: Vec<Event>,
+    touched_nodes: BTreeSet<String>,
+    touched_sessions: BTreeSet<SessionId>,
+    containers: Vec<String>,
+}
+
+impl Txn {
+    fn event(&mut self, kind: EventType, path: &str) {
+        self.events.push(Event {
+            zxid: self.zxid,
+            kind,
+            path: path.to_string(),
+        });
+    }
+}
+
+impl State {
+    /// An empty tree: just `/`.
+    pub fn new() -> Self {
+        let mut nodes = HashMap::new();
+        nodes.insert("/".to_string(), Node::default());
+        State {
+            nodes,
+            sessions: BTreeMap::new(),
+            ttl_nodes: BTreeSet::new(),
+            last_time_ms: 0,
+            last_zxid: 0,
+            applied_index: 0,
+        }
+    }
+
+    /// Rebuilds a state from stored records (children sets, ephemeral and TTL indexes are
+    /// derived). Records whose parent is missing are dropped with an error count returned.
+    pub fn from_records(
+        nodes: impl IntoIterator<Item = (String, Node)>,
+        sessions: impl IntoIterator<Item = Session>,
+        last_time_ms: i64,
+        last_zxid: Zxid,
+    ) -> (Self, usize) {
+        let mut st = State::new();
+        st.last_time_ms = last_time_ms;
+        st.last_zxid = last_zxid;
+        for s in sessions {
+            st.sessions.insert(
+                s.id,
+                SessionEntry {
+                    session: s,
+                    ephemerals: BTreeSet::new(),
+                },
+            );
+        }
+        let mut all: Vec<(String, Node)> = nodes.into_iter().collect();
+        // Parents before their children: order by depth, the root first.
+        all.sort_by_key(|(p, _)| if p == "/" { 0 } else { p.matches('/').count() });
+        let mut orphans = 0;
+        for (p, mut n) in all {
+            n.children.clear();
+            if p == "/" {
+                if let Some(root) = st.nodes.get_mut("/") {
+                    n.children = std::mem::take(&mut root.children);
+                    *root = n;
+                }
+                continue;
+            }
+            let Some(parent) = path::parent(&p) else {
+                orphans += 1;
+                continue;
+            };
+            let Some(pn) = st.nodes.get_mut(parent) else {
+                orphans += 1;
+                continue;
+            };
+            pn.children.insert(path::name(&p).to_string());
+            if n.stat.ephemeral_owner != 0 {
+                if let Some(s) = st.sessions.get_mut(&n.stat.ephemeral_owner) {
+                    s.ephemerals.insert(p.clone());
+                }
+            }
+            if n.stat.mode.is_ttl() {
+                st.ttl_nodes.insert(p.clone());
+            }
+            st.nodes.insert(p, n);
+        }
+        (st, orphans)
+    }
+
+    /// The node at `path`.
+    pub fn get(&self, path: &str) -> Option<&Node> {
+        self.nodes.get(path)
+    }
+
+    /// Number of znodes, `/` included.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Every node, in no particular order.
+    pub fn nodes(&self) -> impl Iterator<Item = (&String, &Node)> {
+        self.nodes.iter()
+    }
+
+    /// A session.
+    pub fn session(&self, id: SessionId) -> Option<&SessionEntry> {
+        self.sessions.get(&id)
+    }
+
+    /// Every session, by id.
+    pub fn sessions(&self) -> impl Iterator<Item = &SessionEntry> {
+        self.sessions.values()
+    }
+
+    /// Number of sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Children of `path` after `start_after` (exclusive), at most `limit`, and whether more
+    /// remain.
+    pub fn children_page(
+        &self,
+        path: &str,
+        start_after: &str,
+        limit: usize,
+    ) -> Option<(Vec<&String>, bool)> {
+        let node = self.nodes.get(path)?;
+        let mut it: Box<dyn Iterator<Item = &String>> = if start_after.is_empty() {
+            Box::new(node.children.iter())
+        } else {
+            Box::new(node.children.range::<str, _>((
+                std::ops::Bound::Excluded(start_after),
+                std::ops::Bound::Unbounded,
+            )))
+        };
+        let page: Vec<&String> = it.by_ref().take(limit).collect();
+        let more = it.next().is_some();
+        Some((page, more))
+    }
+
+    /// TTL nodes that have expired at `now_ms` and have no children, at most `max`.
+    pub fn expired_ttl_nodes(&self, now_ms: i64, max: usize) -> Vec<String> {
+        self.ttl_nodes
+            .iter()
+            .filter(|p| self.nodes.get(*p).is_some_and(|n| ttl_expired(n, now_ms)))
+            .take(max)
+            .cloned()
+            .collect()
+    }
+
+    /// Applies one command at log index `zxid`.
+    pub fn apply(&mut self, zxid: Zxid, cmd: &Command) -> Applied {
+        let time = cmd.time_ms.max(self.last_time_ms);
+        self.last_time_ms = time;
+        self.applied_index = zxid;
+        let mut out = Applied::default();
+        for req in &cmd.requests {
+            let mut txn = Txn {
+                zxid,
+                time,
+                undo: Vec::new(),
+                events: Vec::new(),
+                touched_nodes: BTreeSet::new(),
+                touched_sessions: BTreeSet::new(),
+                containers: Vec::new(),
+            };
+            let result = self.apply_request(&mut txn, req);
+            let ok = match &result {
+                RequestResult::Multi(r) => r.is_ok(),
+                RequestResult::Done(r) => r.is_ok(),
+            };
+            if ok {
+                self.reap_containers(&mut txn);
+                if !txn.events.is_empty() || !txn.touched_sessions.is_empty() {
+                    self.last_zxid = zxid;
+                }
+                out.events.append(&mut txn.events);
+                out.touched_nodes.append(&mut txn.touched_nodes);
+                out.touched_sessions.append(&mut txn.touched_sessions);
+            } else {
+                self.rollback(txn.undo);
+            }
+            out.results.push(result);
+        }
+        out
+    }
+
+    fn apply_request(&mut self, txn: &mut Txn, req: &Request) -> RequestResult {
+        match req {
+            Request::Multi { ops, .. } => RequestResult::Multi(self.apply_multi(txn, ops)),
+            Request::OpenSession {
+                session_id,
+                secret,
+                timeout_ms,
+            } => RequestResult::Done(self.open_session(txn, *session_id, secret, *timeout_ms)),
+            Request::CloseSession { session_id, secret } => {
+                RequestResult::Done(match self.sessions.get(session_id) {
+                    None => Err(BatonError::SessionExpired(*session_id)),
+                    Some(s) if s.session.secret != *secret => {
+                        Err(BatonError::AuthFailed(*session_id))
+                    }
+                    Some(_) => {
+                        self.end_session(txn, *session_id);
+                        Ok(())
+                    }
+                })
+            }
+            Request::ExpireSessions(ids) => {
+                for id in ids {
+                    if self.sessions.contains_key(id) {
+                        self.end_session(txn, *id);
+                    }
+                }
+                RequestResult::Done(Ok(()))
+            }
+            Request::ExpireTtl(paths) => {
+                for p in paths {
+                    let expired = self
+                        .nodes
+                        .get(p)
+                        .is_some_and(|n| n.stat.mode.is_ttl() && ttl_expired(n, txn.time));
+                    if expired {
+                        self.remove(txn, p);
+                    }
+                }
+                RequestResult::Done(Ok(()))
+            }
+            Request::Noop => RequestResult::Done(Ok(())),
+        }
+    }
+
+    fn apply_multi(&mut self, txn: &mut Txn, ops: &[Op]) -> Result<Vec<OpOutcome>, MultiFailure> {
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for (index, op) in ops.iter().enumerate() {
+            match self.apply_op(txn, op) {
+                Ok(o) => outcomes.push(o),
+                Err(error) => {
+                    return Err(MultiFailure {
+                        index,
+                        error,
+                        before: outcomes,
+                    })
+                }
+            }
+        }
+        Ok(outcomes)
+    }
+
+    fn apply_op(&mut self, txn: &mut Txn, op: &Op) -> Result<OpOutcome, BatonError> {
+        match op {
+            Op::Create {
+                path,
+                data,
+                mode,
+                session_id,
+                ttl_ms,
+            } => self.create(txn, path, data, *mode, *session_id, *ttl_ms),
+            Op::Delete { path, version } => {
+                let node = self
+                    .nodes
+                    .get(path)
+                    .ok_or_else(|| BatonError::NoNode(path.clone()))?;
+                if path == "/" {
+                    return Err(BatonError::BadArguments(
+                        "the root cannot be deleted".into(),
+                    ));
+                }
+                check_version(path, *version, node.stat.version)?;
+                if !node.children.is_empty() {
+                    return Err(BatonError::NotEmpty(path.clone()));
+                }
+                self.remove(txn, path);
+                Ok(OpOutcome::Delete)
+            }
+            Op::SetData {
+                path,
+                data,
+                version,
+            } => {
+                let node = self
+                    .nodes
+                    .get(path)
+                    .ok_or_else(|| BatonError::NoNode(path.clone()))?;
+                check_version(path, *version, node.stat.version)?;
+                self.save_meta(txn, path);
+                let node = self.node_mut(path);
+                node.data = data.clone();
+                node.stat.version = node.stat.version.wrapping_add(1);
+                node.stat.mzxid = txn.zxid;
+                node.stat.mtime = txn.time;
+                node.stat.data_length = data.len() as i32;
+                let stat = node.stat.clone();
+                txn.touched_nodes.insert(path.clone());
+                txn.event(EventType::DataChanged, path);
+                Ok(OpOutcome::SetData { stat })
+            }
+            Op::Check { path, version } => {
+                let node = self
+                    .nodes
+                    .get(path)
+                    .ok_or_else(|| BatonError::NoNode(path.clone()))?;
+                check_version(path, *version, node.stat.version)?;
+                Ok(OpOutcome::Check)
+            }
+        }
+    }
+
+    fn create(
+        &mut self,
+        txn: &mut Txn,
+        path: &str,
+        data: &Bytes,
+        mode: CreateMode,
+        session_id: SessionId,
+        ttl_ms: i64,
+    ) -> Result<OpOutcome, BatonError> {
+        path::validate(
+            path,
+            mode.is_sequential(),
+            &PathLimits {
+                max_len: usize::MAX,
+                max_depth: usize::MAX,
+            },
+        )?;
+        if mode.is_ttl() {
+            if !(1..MAX_TTL_MS).contains(&ttl_ms) {
+                return Err(BatonError::BadArguments(format!(
+                    "ttl_ms must be in [1, 2^40), got {ttl_ms}"
+                )));
+            }
+        } else if ttl_ms != 0 {
+            return Err(BatonError::BadArguments(
+                "ttl_ms is only valid with a TTL create mode".into(),
+            ));
+        }
+        // For a sequential create "/a/" or "/a/x-", the parent is "/a".
+        let parent_path = if mode.is_sequential() && path.ends_with('/') {
+            if path == "/" {
+                "/"
+            } else {
+                &path[..path.len() - 1]
+            }
+        } else {
+            path::parent(path).ok_or_else(|| BatonError::NodeExists(path.to_string()))?
+        };
+        let parent = self
+            .nodes
+            .get(parent_path)
+            .ok_or_else(|| BatonError::NoNode(parent_path.to_string()))?;
+        if parent.stat.ephemeral_owner != 0 {
+            return Err(BatonError::NoChildrenForEphemerals(path.to_string()));
+        }
+        if mode.is_ephemeral() && !self.sessions.contains_key(&session_id) {
+            return Err(BatonError::SessionExpired(session_id));
+        }
+        let final_path = if mode.is_sequential() {
+            format!("{path}{:010}", parent.seq)
+        } else {
+            path.to_string()
+        };
+        if self.nodes.contains_key(&final_path) {
+            return Err(BatonError::NodeExists(final_path));
+        }
+        let parent_path = parent_path.to_string();
+        let stat = Stat {
+            czxid: txn.zxid,
+            mzxid: txn.zxid,
+            pzxid: txn.zxid,
+            ctime: txn.time,
+            mtime: txn.time,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: if mode.is_ephemeral() { session_id } else { 0 },
+            data_length: data.len() as i32,
+            num_children: 0,
+            mode,
+            ttl_ms: if mode.is_ttl() { ttl_ms } else { 0 },
+        };
+        self.nodes.insert(
+            final_path.clone(),
+            Node {
+                data: data.clone(),
+                stat: stat.clone(),
+                seq: 0,
+                children: BTreeSet::new(),
+            },
+        );
+        txn.undo.push(Undo::Inserted(final_path.clone()));
+        self.save_meta(txn, &parent_path);
+        let name = path::name(&final_path).to_string();
+        let parent = self.node_mut(&parent_path);
+        parent.seq = parent.seq.wrapping_add(1);
+        parent.stat.cversion = parent.stat.cversion.wrapping_add(1);
+        parent.stat.pzxid = txn.zxid;
+        parent.stat.num_children += 1;
+        parent.children.insert(name.clone());
+        txn.undo.push(Undo::ChildAdded(parent_path.clone(), name));
+        if mode.is_ephemeral() {
+            if let Some(s) = self.sessions.get_mut(&session_id) {
+                s.ephemerals.insert(final_path.clone());
+                txn.undo
+                    .push(Undo::EphemeralAdded(session_id, final_path.clone()));
+            }
+        }
+        if mode.is_ttl() {
+            self.ttl_nodes.insert(final_path.clone());
+        }
+        txn.touched_nodes.insert(final_path.clone());
+        txn.touched_nodes.insert(parent_path.clone());
+        txn.event(EventType::Created, &final_path);
+        txn.event(EventType::ChildrenChanged, &parent_path);
+        Ok(OpOutcome::Create {
+            path: final_path,
+            stat,
+        })
+    }
+
+    /// Removes a node that exists and has no children, updating its parent.
+    fn remove(&mut self, txn: &mut Txn, path: &str) {
+        let Some(node) = self.nodes.remove(path) else {
+            return;
+        };
+        let owner = node.stat.ephemeral_owner;
+        if node.stat.mode.is_ttl() {
+            self.ttl_nodes.remove(path);
+        }
+        txn.undo.push(Undo::Removed(path.to_string(), node));
+        if owner != 0 {
+            if let Some(s) = self.sessions.get_mut(&owner) {
+                if s.ephemerals.remove(path) {
+                    txn.undo
+                        .push(Undo::EphemeralRemoved(owner, path.to_string()));
+                }
+            }
+        }
+        if let Some(parent_path) = path::parent(path) {
+            let parent_path = parent_path.to_string();
+            self.save_meta(txn, &parent_path);
+            let name = path::name(path).to_string();
+            let parent = self.node_mut(&parent_path);
+            parent.stat.cversion = parent.stat.cversion.wrapping_add(1);
+            parent.stat.pzxid = txn.zxid;
+            parent.stat.num_children -= 1;
+            parent.children.remove(&name);
+            let reap = parent.stat.mode.is_container() && parent.children.is_empty();
+            txn.undo.push(Undo::ChildRemoved(parent_path.clone(), name));
+            if reap {
+                txn.containers.push(parent_path.clone());
+            }
+            txn.touched_nodes.insert(parent_path.clone());
+            txn.event(EventType::Deleted, path);
+            txn.event(EventType::ChildrenChanged, &parent_path);
+        }
+        txn.touched_nodes.insert(path.to_string());
+    }
+
+    /// Deletes containers emptied by the request, cascading upwards. Runs only after the
+    /// request succeeded, so ops later in a Multi may still use the container.
+    fn reap_containers(&mut self, txn: &mut Txn) {
+        while let Some(p) = txn.containers.pop() {
+            let empty_container = self.nodes.get(&p).is_some_and(|n| {
+                n.stat.mode.is_container() && n.children.is_empty() && n.stat.cversion > 0
+            });
+            if empty_container && p != "/" {
+                self.remove(txn, &p);
+            }
+        }
+    }
+
+    fn open_session(
+        &mut self,
+        txn: &mut Txn,
+        id: SessionId,
+        secret: &Bytes,
+        timeout_ms: i64,
+    ) -> Result<(), BatonError> {
+        if id == 0 || self.sessions.contains_key(&id) {
+            return Err(BatonError::BadArguments(format!(
+                "session id {id:#x} is taken"
+            )));
+        }
+        self.sessions.insert(
+            id,
+            SessionEntry {
+                session: Session {
+                    id,
+                    secret: secret.clone(),
+                    timeout_ms,
+                    created_zxid: txn.zxid,
+                    created_ms: txn.time,
+                },
+                ephemerals: BTreeSet::new(),
+            },
+        );
+        txn.touched_sessions.insert(id);
+        Ok(())
+    }
+
+    /// Removes a session and its ephemeral nodes.
+    fn end_session(&mut self, txn: &mut Txn, id: SessionId) {
+        let Some(entry) = self.sessions.remove(&id) else {
+            return;
+        };
+        for p in entry.ephemerals.iter().rev() {
+            self.remove(txn, p);
+        }
+        txn.touched_sessions.insert(id);
+    }
+
+    fn node_mut(&mut self, path: &str) -> &mut Node {
+        self.nodes.entry(path.to_string()).or_default()
+    }
+
+    fn save_meta(&mut self, txn: &mut Txn, path: &str) {
+        if let Some(n) = self.nodes.get(path) {
+            txn.undo.push(Undo::Meta(
+                path.to_string(),
+                n.data.clone(),
+                n.stat.clone(),
+                n.seq,
+            ));
+        }
+    }
+
+    fn rollback(&mut self, undo: Vec<Undo>) {
+        for u in undo.into_iter().rev() {
+            match u {
+                Undo::Inserted(p) => {
+                    if let Some(n) = self.nodes.remove(&p) {
+                        if n.stat.mode.is_ttl() {
+                            self.ttl_nodes.remove(&p);
+                        }
+                    }
+                }
+                Undo::Removed(p, n) => {
+                    if n.stat.mode.is_ttl() {
+                        self.ttl_nodes.insert(p.clone());
+                    }
+                    self.nodes.insert(p, n);
+                }
+                Undo::Meta(p, data, stat, seq) => {
+                    if let Some(n) = self.nodes.get_mut(&p) {
+                        n.data = data;
+                        n.stat = stat;
+                        n.seq = seq;
+                    }
+                }
+                Undo::ChildAdded(p, name) => {
+                    if let Some(n) = self.nodes.get_mut(&p) {
+                        n.children.remove(&name);
+                    }
+                }
+                Undo::ChildRemoved(p, name) => {
+                    if let Some(n) = self.nodes.get_mut(&p) {
+                        n.children.insert(name);
+                    }
+                }
+                Undo::EphemeralAdded(id, p) => {
+                    if let Some(s) = self.sessions.get_mut(&id) {
+                        s.ephemerals.remove(&p);
+                    }
+                }
+                Undo::EphemeralRemoved(id, p) => {
+                    if let Some(s) = self.sessions.get_mut(&id) {
+                        s.ephemerals.insert(p);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn ttl_expired(n: &Node, now_ms: i64) -> bool {
+    n.stat.mode.is_ttl()
+        && n.children.is_empty()
+        && now_ms.saturating_sub(n.stat.mtime) > n.stat.ttl_ms
+}
+
+fn check_version(path: &str, expected: i32, actual: i32) -> Result<(), BatonError> {
+    if expected != -1 && expected != actual {
+        return Err(BatonError::BadVersion {
+            path: path.to_string(),
+            expected,
+            actual,
+        });
+    }
+    Ok(())
+}
