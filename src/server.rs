@@ -13,8 +13,11 @@ use tracing::{info, warn};
 
 use crate::api::{self, Ctx};
 use crate::config::Config;
-use crate::consensus::housekeeping::{self, Liveness};
-use crate::consensus::network::NoPeers;
+use crate::consensus::faults::Faults;
+use crate::consensus::housekeeping::{self, Housekeeping, Liveness};
+use crate::consensus::network::PeerNetwork;
+use crate::consensus::peer_service::PeerService;
+use crate::consensus::peers::{Peers, MAX_PEER_MESSAGE};
 use crate::consensus::proposer::Proposer;
 use crate::consensus::reads::ReadBarrier;
 use crate::consensus::state_machine::StateMachineStore;
@@ -47,14 +50,39 @@ pub enum ServerError {
     /// The data directory could not be created.
     #[error("data dir {0}: {1}")]
     DataDir(String, std::io::Error),
+    /// The data directory belongs to another member or another cluster.
+    #[error("data dir {dir}: {why}")]
+    WrongDataDir {
+        /// The directory.
+        dir: String,
+        /// What does not match.
+        why: String,
+    },
+}
+
+/// Options for embedding a member (tests, tools): pre-bound listeners and fault injection.
+#[derive(Default)]
+pub struct StartOptions {
+    /// Client listener to use instead of binding `listen_client`.
+    pub client_listener: Option<TcpListener>,
+    /// Peer listener to use instead of binding `listen_peer`.
+    pub peer_listener: Option<TcpListener>,
+    /// Fault controller for this member's outgoing peer links (default: none).
+    pub faults: Option<Arc<Faults>>,
 }
 
 /// A running member.
 pub struct ServerHandle {
     /// Bound client address (useful with port 0).
     pub client_addr: SocketAddr,
+    /// Bound peer address.
+    pub peer_addr: SocketAddr,
     /// This member's id.
     pub id: u64,
+    /// The Raft handle (for tests and tools that watch metrics).
+    pub raft: Raft,
+    /// Fault controller of this member's outgoing peer links.
+    pub faults: Arc<Faults>,
     trigger: ShutdownTrigger,
     join: JoinHandle<Result<(), ServerError>>,
 }
@@ -106,73 +134,170 @@ fn raft_config(cfg: &Config) -> Result<openraft::Config, ServerError> {
 /// Starts a member and returns once it serves clients.
 ///
 /// # Errors
-/// A store that cannot be opened (locked, other format), a busy port, or Raft failing to
-/// start.
+/// A store that cannot be opened (locked, other format, another member's), a busy port, or
+/// Raft failing to start.
 pub async fn start(cfg: Config) -> Result<ServerHandle, ServerError> {
+    start_with(cfg, StartOptions::default()).await
+}
+
+async fn bind(addr: SocketAddr, given: Option<TcpListener>) -> Result<TcpListener, ServerError> {
+    match given {
+        Some(l) => Ok(l),
+        None => TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source }),
+    }
+}
+
+/// Key in `raft_meta` recording which member and cluster a data dir belongs to.
+const CLUSTER_KEY: &[u8] = b"baton_cluster";
+
+/// Checks (or, on a fresh data dir, records) the member id and initial member list the data
+/// dir was created with, so a member started with the wrong list or id fails clearly.
+fn check_data_dir(store: &Store, cfg: &Config, members: &str) -> Result<(), ServerError> {
+    let record = format!("id={};members={members}", cfg.id);
+    let wrong = |why: String| ServerError::WrongDataDir {
+        dir: cfg.data_dir.display().to_string(),
+        why,
+    };
+    let meta = store.raft_meta();
+    match meta.get(CLUSTER_KEY).map_err(|e| wrong(e.to_string()))? {
+        Some(v) => {
+            let stored = String::from_utf8_lossy(&v).to_string();
+            if stored != record {
+                return Err(wrong(format!(
+                    "it was created as {stored:?}, but this member is configured as {record:?}; \
+                     start it with the original --id and --initial-members, or use a new data dir"
+                )));
+            }
+        }
+        None => {
+            meta.insert(CLUSTER_KEY, record.as_bytes())
+                .map_err(|e| wrong(e.to_string()))?;
+            store.durable_flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts a member with embedding options.
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle, ServerError> {
     let (trigger, shutdown) = shutdown::channel();
     let cfg = Arc::new(cfg);
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| ServerError::DataDir(cfg.data_dir.display().to_string(), e))?;
-    let listener = TcpListener::bind(cfg.listen_client)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: cfg.listen_client,
-            source,
-        })?;
+    let listener = bind(cfg.listen_client, opts.client_listener).await?;
+    let peer_listener = bind(cfg.listen_peer, opts.peer_listener).await?;
     let client_addr = listener
         .local_addr()
         .map_err(|e| ServerError::Transport(e.to_string()))?;
+    let peer_addr = peer_listener
+        .local_addr()
+        .map_err(|e| ServerError::Transport(e.to_string()))?;
+    let me = MemberNode {
+        peer_addr: cfg
+            .advertise_peer
+            .clone()
+            .unwrap_or_else(|| peer_addr.to_string()),
+        client_addr: cfg
+            .advertise_client
+            .clone()
+            .unwrap_or_else(|| client_addr.to_string()),
+    };
+    let mut members: BTreeMap<u64, MemberNode> = cfg
+        .initial_members
+        .iter()
+        .map(|(id, addr)| {
+            (
+                *id,
+                MemberNode {
+                    peer_addr: addr.clone(),
+                    client_addr: String::new(),
+                },
+            )
+        })
+        .collect();
+    members.insert(cfg.id, me.clone());
+    let member_list = if cfg.initial_members.is_empty() {
+        format!("{} (single member)", cfg.id)
+    } else {
+        cfg.initial_members
+            .iter()
+            .map(|(id, addr)| format!("{id}={addr}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
 
     let store = Store::open(&cfg.data_dir, cfg.cache_bytes)?;
+    check_data_dir(&store, &cfg, &member_list)?;
     let hub = Arc::new(WatchHub::new(cfg.watch_history, cfg.watch_buffer, 0));
     let (sm, shared) = StateMachineStore::open(&store, hub.clone())?;
     let log_store = LogStore::open(&store)?;
     let applied = shared.tree.read().map(|t| t.applied_index).unwrap_or(0);
     hub.reset_history(applied);
 
-    let raft = Raft::new(cfg.id, Arc::new(raft_config(&cfg)?), NoPeers, log_store, sm)
-        .await
-        .map_err(|e| ServerError::Raft(e.to_string()))?;
+    let faults = opts.faults.unwrap_or_default();
+    let peers = Peers::new(cfg.id, faults.clone());
+    let raft = Raft::new(
+        cfg.id,
+        Arc::new(raft_config(&cfg)?),
+        PeerNetwork::new(peers.clone()),
+        log_store,
+        sm,
+    )
+    .await
+    .map_err(|e| ServerError::Raft(e.to_string()))?;
 
-    let advertise_client = cfg
-        .advertise_client
-        .clone()
-        .unwrap_or_else(|| client_addr.to_string());
-    let advertise_peer = cfg
-        .advertise_peer
-        .clone()
-        .unwrap_or_else(|| cfg.listen_peer.to_string());
     let initialized = raft
         .is_initialized()
         .await
         .map_err(|e| ServerError::Raft(e.to_string()))?;
-    if !initialized {
-        let mut members = BTreeMap::new();
-        members.insert(
-            cfg.id,
-            MemberNode {
-                peer_addr: advertise_peer,
-                client_addr: advertise_client,
-            },
-        );
-        info!(id = cfg.id, "initialising a new single-member cluster");
+    // Exactly one member initialises a new cluster: the lowest id of the initial members.
+    let initializer = members.keys().next().copied() == Some(cfg.id);
+    if !initialized && initializer {
+        info!(id = cfg.id, members = %member_list, "initialising a new cluster");
         raft.initialize(members)
             .await
             .map_err(|e| ServerError::Raft(e.to_string()))?;
+    } else if !initialized {
+        info!(
+            id = cfg.id,
+            "waiting to be contacted by the cluster's leader"
+        );
     }
 
-    let proposer = Proposer::start(raft.clone(), cfg.max_batch);
-    let reads = ReadBarrier::start(raft.clone(), shared.applied.subscribe());
-    let liveness = Arc::new(Liveness::default());
-    tokio::spawn(housekeeping::run(
+    let proposer = Proposer::start(
         raft.clone(),
         cfg.id,
-        shared.clone(),
-        proposer.clone(),
-        liveness.clone(),
-        cfg.ttl_check,
+        peers.clone(),
+        shared.applied.subscribe(),
+        cfg.max_batch,
+    );
+    let reads = ReadBarrier::start(raft.clone(), peers.clone(), shared.applied.subscribe());
+    let liveness = Arc::new(Liveness::default());
+    tokio::spawn(housekeeping::run(
+        Housekeeping {
+            raft: raft.clone(),
+            my_id: cfg.id,
+            me,
+            shared: shared.clone(),
+            proposer: proposer.clone(),
+            liveness: liveness.clone(),
+            peers: peers.clone(),
+            ttl_check: cfg.ttl_check,
+        },
         shutdown.clone(),
     ));
+    let peer_service = PeerService {
+        my_id: cfg.id,
+        raft: raft.clone(),
+        proposer: proposer.clone(),
+        shared: shared.clone(),
+        liveness: liveness.clone(),
+    };
     let ctx = Arc::new(Ctx {
         cfg: cfg.clone(),
         raft: raft.clone(),
@@ -180,13 +305,29 @@ pub async fn start(cfg: Config) -> Result<ServerHandle, ServerError> {
         proposer,
         reads,
         liveness,
+        peers,
     });
 
-    let join = tokio::spawn(serve(ctx, listener, store, shutdown));
-    info!(id = cfg.id, client = %client_addr, data_dir = %cfg.data_dir.display(), "serving");
+    let peer_server = tokio::spawn(
+        Server::builder()
+            .add_service(
+                crate::proto::raft::raft_server::RaftServer::new(peer_service)
+                    .max_decoding_message_size(MAX_PEER_MESSAGE)
+                    .max_encoding_message_size(MAX_PEER_MESSAGE),
+            )
+            .serve_with_incoming_shutdown(TcpListenerStream::new(peer_listener), {
+                let mut s = shutdown.clone();
+                async move { s.wait().await }
+            }),
+    );
+    let join = tokio::spawn(serve(ctx, listener, store, shutdown, peer_server));
+    info!(id = cfg.id, client = %client_addr, peer = %peer_addr, data_dir = %cfg.data_dir.display(), "serving");
     Ok(ServerHandle {
         client_addr,
+        peer_addr,
         id: cfg.id,
+        raft,
+        faults,
         trigger,
         join,
     })
@@ -197,6 +338,7 @@ async fn serve(
     listener: TcpListener,
     store: Store,
     shutdown: Shutdown,
+    peer_server: JoinHandle<Result<(), tonic::transport::Error>>,
 ) -> Result<(), ServerError> {
     let cfg = ctx.cfg.clone();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -255,7 +397,11 @@ async fn serve(
         Ok(Err(e)) => warn!(error = %e, "server task failed"),
         Err(_) => warn!("drain timed out; closing remaining streams"),
     }
-    match tokio::time::timeout(cfg.shutdown_timeout / 2, ctx.raft.shutdown()).await {
+    match tokio::time::timeout(cfg.shutdown_timeout / 4, peer_server).await {
+        Ok(_) => info!("peer port closed"),
+        Err(_) => warn!("peer port did not close in time"),
+    }
+    match tokio::time::timeout(cfg.shutdown_timeout / 4, ctx.raft.shutdown()).await {
         Ok(Ok(())) => info!("consensus stopped"),
         Ok(Err(e)) => warn!(error = %e, "consensus stopped with an error"),
         Err(_) => warn!("consensus did not stop in time"),

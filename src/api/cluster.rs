@@ -7,7 +7,14 @@ use std::sync::Arc;
 use openraft::ServerState;
 use tonic::{Request, Response, Status};
 
+use std::time::Duration;
+
 use super::Ctx;
+use crate::consensus::peer_service::PeerService;
+use crate::consensus::peers::{is_leader, status_error};
+use crate::consensus::wire;
+use crate::error::BatonError;
+use crate::proto::raft as pb;
 use crate::proto::v1::{self, cluster_server::Cluster};
 
 /// The Cluster service.
@@ -19,6 +26,33 @@ impl ClusterService {
     /// A service over the member's core.
     pub fn new(ctx: Arc<Ctx>) -> Self {
         ClusterService { ctx }
+    }
+
+    /// Runs an administration request on the leader (here, or forwarded to it), then waits
+    /// until this member has applied the membership change.
+    async fn admin(&self, req: pb::admin_request::Request) -> Result<u64, Status> {
+        let raft = &self.ctx.raft;
+        let index = if is_leader(raft, self.ctx.cfg.id) {
+            PeerService::admin(raft, req).await?
+        } else {
+            let (_, mut client) = self.ctx.peers.leader_client(raft)?;
+            let mut r = tonic::Request::new(pb::AdminRequest { request: Some(req) });
+            r.set_timeout(Duration::from_secs(30));
+            let resp = client
+                .admin(r)
+                .await
+                .map_err(|s| status_error("cluster admin on the leader", &s, true))?
+                .into_inner();
+            if let Some(e) = resp.error {
+                return Err(wire::error_from_pb(e).to_status());
+            }
+            resp.index
+        };
+        self.ctx
+            .reads
+            .wait_applied(index, Duration::from_secs(10))
+            .await?;
+        Ok(index)
     }
 
     fn members(&self) -> Vec<v1::Member> {
@@ -73,12 +107,13 @@ impl Cluster for ClusterService {
         &self,
         _req: Request<v1::StatusRequest>,
     ) -> Result<Response<v1::StatusResponse>, Status> {
-        let (sessions, znodes, last_zxid, applied) = self.ctx.read_tree(|s| {
+        let (sessions, znodes, last_zxid, applied, state_hash) = self.ctx.read_tree(|s| {
             (
                 s.session_count() as u64,
                 s.node_count() as u64,
                 s.last_zxid,
                 s.applied_index,
+                s.digest(),
             )
         });
         let dir = self.ctx.cfg.data_dir.clone();
@@ -104,6 +139,84 @@ impl Cluster for ClusterService {
             znodes,
             last_log_index: m.last_log_index.unwrap_or(0),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            state_hash,
+            state_hash_index: applied,
+        }))
+    }
+
+    async fn add_member(
+        &self,
+        req: Request<v1::AddMemberRequest>,
+    ) -> Result<Response<v1::AddMemberResponse>, Status> {
+        let r = req.into_inner();
+        let index = self
+            .admin(pb::admin_request::Request::AddLearner(pb::MemberNode {
+                id: r.id,
+                peer_addr: r.peer_addr,
+                client_addr: r.client_addr,
+            }))
+            .await?;
+        Ok(Response::new(v1::AddMemberResponse {
+            header: self.ctx.header_at(index),
+            members: self.members(),
+        }))
+    }
+
+    async fn promote_member(
+        &self,
+        req: Request<v1::PromoteMemberRequest>,
+    ) -> Result<Response<v1::PromoteMemberResponse>, Status> {
+        let index = self
+            .admin(pb::admin_request::Request::Promote(req.into_inner().id))
+            .await?;
+        Ok(Response::new(v1::PromoteMemberResponse {
+            header: self.ctx.header_at(index),
+            members: self.members(),
+        }))
+    }
+
+    async fn remove_member(
+        &self,
+        req: Request<v1::RemoveMemberRequest>,
+    ) -> Result<Response<v1::RemoveMemberResponse>, Status> {
+        let index = self
+            .admin(pb::admin_request::Request::Remove(req.into_inner().id))
+            .await?;
+        Ok(Response::new(v1::RemoveMemberResponse {
+            header: self.ctx.header_at(index),
+            members: self.members(),
+        }))
+    }
+
+    async fn snapshot(
+        &self,
+        _req: Request<v1::SnapshotRequest>,
+    ) -> Result<Response<v1::SnapshotResponse>, Status> {
+        let applied = self.ctx.reads.applied();
+        self.ctx
+            .raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| BatonError::Unavailable(e.to_string()).to_status())?;
+        let mut rx = self.ctx.raft.metrics();
+        let waited = tokio::time::timeout(
+            Duration::from_secs(30),
+            rx.wait_for(|m| m.snapshot.map(|s| s.index).unwrap_or(0) >= applied),
+        )
+        .await;
+        let snapshot_index = match waited {
+            Ok(Ok(m)) => m.snapshot.map(|s| s.index).unwrap_or(0),
+            _ => {
+                return Err(BatonError::DeadlineExceeded(format!(
+                    "snapshot covering zxid {applied} not finished in 30 s"
+                ))
+                .to_status())
+            }
+        };
+        Ok(Response::new(v1::SnapshotResponse {
+            header: self.ctx.header_at(applied),
+            snapshot_index,
         }))
     }
 

@@ -40,6 +40,8 @@ pub struct Ctx {
     pub reads: ReadBarrier,
     /// Session deadlines (used while leading).
     pub liveness: Arc<Liveness>,
+    /// Connections to the other members.
+    pub peers: Arc<crate::consensus::peers::Peers>,
 }
 
 impl Ctx {

@@ -50,6 +50,18 @@ fn verify(ctx: &Ctx, id: u64, secret: &[u8]) -> Result<Duration, BatonError> {
     })
 }
 
+/// Like [`verify`], but an unknown session is looked up again after catching up with the
+/// leader: a member may not have applied a session opened through another member yet.
+async fn verify_fresh(ctx: &Ctx, id: u64, secret: &[u8]) -> Result<Duration, BatonError> {
+    match verify(ctx, id, secret) {
+        Err(BatonError::SessionExpired(_)) => {
+            ctx.reads.linearizable().await?;
+            verify(ctx, id, secret)
+        }
+        other => other,
+    }
+}
+
 type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<v1::KeepAliveResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -113,7 +125,7 @@ impl Sessions for SessionsService {
         tokio::spawn(async move {
             while let Some(msg) = inbound.next().await {
                 let reply = match msg {
-                    Ok(k) => match verify(&ctx, k.session_id, &k.secret) {
+                    Ok(k) => match verify_fresh(&ctx, k.session_id, &k.secret).await {
                         Ok(timeout) => {
                             ctx.liveness.touch(k.session_id, timeout);
                             Ok(v1::KeepAliveResponse {
@@ -139,7 +151,7 @@ impl Sessions for SessionsService {
         req: Request<v1::CloseSessionRequest>,
     ) -> Result<Response<v1::CloseSessionResponse>, Status> {
         let r = req.into_inner();
-        verify(&self.ctx, r.session_id, &r.secret)?;
+        verify_fresh(&self.ctx, r.session_id, &r.secret).await?;
         let (result, zxid) = self
             .ctx
             .write(t::Request::CloseSession {

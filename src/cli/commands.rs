@@ -31,11 +31,33 @@ fn no_node(path: &str) -> CliError {
     CliError::Other(format!("NO_NODE: no node: {path}"))
 }
 
-/// Waits for Ctrl-C; an error installing the handler counts as "never".
+/// Waits for Ctrl-C (SIGINT) or SIGTERM, so a long-running command (watch, session open,
+/// create --wait) ends cleanly and closes what it opened either way. A handler that cannot be
+/// installed counts as a signal that never comes.
 async fn ctrl_c() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
+    let sigint = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let sigterm = async {
+            match signal(SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = sigint => {}
+            _ = sigterm => {}
+        }
     }
+    #[cfg(not(unix))]
+    sigint.await;
 }
 
 /// `create`.
@@ -72,6 +94,7 @@ pub async fn create(client: &Client, args: CreateArgs, out: &mut Printer) -> Res
         let mut v = json!({ "path": path, "stat": output::stat_json(&stat) });
         if session_id != 0 {
             v["session_id"] = json!(session_id);
+            v["session_id_hex"] = json!(output::session_id(session_id));
         }
         out.value(&v)?;
     } else {

@@ -20,7 +20,7 @@ pub use output::OutputFormat;
 
 /// Command-line client for Baton, a replicated coordination service.
 #[derive(Debug, Parser)]
-#[command(name = "baton", version, about, max_term_width = 100)]
+#[command(name = "baton", version, max_term_width = 100)]
 pub struct Cli {
     /// Client endpoints, comma-separated (host:port or http://host:port). Calls go to the
     /// first that answers and fail over to the others.
@@ -62,13 +62,13 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a node and print the path created.
+    /// Create a node and print the path created (-e: see --help).
     ///
     /// With -e and no --session, the command opens a session for its own lifetime: the
     /// ephemeral node is deleted when the command exits (use --wait to keep it until
     /// Ctrl-C). Pass --session ID to attach the node to an existing session instead.
     Create(CreateArgs),
-    /// Print a node's data (with -o json: data as UTF-8 and base64, plus its Stat).
+    /// Print a node's data (-o json: data as UTF-8 and base64, and the Stat).
     Get(PathArgs),
     /// Replace a node's data.
     Set(SetArgs),
@@ -78,10 +78,13 @@ pub enum Command {
     Stat(PathArgs),
     /// Delete a node (with -R, its whole subtree, deepest first).
     Rm(RmArgs),
-    /// Print the events of a persistent watch until Ctrl-C, one line per event:
-    /// `zxid TYPE path`. Reconnects and resumes without gaps if the member goes away.
+    /// Print the events of a persistent watch until Ctrl-C.
+    ///
+    /// One line per event, `zxid TYPE path` (with -o json, one object per event). If the
+    /// stream breaks (member down, connection lost), the watch is added again with the last
+    /// zxid seen, so no event is lost or repeated.
     Watch(WatchArgs),
-    /// Wait until the member has applied every committed write; print its applied zxid.
+    /// Wait until the member has applied every committed write; print its zxid.
     Sync(SyncArgs),
     /// Open, list and describe sessions.
     #[command(subcommand)]

@@ -100,8 +100,8 @@ impl ClientError {
         }
     }
 
-    /// Whether the failure is transient, so the same request may succeed later (no leader, no
-    /// quorum, member down or shutting down, connection refused).
+    /// Whether the failure is transient, so the same request may succeed later: no leader, no
+    /// quorum, member down or shutting down, connection refused or lost.
     ///
     /// A write that failed with a retryable error after it reached the server may still have
     /// been applied, except when the reason is `UNAVAILABLE` (the server says it did not apply
@@ -111,7 +111,18 @@ impl ClientError {
             ClientError::Status(s) => {
                 s.code() == Code::Unavailable
                     || crate::error::status_reason(s).as_deref() == Some("UNAVAILABLE")
+                    || is_connection_error(s)
             }
+            ClientError::Connect { .. } | ClientError::WatchClosed => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the connection failed (refused, reset, closed mid-stream) rather than the
+    /// server answering with an error.
+    pub fn is_connection_error(&self) -> bool {
+        match self {
+            ClientError::Status(s) => is_connection_error(s),
             ClientError::Connect { .. } | ClientError::WatchClosed => true,
             _ => false,
         }
@@ -137,6 +148,17 @@ pub(crate) fn not_applied(status: &Status) -> bool {
         source = err.source();
     }
     false
+}
+
+/// Whether a status was made on this side from a transport failure. tonic keeps the transport
+/// error as the status's source; statuses received from a server have none.
+fn is_connection_error(status: &Status) -> bool {
+    crate::error::status_reason(status).is_none()
+        && matches!(
+            status.code(),
+            Code::Unavailable | Code::Unknown | Code::Cancelled | Code::Internal
+        )
+        && std::error::Error::source(status).is_some()
 }
 
 /// The upper-snake name of a gRPC code (`NOT_FOUND`, `UNAVAILABLE`, ...).

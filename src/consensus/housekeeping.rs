@@ -2,19 +2,27 @@
 //! time ran out. Both are decided here, on the leader, and carried out by proposing one log
 //! entry, so every member applies the same deletions at the same zxid.
 //!
-//! Liveness is kept in memory on the leader only. When a member becomes leader it gives every
-//! session a fresh full timeout before expiring any, so a failover never mass-expires sessions.
+//! Liveness is kept in memory on the leader only. Followers collect the sessions they received
+//! keepalives for and pass them to the leader in one `Liveness` RPC per tick. When a member
+//! becomes leader it gives every session a fresh full timeout before expiring any, so a
+//! failover never mass-expires sessions.
+//!
+//! Every member also makes sure the replicated membership records its client address, so
+//! members and clients can find each other's client ports.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::ServerState;
 use tracing::{debug, info, warn};
 
+use super::peer_service::update_member;
+use super::peers::{self, Peers};
 use super::proposer::{now_ms, Proposer};
 use super::state_machine::SmShared;
-use super::Raft;
+use super::{MemberNode, Raft};
+use crate::proto::raft as pb;
 use crate::shutdown::Shutdown;
 use crate::tree::{Request, SessionId};
 
@@ -22,6 +30,8 @@ use crate::tree::{Request, SessionId};
 #[derive(Default)]
 pub struct Liveness {
     deadlines: Mutex<HashMap<SessionId, Instant>>,
+    /// Sessions refreshed since the last report to the leader (used while following).
+    pending: Mutex<HashSet<SessionId>>,
 }
 
 impl Liveness {
@@ -29,6 +39,16 @@ impl Liveness {
     pub fn touch(&self, id: SessionId, timeout: Duration) {
         let mut d = self.deadlines.lock().unwrap_or_else(|e| e.into_inner());
         d.insert(id, Instant::now() + timeout);
+        drop(d);
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+    }
+
+    fn take_pending(&self) -> Vec<SessionId> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.drain().collect()
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<SessionId, Instant>) -> R) -> R {
@@ -37,16 +57,39 @@ impl Liveness {
     }
 }
 
+/// What the housekeeping loop needs.
+pub struct Housekeeping {
+    /// Raft handle.
+    pub raft: Raft,
+    /// This member's id.
+    pub my_id: u64,
+    /// This member's advertised addresses.
+    pub me: MemberNode,
+    /// State machine.
+    pub shared: Arc<SmShared>,
+    /// Write path.
+    pub proposer: Proposer,
+    /// Session deadlines.
+    pub liveness: Arc<Liveness>,
+    /// Peer connections.
+    pub peers: Arc<Peers>,
+    /// TTL reaper period.
+    pub ttl_check: Duration,
+}
+
 /// Runs the housekeeping loop until shutdown.
-pub async fn run(
-    raft: Raft,
-    my_id: u64,
-    shared: Arc<SmShared>,
-    proposer: Proposer,
-    liveness: Arc<Liveness>,
-    ttl_check: Duration,
-    mut shutdown: Shutdown,
-) {
+pub async fn run(hk: Housekeeping, mut shutdown: Shutdown) {
+    let Housekeeping {
+        raft,
+        my_id,
+        me,
+        shared,
+        proposer,
+        liveness,
+        peers,
+        ttl_check,
+    } = hk;
+    let mut last_member_check = Instant::now() - Duration::from_secs(10);
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_leader = false;
@@ -61,10 +104,15 @@ pub async fn run(
             let m = m.borrow();
             m.state == ServerState::Leader && m.current_leader == Some(my_id)
         };
+        if now_member_check_due(&mut last_member_check) {
+            ensure_recorded(&raft, my_id, &me, &peers, leading).await;
+        }
         if !leading {
             was_leader = false;
+            report_liveness(&raft, &liveness, &peers).await;
             continue;
         }
+        liveness.take_pending();
         let now = Instant::now();
         let mut expired = Vec::new();
         {
@@ -112,6 +160,71 @@ pub async fn run(
                     warn!(error = %e, "could not delete expired TTL nodes");
                 }
             }
+        }
+    }
+}
+
+fn now_member_check_due(last: &mut Instant) -> bool {
+    if last.elapsed() >= Duration::from_secs(1) {
+        *last = Instant::now();
+        true
+    } else {
+        false
+    }
+}
+
+/// Passes the sessions refreshed on this follower to the leader.
+async fn report_liveness(raft: &Raft, liveness: &Liveness, peers: &Peers) {
+    let ids = liveness.take_pending();
+    if ids.is_empty() {
+        return;
+    }
+    let Ok((leader, mut client)) = peers.leader_client(raft) else {
+        // No leader now: a new leader gives every session a full timeout anyway.
+        return;
+    };
+    let mut req = tonic::Request::new(pb::LivenessRequest {
+        session_ids: ids.clone(),
+    });
+    req.set_timeout(Duration::from_millis(500));
+    if let Err(s) = client.liveness(req).await {
+        debug!(leader, error = %s.message(), "could not pass keepalives to the leader");
+    }
+}
+
+/// Makes sure the membership records this member's current addresses.
+async fn ensure_recorded(raft: &Raft, my_id: u64, me: &MemberNode, peers: &Peers, leading: bool) {
+    let recorded = {
+        let m = raft.metrics();
+        let m = m.borrow();
+        m.membership_config.membership().get_node(&my_id).cloned()
+    };
+    match recorded {
+        Some(n) if n == *me => return,
+        None => return,
+        Some(_) => {}
+    }
+    let member = pb::MemberNode {
+        id: my_id,
+        peer_addr: me.peer_addr.clone(),
+        client_addr: me.client_addr.clone(),
+    };
+    if leading {
+        if let Err(e) = update_member(raft, member).await {
+            debug!(error = %e, "could not record this member's addresses");
+        }
+        return;
+    }
+    if peers::leader(raft).is_none() {
+        return;
+    }
+    if let Ok((_, mut client)) = peers.leader_client(raft) {
+        let mut req = tonic::Request::new(pb::UpdateMemberRequest {
+            member: Some(member),
+        });
+        req.set_timeout(Duration::from_secs(2));
+        if let Err(s) = client.update_member(req).await {
+            debug!(error = %s.message(), "leader could not record this member's addresses");
         }
     }
 }

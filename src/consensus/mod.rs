@@ -6,11 +6,15 @@ use std::io::Cursor;
 
 use crate::tree::{Command, RequestResult};
 
+pub mod faults;
 pub mod housekeeping;
 pub mod network;
+pub mod peer_service;
+pub mod peers;
 pub mod proposer;
 pub mod reads;
 pub mod state_machine;
+pub mod wire;
 
 /// A member's addresses, carried in the replicated membership (the cluster's address book).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -1,67 +1,152 @@
-//! The Raft network for a single-member cluster: there are no peers to reach, so every RPC
-//! reports the target unreachable (openraft then backs off instead of retrying hot).
+//! openraft's network over the peer gRPC service: Vote, AppendEntries and InstallSnapshot
+//! (chunked by openraft, at most `snapshot_max_chunk_size` per call) to the other members.
+//!
+//! Connection failures are reported as `Unreachable`, so openraft backs off instead of
+//! retrying in a hot loop; an AppendEntries batch over the message limit is split with a
+//! `PayloadTooLarge` hint.
 
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
+};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use prost::Message;
 
-use super::{MemberNode, TypeConfig};
+use super::peers::{Peers, MAX_PEER_MESSAGE};
+use super::{wire, MemberNode, TypeConfig};
 
-/// Network factory of a member with no peers.
-#[derive(Clone, Default)]
-pub struct NoPeers;
+/// Creates connections to peers for openraft.
+#[derive(Clone)]
+pub struct PeerNetwork {
+    peers: Arc<Peers>,
+}
 
-/// A connection to a peer that does not exist.
-pub struct NoPeer {
+impl PeerNetwork {
+    /// A network over the member's peer connections.
+    pub fn new(peers: Arc<Peers>) -> Self {
+        PeerNetwork { peers }
+    }
+}
+
+/// openraft's handle on one peer.
+pub struct PeerConn {
+    peers: Arc<Peers>,
     target: u64,
+    addr: String,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("member {0} is not reachable: this member runs as a single-member cluster")]
-struct NotReachable(u64);
+#[error("{0}")]
+struct RpcFailure(String);
 
-impl NoPeer {
-    fn err<E: std::error::Error>(&self) -> RPCError<u64, MemberNode, E> {
-        RPCError::Unreachable(Unreachable::new(&NotReachable(self.target)))
+fn to_rpc_error<E: std::error::Error>(s: tonic::Status) -> RPCError<u64, MemberNode, E> {
+    let msg = format!("{:?}: {}", s.code(), s.message());
+    match s.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+            RPCError::Unreachable(Unreachable::new(&RpcFailure(msg)))
+        }
+        _ => RPCError::Network(NetworkError::new(&RpcFailure(msg))),
     }
 }
 
-impl RaftNetworkFactory<TypeConfig> for NoPeers {
-    type Network = NoPeer;
+fn decode_error<E: std::error::Error>(
+    e: crate::store::codec::CodecError,
+) -> RPCError<u64, MemberNode, E> {
+    RPCError::Network(NetworkError::new(&e))
+}
 
-    async fn new_client(&mut self, target: u64, _node: &MemberNode) -> NoPeer {
-        NoPeer { target }
+impl PeerConn {
+    fn client<E: std::error::Error>(
+        &self,
+    ) -> Result<super::peers::PeerClient, RPCError<u64, MemberNode, E>> {
+        self.peers
+            .client(self.target, &self.addr)
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
     }
 }
 
-impl RaftNetwork<TypeConfig> for NoPeer {
+fn request<T>(msg: T, option: &RPCOption) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.set_timeout(option.hard_ttl());
+    r
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerConn;
+
+    async fn new_client(&mut self, target: u64, node: &MemberNode) -> PeerConn {
+        PeerConn {
+            peers: self.peers.clone(),
+            target,
+            addr: node.peer_addr.clone(),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConn {
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, MemberNode, RaftError<u64>>> {
-        Err(self.err())
+        let msg = wire::append_req_to_pb(&rpc);
+        if msg.encoded_len() > MAX_PEER_MESSAGE / 2 && rpc.entries.len() > 1 {
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint((rpc.entries.len() / 2) as u64),
+            ));
+        }
+        let mut client = self.client()?;
+        let resp = client
+            .append_entries(request(msg, &option))
+            .await
+            .map_err(to_rpc_error)?;
+        wire::append_resp_from_pb(resp.into_inner()).map_err(decode_error)
     }
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<u64>,
         RPCError<u64, MemberNode, RaftError<u64, InstallSnapshotError>>,
     > {
-        Err(self.err())
+        let mut client = self.client()?;
+        let resp = client
+            .install_snapshot(request(wire::snapshot_req_to_pb(&rpc), &option))
+            .await
+            .map_err(to_rpc_error)?
+            .into_inner();
+        if let Some(m) = resp.mismatch {
+            let err = RaftError::APIError(InstallSnapshotError::SnapshotMismatch(
+                wire::mismatch_from_pb(m),
+            ));
+            return Err(RPCError::RemoteError(RemoteError::new(self.target, err)));
+        }
+        wire::snapshot_resp_from_pb(resp).map_err(decode_error)
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<u64>,
-        _option: RPCOption,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, MemberNode, RaftError<u64>>> {
-        Err(self.err())
+        let mut client = self.client()?;
+        let resp = client
+            .vote(request(wire::vote_req_to_pb(&rpc), &option))
+            .await
+            .map_err(to_rpc_error)?;
+        wire::vote_resp_from_pb(resp.into_inner()).map_err(decode_error)
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff::new(std::iter::repeat(Duration::from_millis(100)))
     }
 }

@@ -1,33 +1,53 @@
-//! The proposer: packs concurrent client requests into one log entry (group commit).
+//! The proposer: packs concurrent client requests into one log entry (group commit), and on
+//! a follower passes them to the leader.
 //!
 //! openraft 0.9 appends and flushes each `client_write` on its own, so one entry per client
-//! request costs one fsync each. Instead, requests queue here; a loop takes everything queued
-//! (up to `max_batch` requests or `MAX_BATCH_BYTES`), stamps the batch with the proposer's
-//! clock, and proposes it as one entry. While a batch is in flight the next one fills up, so
-//! batches grow with load and a lone request waits for no timer.
+//! request would cost one fsync each. Instead, requests queue here; a loop takes everything
+//! queued (up to `max_batch` requests or [`MAX_BATCH_BYTES`]), stamps the batch with the
+//! proposer's clock and proposes it as one entry. While a batch is in flight the next one
+//! fills up, so batches grow with load and a lone request waits for no timer.
+//!
+//! On a follower the same batch goes to the leader in one `Forward` RPC (one hop: the leader
+//! never forwards again). The follower then waits until it has applied the batch's entry, so
+//! a client reading from the member it wrote through sees its own write.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
-use tokio::sync::{mpsc, oneshot, Semaphore};
-use tracing::warn;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tracing::{debug, warn};
 
-use super::Raft;
+use super::peers::{self, status_error, Peers};
+use super::{wire, MemberNode, Raft};
 use crate::error::BatonError;
+use crate::proto::raft as pb;
+use crate::store::codec;
 use crate::tree::{Command, Request, RequestResult, Zxid};
 
 /// Upper bound on the payload of one proposed entry.
-pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+pub const MAX_BATCH_BYTES: usize = 2 * 1024 * 1024;
 /// Proposals in flight at once: one appending while the previous one is being applied.
 const MAX_IN_FLIGHT: usize = 2;
+/// How long a forwarded write may take end to end.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long to wait for a leader before answering UNAVAILABLE.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
 
-type Reply = oneshot::Sender<Result<(RequestResult, Zxid), BatonError>>;
+type Outcome = Result<(RequestResult, Zxid), BatonError>;
+type Reply = oneshot::Sender<Outcome>;
+
+struct Item {
+    req: Request,
+    reply: Reply,
+    /// Client requests may be forwarded; requests forwarded to us may not.
+    forwardable: bool,
+}
 
 /// Handle to the proposer loop.
 #[derive(Clone)]
 pub struct Proposer {
-    tx: mpsc::Sender<(Request, Reply)>,
+    tx: mpsc::Sender<Item>,
 }
 
 /// Unix time in milliseconds.
@@ -38,31 +58,67 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+struct Loop {
+    raft: Raft,
+    my_id: u64,
+    peers: Arc<Peers>,
+    applied: watch::Receiver<u64>,
+}
+
 impl Proposer {
     /// Starts the loop on the current runtime.
-    pub fn start(raft: Raft, max_batch: usize) -> Proposer {
+    pub fn start(
+        raft: Raft,
+        my_id: u64,
+        peers: Arc<Peers>,
+        applied: watch::Receiver<u64>,
+        max_batch: usize,
+    ) -> Proposer {
         let (tx, rx) = mpsc::channel(max_batch.max(1) * 4);
-        tokio::spawn(run(raft, rx, max_batch.max(1)));
+        let lp = Arc::new(Loop {
+            raft,
+            my_id,
+            peers,
+            applied,
+        });
+        tokio::spawn(run(lp, rx, max_batch.max(1)));
         Proposer { tx }
     }
 
-    /// Proposes one request and waits for its result and the zxid of its entry.
-    ///
-    /// # Errors
-    /// `UNAVAILABLE` if this member cannot propose (not the leader, shutting down);
-    /// `OUTCOME_UNKNOWN` if the proposal was made but its fate is not known.
-    pub async fn propose(&self, req: Request) -> Result<(RequestResult, Zxid), BatonError> {
-        let (tx, rx) = oneshot::channel();
+    async fn submit(&self, req: Request, forwardable: bool) -> Outcome {
+        let (reply, rx) = oneshot::channel();
         self.tx
-            .send((req, tx))
+            .send(Item {
+                req,
+                reply,
+                forwardable,
+            })
             .await
             .map_err(|_| BatonError::Unavailable("shutting down".into()))?;
         rx.await
             .map_err(|_| BatonError::OutcomeUnknown("proposal dropped".into()))?
     }
+
+    /// Proposes one request (through the leader if this member follows) and waits for its
+    /// result and the zxid of its entry.
+    ///
+    /// # Errors
+    /// `UNAVAILABLE` if it was not proposed (no leader, shutting down): safe to retry;
+    /// `OUTCOME_UNKNOWN` if it was sent but its fate is not known.
+    pub async fn propose(&self, req: Request) -> Outcome {
+        self.submit(req, true).await
+    }
+
+    /// Proposes one request only if this member leads (for requests forwarded to it).
+    ///
+    /// # Errors
+    /// As [`Proposer::propose`].
+    pub async fn propose_here(&self, req: Request) -> Outcome {
+        self.submit(req, false).await
+    }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::Receiver<(Request, Reply)>, max_batch: usize) {
+async fn run(lp: Arc<Loop>, mut rx: mpsc::Receiver<Item>, max_batch: usize) {
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -71,61 +127,166 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<(Request, Reply)>, max_batch: us
         let Some(first) = rx.recv().await else {
             return;
         };
-        let mut bytes = first.0.size();
+        let mut bytes = first.req.size();
         let mut batch = vec![first];
         while batch.len() < max_batch && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(item) => {
-                    bytes += item.0.size();
+                    bytes += item.req.size();
                     batch.push(item);
                 }
                 Err(_) => break,
             }
         }
-        let raft = raft.clone();
+        let lp = lp.clone();
         tokio::spawn(async move {
-            let (requests, replies): (Vec<Request>, Vec<Reply>) = batch.into_iter().unzip();
-            let cmd = Command {
-                time_ms: now_ms(),
-                requests,
-            };
-            match raft.client_write(cmd).await {
-                Ok(resp) => {
-                    let zxid = resp.log_id.index;
-                    let mut results = resp.data.into_iter();
-                    for reply in replies {
-                        let r = results.next().ok_or_else(|| {
-                            BatonError::Internal("state machine returned too few results".into())
-                        });
-                        let _ = reply.send(r.map(|r| (r, zxid)));
-                    }
-                }
-                Err(e) => {
-                    let err = map_write_error(e);
-                    for reply in replies {
-                        let _ = reply.send(Err(err.clone()));
-                    }
-                }
-            }
+            lp.process(batch).await;
             drop(permit);
         });
     }
 }
 
-fn map_write_error(e: RaftError<u64, ClientWriteError<u64, super::MemberNode>>) -> BatonError {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-            BatonError::Unavailable(match f.leader_id {
-                Some(id) => format!("not the leader; the leader is member {id}"),
-                None => "no leader".into(),
+fn answer(items: Vec<Item>, err: &BatonError) {
+    for it in items {
+        let _ = it.reply.send(Err(err.clone()));
+    }
+}
+
+impl Loop {
+    async fn process(&self, batch: Vec<Item>) {
+        let mut leader = peers::leader(&self.raft);
+        if leader.is_none() {
+            peers::wait_for_leader(&self.raft, LEADER_WAIT).await;
+            leader = peers::leader(&self.raft);
+        }
+        match leader {
+            Some((id, node)) if id != self.my_id => self.forward_or_refuse(batch, id, node).await,
+            Some(_) => self.write_locally(batch).await,
+            None => answer(batch, &BatonError::Unavailable("no leader".into())),
+        }
+    }
+
+    async fn write_locally(&self, batch: Vec<Item>) {
+        let (requests, items): (Vec<Request>, Vec<Item>) = batch
+            .into_iter()
+            .map(|mut it| {
+                let req = std::mem::replace(&mut it.req, Request::Noop);
+                (req, it)
             })
+            .unzip();
+        let cmd = Command {
+            time_ms: now_ms(),
+            requests,
+        };
+        match self.raft.client_write(cmd.clone()).await {
+            Ok(resp) => {
+                let zxid = resp.log_id.index;
+                let mut results = resp.data.into_iter();
+                for it in items {
+                    let r = results.next().ok_or_else(|| {
+                        BatonError::Internal("state machine returned too few results".into())
+                    });
+                    let _ = it.reply.send(r.map(|r| (r, zxid)));
+                }
+            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                // Not appended here: safe to hand to the leader.
+                let batch: Vec<Item> = items
+                    .into_iter()
+                    .zip(cmd.requests)
+                    .map(|(mut it, req)| {
+                        it.req = req;
+                        it
+                    })
+                    .collect();
+                match (f.leader_id, f.leader_node) {
+                    (Some(id), Some(node)) if id != self.my_id => {
+                        self.forward_or_refuse(batch, id, node).await
+                    }
+                    _ => answer(batch, &BatonError::Unavailable("no leader".into())),
+                }
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                answer(items, &BatonError::Internal(e.to_string()))
+            }
+            Err(RaftError::Fatal(f)) => {
+                warn!(error = %f, "raft stopped");
+                answer(
+                    items,
+                    &BatonError::Unavailable(format!("consensus stopped: {f}")),
+                )
+            }
         }
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            BatonError::Internal(e.to_string())
+    }
+
+    async fn forward_or_refuse(&self, batch: Vec<Item>, leader: u64, node: MemberNode) {
+        let (forward, refuse): (Vec<Item>, Vec<Item>) =
+            batch.into_iter().partition(|it| it.forwardable);
+        answer(
+            refuse,
+            &BatonError::Unavailable(format!(
+                "member {} is not the leader (member {leader} is)",
+                self.my_id
+            )),
+        );
+        if forward.is_empty() {
+            return;
         }
-        RaftError::Fatal(f) => {
-            warn!(error = %f, "raft stopped");
-            BatonError::Unavailable(format!("consensus stopped: {f}"))
+        let outcomes = self.forward(&forward, leader, &node).await;
+        let max_zxid = outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().ok().map(|(_, z)| *z))
+            .max()
+            .unwrap_or(0);
+        if max_zxid > 0 {
+            // Read-your-writes on this member: wait (bounded) until it applied the entry.
+            let mut applied = self.applied.clone();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), applied.wait_for(|a| *a >= max_zxid))
+                    .await;
         }
+        for (it, o) in forward.into_iter().zip(outcomes) {
+            let _ = it.reply.send(o);
+        }
+    }
+
+    async fn forward(&self, items: &[Item], leader: u64, node: &MemberNode) -> Vec<Outcome> {
+        let n = items.len();
+        let all = |e: BatonError| (0..n).map(|_| Err(e.clone())).collect::<Vec<Outcome>>();
+        let mut client = match self.peers.client(leader, &node.peer_addr) {
+            Ok(c) => c,
+            Err(e) => return all(e),
+        };
+        let mut req = tonic::Request::new(pb::ForwardRequest {
+            requests: items
+                .iter()
+                .map(|it| codec::request_to_pb(&it.req))
+                .collect(),
+            hops: 1,
+        });
+        req.set_timeout(FORWARD_TIMEOUT);
+        debug!(leader, requests = n, "forwarding writes to the leader");
+        let resp = match client.forward(req).await {
+            Ok(r) => r.into_inner(),
+            Err(s) => return all(status_error("forwarding to the leader", &s, true)),
+        };
+        if let Some(e) = resp.error {
+            return all(wire::error_from_pb(e));
+        }
+        if resp.results.len() != n {
+            return all(BatonError::OutcomeUnknown(format!(
+                "leader answered {} results for {n} requests",
+                resp.results.len()
+            )));
+        }
+        resp.results
+            .into_iter()
+            .map(|r| match wire::forwarded_from_pb(r) {
+                Ok(o) => o,
+                Err(e) => Err(BatonError::OutcomeUnknown(format!(
+                    "undecodable reply from the leader: {e}"
+                ))),
+            })
+            .collect()
     }
 }

@@ -1,13 +1,17 @@
 //! Linearizable reads: the leader confirms it still leads (a heartbeat round to a quorum)
-//! and the member waits until it has applied up to the confirmed index. Concurrent readers
-//! share one confirmation: a loop takes every waiting reader, confirms once, and answers
-//! them all. Every reader in a batch arrived before the confirmation started, so the
-//! confirmed index covers every write acknowledged before any of them began.
+//! and the member waits until it has applied up to the confirmed index. On a follower the
+//! confirmed index comes from the leader (`ReadIndex` RPC) and the follower waits until it
+//! has applied that far itself. Concurrent readers share one confirmation: a loop takes every
+//! waiting reader, confirms once, and answers them all. Every reader in a batch arrived
+//! before the confirmation started, so the confirmed index covers every write acknowledged
+//! before any of them began.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::peers::{self, status_error, Peers};
 use super::Raft;
 use crate::error::BatonError;
 
@@ -22,9 +26,9 @@ pub struct ReadBarrier {
 
 impl ReadBarrier {
     /// Starts the loop. `applied` follows the state machine's applied index.
-    pub fn start(raft: Raft, applied: watch::Receiver<u64>) -> ReadBarrier {
+    pub fn start(raft: Raft, peers: Arc<Peers>, applied: watch::Receiver<u64>) -> ReadBarrier {
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(run(raft, rx));
+        tokio::spawn(run(raft, peers, rx));
         ReadBarrier { tx, applied }
     }
 
@@ -69,21 +73,38 @@ impl ReadBarrier {
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::Receiver<Waiter>) {
+async fn run(raft: Raft, peers: Arc<Peers>, mut rx: mpsc::Receiver<Waiter>) {
     while let Some(first) = rx.recv().await {
         let mut waiters = vec![first];
         while let Ok(w) = rx.try_recv() {
             waiters.push(w);
         }
-        let r = match raft.ensure_linearizable().await {
+        let r = confirm(&raft, &peers).await;
+        for w in waiters {
+            let _ = w.send(r.clone());
+        }
+    }
+}
+
+/// One leader-confirmed read index.
+async fn confirm(raft: &Raft, peers: &Peers) -> Result<u64, BatonError> {
+    if peers::leader(raft).is_none() {
+        peers::wait_for_leader(raft, Duration::from_secs(3)).await;
+    }
+    if peers::is_leader(raft, peers.my_id()) {
+        return match raft.ensure_linearizable().await {
             Ok(Some(log_id)) => Ok(log_id.index),
             Ok(None) => Ok(0),
             Err(e) => Err(BatonError::Unavailable(format!(
                 "cannot confirm leadership for a linearizable read: {e}"
             ))),
         };
-        for w in waiters {
-            let _ = w.send(r.clone());
-        }
+    }
+    let (_, mut client) = peers.leader_client(raft)?;
+    let mut req = tonic::Request::new(crate::proto::raft::ReadIndexRequest {});
+    req.set_timeout(Duration::from_secs(5));
+    match client.read_index(req).await {
+        Ok(r) => Ok(r.into_inner().index),
+        Err(s) => Err(status_error("read index from the leader", &s, false)),
     }
 }

@@ -239,7 +239,7 @@ pub fn command_from_pb(c: pb::Command) -> Result<Command, CodecError> {
     })
 }
 
-fn request_to_pb(r: &Request) -> pb::Request {
+pub fn request_to_pb(r: &Request) -> pb::Request {
     use pb::request::Request as R;
     let r = match r {
         Request::Multi { ops, single } => R::Multi(pb::Multi {
@@ -270,7 +270,7 @@ fn request_to_pb(r: &Request) -> pb::Request {
     pb::Request { request: Some(r) }
 }
 
-fn request_from_pb(r: pb::Request) -> Result<Request, CodecError> {
+pub fn request_from_pb(r: pb::Request) -> Result<Request, CodecError> {
     use pb::request::Request as R;
     Ok(
         match r

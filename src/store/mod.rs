@@ -64,6 +64,7 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
 
@@ -220,7 +221,8 @@ impl Store {
     /// it before serving, or in `spawn_blocking`.
     ///
     /// # Errors
-    /// [`StoreError::Locked`] if another process has the directory open,
+    /// [`StoreError::Locked`] if another process has the directory open (after waiting up to
+    /// 2 s, in case it is this process's own store, still closing),
     /// [`StoreError::NotBaton`] / [`StoreError::VersionMismatch`] if it holds another format,
     /// [`StoreError::Io`] / [`StoreError::Sled`] if it cannot be read or created.
     pub fn open(data_dir: impl AsRef<Path>, cache_capacity: u64) -> Result<Store, StoreError> {
@@ -229,11 +231,7 @@ impl Store {
         fs::create_dir_all(&data_dir).map_err(|e| StoreError::io("create", &data_dir, e))?;
         check_not_foreign(&db_dir)?;
 
-        let db = sled::Config::new()
-            .path(&db_dir)
-            .cache_capacity(cache_capacity)
-            .open()
-            .map_err(|e| map_open_error(&db_dir, e))?;
+        let db = open_db(&db_dir, cache_capacity)?;
 
         // A database whose trees are all empty holds nothing to misread: it is fresh (or a
         // first open crashed before recording the version). Look before creating any tree,
@@ -473,6 +471,34 @@ fn check_not_foreign(db_dir: &Path) -> Result<(), StoreError> {
         });
     }
     Ok(())
+}
+
+/// How long `open` waits for a lock that may be on its way out (see [`open_db`]).
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Opens the sled database, waiting up to [`LOCK_WAIT`] for its lock. A `Db` dropped in
+/// this process releases its file lock asynchronously (sled frees its I/O buffers, which
+/// own the file, through epoch-based reclamation and its own thread pool), so a store
+/// closed and reopened in one process (tests, in-process restarts) can briefly find its own
+/// old lock. Another process holding the lock is reported after the wait.
+fn open_db(db_dir: &Path, cache_capacity: u64) -> Result<sled::Db, StoreError> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let res = sled::Config::new()
+            .path(db_dir)
+            .cache_capacity(cache_capacity)
+            .open()
+            .map_err(|e| map_open_error(db_dir, e));
+        match res {
+            Err(StoreError::Locked { .. }) if Instant::now() + pause < deadline => {
+                tracing::debug!(path = %db_dir.display(), "data directory locked; retrying");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            res => return res,
+        }
+    }
 }
 
 /// Turns sled's open errors into the ones an operator can act on.

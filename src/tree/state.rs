@@ -226,6 +226,31 @@ impl State {
         Some((page, more))
     }
 
+    /// A hash of every node (path, data, Stat, sequence counter) and session, independent of
+    /// insertion order: members that applied the same log have the same digest.
+    pub fn digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut paths: Vec<&String> = self.nodes.keys().collect();
+        paths.sort();
+        for p in paths {
+            if let Some(n) = self.nodes.get(p) {
+                p.hash(&mut h);
+                n.data.hash(&mut h);
+                n.seq.hash(&mut h);
+                let s = &n.stat;
+                (s.czxid, s.mzxid, s.pzxid, s.ctime, s.mtime).hash(&mut h);
+                (s.version, s.cversion, s.aversion, s.ephemeral_owner).hash(&mut h);
+                (s.data_length, s.num_children, s.mode.as_i32(), s.ttl_ms).hash(&mut h);
+            }
+        }
+        for e in self.sessions.values() {
+            let s = &e.session;
+            (s.id, &s.secret, s.timeout_ms, s.created_zxid, s.created_ms).hash(&mut h);
+        }
+        h.finish()
+    }
+
     /// TTL nodes that have expired at `now_ms` and have no children, at most `max`.
     pub fn expired_ttl_nodes(&self, now_ms: i64, max: usize) -> Vec<String> {
         self.ttl_nodes

@@ -204,8 +204,14 @@ def add_watch(ws, path, kind, request_id):
             add=watches_pb2.AddWatch(path=path, kind=kind, request_id=request_id)
         )
     )
-    r = ws.next()
-    assert r.WhichOneof("response") == "added", r
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        r = ws.next(max(0.1, deadline - time.monotonic()))
+        kind_ = r.WhichOneof("response")
+        if kind_ in ("added", "error", "compacted"):
+            break
+        # Other watches' messages (events, removals) may come first: skip them.
+    assert kind_ == "added", r
     assert r.added.request_id == request_id
     assert r.watch_id != 0
     return r
@@ -229,6 +235,10 @@ def test_watch_data_and_persistent(channel, znodes):
         assert events[0].type == watches_pb2.DATA_CHANGED
         assert events[0].path == path
         assert events[0].zxid == s1.stat.mzxid
+        # A one-shot watch is removed once it fired, and says so.
+        r = ws.next()
+        assert r.watch_id == data_watch and r.WhichOneof("response") == "removed", r
+        assert r.removed.fired
 
         # A persistent watch stays: two changes give two events, in zxid order.
         pers = add_watch(ws, path, watches_pb2.AddWatch.PERSISTENT, 2).watch_id

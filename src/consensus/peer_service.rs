@@ -1,0 +1,311 @@
+//! The peer port's gRPC service (`baton.raft.v1.Raft`): Raft RPCs handed to openraft, and the
+//! requests followers pass to the leader (forwarded writes, read index, session liveness,
+//! membership updates and administration).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::ChangeMembers;
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+use super::housekeeping::Liveness;
+use super::peers::is_leader;
+use super::proposer::Proposer;
+use super::state_machine::SmShared;
+use super::{wire, MemberNode, Raft};
+use crate::error::BatonError;
+use crate::proto::raft::{self as pb, raft_server};
+use crate::store::codec;
+
+/// The peer service of one member.
+pub struct PeerService {
+    /// This member's id.
+    pub my_id: u64,
+    /// Raft handle.
+    pub raft: Raft,
+    /// Proposer (forwarded writes are proposed here when leading).
+    pub proposer: Proposer,
+    /// State machine (session lookups for liveness).
+    pub shared: Arc<SmShared>,
+    /// Session deadlines.
+    pub liveness: Arc<Liveness>,
+}
+
+fn bad_request(e: codec::CodecError) -> Status {
+    Status::invalid_argument(format!("malformed peer request: {e}"))
+}
+
+fn raft_stopped<E: std::fmt::Display>(e: E) -> Status {
+    Status::unavailable(format!("raft is not running: {e}"))
+}
+
+impl PeerService {
+    fn require_leader(&self) -> Result<(), BatonError> {
+        if is_leader(&self.raft, self.my_id) {
+            Ok(())
+        } else {
+            Err(BatonError::Unavailable(format!(
+                "member {} is not the leader",
+                self.my_id
+            )))
+        }
+    }
+
+    /// Executes an administration request on the leader.
+    pub async fn admin(raft: &Raft, req: pb::admin_request::Request) -> Result<u64, BatonError> {
+        use pb::admin_request::Request as A;
+        let r = match req {
+            A::AddLearner(n) => {
+                if n.id == 0 || n.peer_addr.is_empty() {
+                    return Err(BatonError::BadArguments(
+                        "a new member needs an id > 0 and a peer address".into(),
+                    ));
+                }
+                let members = raft.metrics().borrow().membership_config.clone();
+                if members.membership().get_node(&n.id).is_some() {
+                    return Err(BatonError::BadArguments(format!(
+                        "member {} already exists",
+                        n.id
+                    )));
+                }
+                info!(id = n.id, peer = %n.peer_addr, "adding learner");
+                raft.add_learner(
+                    n.id,
+                    MemberNode {
+                        peer_addr: n.peer_addr,
+                        client_addr: n.client_addr,
+                    },
+                    false,
+                )
+                .await
+                .map(|r| r.log_id.index)
+            }
+            A::Promote(id) => {
+                let m = raft.metrics().borrow().clone();
+                let membership = m.membership_config.membership();
+                if membership.get_node(&id).is_none() {
+                    return Err(BatonError::NoNode(format!("member {id}")));
+                }
+                if membership.voter_ids().any(|v| v == id) {
+                    return Err(BatonError::BadArguments(format!(
+                        "member {id} is already a voter"
+                    )));
+                }
+                let last = m.last_log_index.unwrap_or(0);
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).cloned().flatten())
+                    .map(|l| l.index)
+                    .unwrap_or(0);
+                if last.saturating_sub(matched) > 1000 {
+                    return Err(BatonError::BadArguments(format!(
+                        "learner {id} has not caught up ({matched} of {last}); retry later"
+                    )));
+                }
+                info!(id, "promoting learner to voter");
+                raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                    .await
+                    .map(|r| r.log_id.index)
+            }
+            A::Remove(id) => {
+                let membership = raft.metrics().borrow().membership_config.clone();
+                let membership = membership.membership();
+                if membership.get_node(&id).is_none() {
+                    return Err(BatonError::NoNode(format!("member {id}")));
+                }
+                let voter = membership.voter_ids().any(|v| v == id);
+                info!(id, voter, "removing member");
+                let change = if voter {
+                    ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+                } else {
+                    ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+                };
+                raft.change_membership(change, false)
+                    .await
+                    .map(|r| r.log_id.index)
+            }
+        };
+        r.map_err(|e| match e {
+            RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(_)) => {
+                BatonError::Unavailable("not the leader".into())
+            }
+            RaftError::APIError(openraft::error::ClientWriteError::ChangeMembershipError(e)) => {
+                BatonError::BadArguments(e.to_string())
+            }
+            RaftError::Fatal(f) => BatonError::Unavailable(f.to_string()),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl raft_server::Raft for PeerService {
+    async fn vote(
+        &self,
+        req: Request<pb::VoteRequest>,
+    ) -> Result<Response<pb::VoteResponse>, Status> {
+        let rpc = wire::vote_req_from_pb(req.into_inner()).map_err(bad_request)?;
+        let resp = self.raft.vote(rpc).await.map_err(raft_stopped)?;
+        Ok(Response::new(wire::vote_resp_to_pb(&resp)))
+    }
+
+    async fn append_entries(
+        &self,
+        req: Request<pb::AppendEntriesRequest>,
+    ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
+        let rpc = wire::append_req_from_pb(req.into_inner()).map_err(bad_request)?;
+        let resp = self.raft.append_entries(rpc).await.map_err(raft_stopped)?;
+        Ok(Response::new(wire::append_resp_to_pb(&resp)))
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<pb::InstallSnapshotRequest>,
+    ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
+        let rpc = wire::snapshot_req_from_pb(req.into_inner()).map_err(bad_request)?;
+        match self.raft.install_snapshot(rpc).await {
+            Ok(resp) => Ok(Response::new(wire::snapshot_resp_to_pb(&resp))),
+            Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(m))) => {
+                let vote = self.raft.metrics().borrow().vote;
+                Ok(Response::new(pb::InstallSnapshotResponse {
+                    vote: Some(codec::vote_to_pb(&vote)),
+                    mismatch: Some(wire::mismatch_to_pb(&m.expect, &m.got)),
+                }))
+            }
+            Err(RaftError::Fatal(f)) => Err(raft_stopped(f)),
+        }
+    }
+
+    async fn forward(
+        &self,
+        req: Request<pb::ForwardRequest>,
+    ) -> Result<Response<pb::ForwardResponse>, Status> {
+        let r = req.into_inner();
+        if let Err(e) = self.require_leader() {
+            return Ok(Response::new(pb::ForwardResponse {
+                results: Vec::new(),
+                error: Some(wire::error_to_pb(&e)),
+            }));
+        }
+        let requests = r
+            .requests
+            .into_iter()
+            .map(codec::request_from_pb)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bad_request)?;
+        // Submitted together, so the proposer packs them into as few entries as it can.
+        let futures = requests
+            .into_iter()
+            .map(|req| self.proposer.propose_here(req));
+        let outcomes = futures::future::join_all(futures).await;
+        let results = outcomes
+            .into_iter()
+            .map(|o| match o {
+                Ok((result, zxid)) => wire::result_to_pb(&result, zxid),
+                Err(e) => pb::RequestResult {
+                    result: Some(pb::request_result::Result::Failed(wire::error_to_pb(&e))),
+                    zxid: 0,
+                },
+            })
+            .collect();
+        Ok(Response::new(pb::ForwardResponse {
+            results,
+            error: None,
+        }))
+    }
+
+    async fn read_index(
+        &self,
+        _req: Request<pb::ReadIndexRequest>,
+    ) -> Result<Response<pb::ReadIndexResponse>, Status> {
+        self.require_leader().map_err(|e| e.to_status())?;
+        let (read_log_id, _applied) = self.raft.get_read_log_id().await.map_err(|e| {
+            BatonError::Unavailable(format!("cannot confirm leadership: {e}")).to_status()
+        })?;
+        Ok(Response::new(pb::ReadIndexResponse {
+            index: read_log_id.map(|l| l.index).unwrap_or(0),
+        }))
+    }
+
+    async fn liveness(
+        &self,
+        req: Request<pb::LivenessRequest>,
+    ) -> Result<Response<pb::LivenessResponse>, Status> {
+        self.require_leader().map_err(|e| e.to_status())?;
+        let ids = req.into_inner().session_ids;
+        let mut unknown = Vec::new();
+        let tree = self.shared.tree.read().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            match tree.session(id) {
+                Some(s) => self.liveness.touch(
+                    id,
+                    Duration::from_millis(s.session.timeout_ms.max(0) as u64),
+                ),
+                None => unknown.push(id),
+            }
+        }
+        Ok(Response::new(pb::LivenessResponse { unknown }))
+    }
+
+    async fn update_member(
+        &self,
+        req: Request<pb::UpdateMemberRequest>,
+    ) -> Result<Response<pb::UpdateMemberResponse>, Status> {
+        self.require_leader().map_err(|e| e.to_status())?;
+        let m = req
+            .into_inner()
+            .member
+            .ok_or_else(|| Status::invalid_argument("member missing"))?;
+        update_member(&self.raft, m)
+            .await
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(pb::UpdateMemberResponse {}))
+    }
+
+    async fn admin(
+        &self,
+        req: Request<pb::AdminRequest>,
+    ) -> Result<Response<pb::AdminResponse>, Status> {
+        self.require_leader().map_err(|e| e.to_status())?;
+        let r = req
+            .into_inner()
+            .request
+            .ok_or_else(|| Status::invalid_argument("empty admin request"))?;
+        Ok(Response::new(
+            match PeerService::admin(&self.raft, r).await {
+                Ok(index) => pb::AdminResponse { error: None, index },
+                Err(e) => pb::AdminResponse {
+                    error: Some(wire::error_to_pb(&e)),
+                    index: 0,
+                },
+            },
+        ))
+    }
+}
+
+/// Records a member's addresses in the membership (on the leader).
+///
+/// # Errors
+/// `UNAVAILABLE` if not leading or a membership change is in progress.
+pub async fn update_member(raft: &Raft, m: pb::MemberNode) -> Result<(), BatonError> {
+    let node = MemberNode {
+        peer_addr: m.peer_addr,
+        client_addr: m.client_addr,
+    };
+    let current = raft.metrics().borrow().membership_config.clone();
+    match current.membership().get_node(&m.id) {
+        None => return Err(BatonError::NoNode(format!("member {}", m.id))),
+        Some(n) if *n == node => return Ok(()),
+        Some(_) => {}
+    }
+    raft.change_membership(
+        ChangeMembers::SetNodes(BTreeMap::from([(m.id, node)])),
+        false,
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| BatonError::Unavailable(format!("cannot update member {}: {e}", m.id)))
+}

@@ -1,0 +1,136 @@
+//! Connections to the other members' peer ports, shared by the Raft network, the proposer
+//! (forwarding writes), read barriers (read index) and housekeeping (liveness, membership).
+//!
+//! One lazily connected channel per member, wrapped in the fault-injection layer. Addresses
+//! come from the replicated membership, so a member's address change reaches everyone.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::ServerState;
+use tonic::transport::Endpoint;
+
+use super::faults::{FaultService, Faults};
+use super::{MemberNode, Raft};
+use crate::error::BatonError;
+use crate::proto::raft::raft_client::RaftClient;
+
+/// Largest peer message (AppendEntries batches, snapshot chunks, forwarded writes).
+pub const MAX_PEER_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// A peer RPC client.
+pub type PeerClient = RaftClient<FaultService>;
+
+/// The member's outgoing peer connections.
+pub struct Peers {
+    my_id: u64,
+    faults: Arc<Faults>,
+    clients: Mutex<HashMap<u64, (String, PeerClient)>>,
+}
+
+impl Peers {
+    /// Connections of member `my_id`, subject to `faults`.
+    pub fn new(my_id: u64, faults: Arc<Faults>) -> Arc<Peers> {
+        Arc::new(Peers {
+            my_id,
+            faults,
+            clients: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// This member's id.
+    pub fn my_id(&self) -> u64 {
+        self.my_id
+    }
+
+    /// The fault controller of this member's outgoing links.
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.faults
+    }
+
+    /// A client for member `id` at `addr` (cached; rebuilt if the address changed).
+    ///
+    /// # Errors
+    /// `UNAVAILABLE` for an unusable address.
+    pub fn client(&self, id: u64, addr: &str) -> Result<PeerClient, BatonError> {
+        let mut g = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((a, c)) = g.get(&id) {
+            if a == addr {
+                return Ok(c.clone());
+            }
+        }
+        let uri = if addr.starts_with("http://") || addr.starts_with("https://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let channel = Endpoint::from_shared(uri)
+            .map_err(|e| BatonError::Unavailable(format!("bad peer address {addr:?}: {e}")))?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        let client = RaftClient::new(FaultService::new(
+            channel,
+            self.my_id,
+            id,
+            self.faults.clone(),
+        ))
+        .max_decoding_message_size(MAX_PEER_MESSAGE)
+        .max_encoding_message_size(MAX_PEER_MESSAGE);
+        g.insert(id, (addr.to_string(), client.clone()));
+        Ok(client)
+    }
+
+    /// A client for the current leader, if it is another member.
+    ///
+    /// # Errors
+    /// `UNAVAILABLE` if no leader is known.
+    pub fn leader_client(&self, raft: &Raft) -> Result<(u64, PeerClient), BatonError> {
+        let (id, node) = leader(raft).ok_or_else(|| BatonError::Unavailable("no leader".into()))?;
+        Ok((id, self.client(id, &node.peer_addr)?))
+    }
+}
+
+/// The current leader and its addresses, as this member knows them.
+pub fn leader(raft: &Raft) -> Option<(u64, MemberNode)> {
+    let m = raft.metrics();
+    let m = m.borrow();
+    let id = m.current_leader?;
+    let node = m.membership_config.membership().get_node(&id)?.clone();
+    Some((id, node))
+}
+
+/// Whether this member is the leader now.
+pub fn is_leader(raft: &Raft, my_id: u64) -> bool {
+    let m = raft.metrics();
+    let m = m.borrow();
+    m.state == ServerState::Leader && m.current_leader == Some(my_id)
+}
+
+/// Waits up to `timeout` for some leader to be known.
+pub async fn wait_for_leader(raft: &Raft, timeout: Duration) -> Option<u64> {
+    let mut rx = raft.metrics();
+    let r = tokio::time::timeout(timeout, rx.wait_for(|m| m.current_leader.is_some())).await;
+    match r {
+        Ok(Ok(m)) => m.current_leader,
+        _ => None,
+    }
+}
+
+/// Maps a failed peer call to a domain error. A call that failed to connect was not
+/// delivered (`UNAVAILABLE`); any other failure may have been (`OUTCOME_UNKNOWN` if
+/// `may_have_applied`).
+pub fn status_error(what: &str, s: &tonic::Status, may_have_applied: bool) -> BatonError {
+    let msg = format!("{what}: {}", s.message());
+    let not_delivered = s.code() == tonic::Code::Unavailable
+        && (s.message().contains("connect") || s.message().contains("cut by fault"))
+        || s.message().contains("cut by fault injection");
+    if not_delivered || !may_have_applied {
+        BatonError::Unavailable(msg)
+    } else {
+        BatonError::OutcomeUnknown(msg)
+    }
+}
