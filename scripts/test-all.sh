@@ -43,7 +43,7 @@ run_step() {
   NAMES+=("$name")
   SECS+=("$((SECONDS - t0))")
   if [[ $rc -eq 0 ]]; then RESULTS+=("ok"); else RESULTS+=("FAILED (exit $rc)"); fi
-  return $rc
+  return "$rc"
 }
 
 skip_step() {
@@ -61,8 +61,9 @@ count_tests() {
     python)
       local last
       last="$(grep -E '[0-9]+ (passed|failed)' "$log" | tail -n1 || true)"
-      p=$(grep -oE '[0-9]+ passed' <<<"$last" | grep -oE '[0-9]+' || echo 0)
-      f=$(grep -oE '[0-9]+ (failed|error)' <<<"$last" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
+      # pytest's closing line, e.g. "1 failed, 2 passed, 1 error in 0.3s".
+      p=$(awk '{for (i = 2; i <= NF; i++) if ($i ~ /^passed/) s += $(i-1)} END {print s+0}' <<<"$last")
+      f=$(awk '{for (i = 2; i <= NF; i++) if ($i ~ /^(failed|error)/) s += $(i-1)} END {print s+0}' <<<"$last")
       ;;
     grpcurl)
       local last
@@ -75,14 +76,16 @@ count_tests() {
   TOTAL_FAILED=$((TOTAL_FAILED + ${f:-0}))
 }
 
+# Last-resort bounds per step (each test also bounds itself); exit 124 means a step hung.
+T=(timeout --kill-after=30)
 FAILED=0
-if run_step build cargo build --all-targets; then
-  run_step cargo-test cargo test || FAILED=1
-  count_tests cargo-test
-  run_step python bash tests/python/run.sh || FAILED=1
-  count_tests python
-  run_step grpcurl bash tests/grpcurl.sh || FAILED=1
-  count_tests grpcurl
+if run_step build "${T[@]}" 2400 cargo build --all-targets; then
+  run_step cargo-test "${T[@]}" 1800 cargo test || FAILED=1
+  count_tests cargo-test || true
+  run_step python "${T[@]}" 900 bash tests/python/run.sh || FAILED=1
+  count_tests python || true
+  run_step grpcurl "${T[@]}" 600 bash tests/grpcurl.sh || FAILED=1
+  count_tests grpcurl || true
 else
   FAILED=1
   skip_step cargo-test "build failed"

@@ -100,10 +100,10 @@ pub struct Args {
     /// Raft heartbeat interval in ms (default 100).
     #[arg(long, env = "BATON_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
-    /// Smallest election timeout in ms (default 1000).
+    /// Smallest election timeout in ms (default 400).
     #[arg(long, env = "BATON_ELECTION_TIMEOUT_MIN_MS")]
     pub election_timeout_min_ms: Option<u64>,
-    /// Largest election timeout in ms (default 2000).
+    /// Largest election timeout in ms (default 800).
     #[arg(long, env = "BATON_ELECTION_TIMEOUT_MAX_MS")]
     pub election_timeout_max_ms: Option<u64>,
     /// Log entries between automatic snapshots (default 20000).
@@ -204,8 +204,8 @@ impl Default for Config {
             watch_buffer: 4096,
             max_children_page: 10_000,
             heartbeat: Duration::from_millis(100),
-            election_timeout_min: Duration::from_millis(1000),
-            election_timeout_max: Duration::from_millis(2000),
+            election_timeout_min: Duration::from_millis(400),
+            election_timeout_max: Duration::from_millis(800),
             snapshot_every: 20_000,
             keep_logs: 5_000,
             max_batch: 1024,

@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tracing::{info, warn};
 
@@ -147,6 +148,14 @@ async fn bind(addr: SocketAddr, given: Option<TcpListener>) -> Result<TcpListene
             .await
             .map_err(|source| ServerError::Bind { addr, source }),
     }
+}
+
+/// Accepted connections with TCP_NODELAY: small gRPC replies must not wait for Nagle's
+/// algorithm (which, with delayed ACKs, adds ~40 ms to a request/response exchange).
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(30)))
 }
 
 /// Key in `raft_meta` recording which member and cluster a data dir belongs to.
@@ -306,6 +315,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         reads,
         liveness,
         peers,
+        shutdown: shutdown.clone(),
     });
 
     let peer_server = tokio::spawn(
@@ -315,7 +325,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
                     .max_decoding_message_size(MAX_PEER_MESSAGE)
                     .max_encoding_message_size(MAX_PEER_MESSAGE),
             )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(peer_listener), {
+            .serve_with_incoming_shutdown(incoming(peer_listener), {
                 let mut s = shutdown.clone();
                 async move { s.wait().await }
             }),
@@ -375,7 +385,7 @@ async fn serve(
             api::cluster::ClusterService::new(ctx.clone()),
         ));
     let server = tokio::spawn(router.serve_with_incoming_shutdown(
-        TcpListenerStream::new(listener),
+        incoming(listener),
         async move {
             let _ = drain_rx.await;
         },

@@ -131,6 +131,7 @@ impl Batond {
             .arg(format!("127.0.0.1:{}", free_port()))
             .args(&self.extra)
             .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
@@ -196,10 +197,18 @@ impl Batond {
     /// SIGTERM, then wait (bounded) for the exit status.
     async fn terminate(&mut self, limit: Duration) -> ExitStatus {
         let mut c = self.child.take().expect("server running");
+        let pid = c.id().to_string();
+        // `kill` is procps' binary; where it is missing, the shell's builtin does the same.
         let st = Command::new("kill")
             .arg("-TERM")
-            .arg(c.id().to_string())
+            .arg(&pid)
             .status()
+            .or_else(|_| {
+                Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("kill -TERM {pid}"))
+                    .status()
+            })
             .expect("run kill -TERM");
         assert!(st.success(), "kill -TERM failed: {st}");
         let deadline = Instant::now() + limit;

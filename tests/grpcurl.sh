@@ -43,7 +43,7 @@ cleanup() {
     tail -n 40 "$WORK/batond.log" >&2 || true
   fi
   rm -rf "$WORK"
-  exit $rc
+  exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -56,7 +56,7 @@ start_server() {
   local attempt port
   for attempt in 1 2 3 4 5; do
     port="$(free_port)"
-    env -u BATON_CONFIG RUST_LOG="${RUST_LOG:-info}" "$BATOND" --id 1 --data-dir "$WORK/data" \
+    env -u BATON_CONFIG NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$BATOND" --id 1 --data-dir "$WORK/data" \
       --listen-client "127.0.0.1:$port" --listen-peer "127.0.0.1:$(free_port)" \
       >>"$WORK/batond.log" 2>&1 &
     PID=$!
@@ -83,12 +83,11 @@ log "batond (pid $PID) on $ADDR"
 g() { "$GRPCURL" -plaintext -max-time 10 "$@"; }
 
 # Health first (also waits until the member has a leader and serves).
+# Retries only while the server is not reachable yet; any other answer ends the wait.
 health=""
 for _ in $(seq 1 300); do  # up to 30 s
-  if health="$(g -d '{"service":""}' "$ADDR" grpc.health.v1.Health/Check 2>&1)" \
-    && grep -q '"SERVING"' <<<"$health"; then
-    break
-  fi
+  health="$(g -d '{"service":""}' "$ADDR" grpc.health.v1.Health/Check 2>&1)" && break
+  grep -qiE 'connection refused|Unavailable|DeadlineExceeded' <<<"$health" || break
   sleep 0.1
 done
 grep -q '"status": "SERVING"' <<<"$health" || fail "health check: $health"

@@ -42,6 +42,8 @@ pub struct Ctx {
     pub liveness: Arc<Liveness>,
     /// Connections to the other members.
     pub peers: Arc<crate::consensus::peers::Peers>,
+    /// Fires when the member shuts down; long-lived streams end then.
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 impl Ctx {

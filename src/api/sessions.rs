@@ -122,8 +122,23 @@ impl Sessions for SessionsService {
         let mut inbound = req.into_inner();
         let ctx = self.ctx.clone();
         let (tx, rx) = mpsc::channel(16);
+        let mut shutdown = ctx.shutdown.clone();
         tokio::spawn(async move {
-            while let Some(msg) = inbound.next().await {
+            loop {
+                let msg = tokio::select! {
+                    m = inbound.next() => match m {
+                        Some(m) => m,
+                        None => break,
+                    },
+                    _ = shutdown.wait() => {
+                        let _ = tx
+                            .send(Err(Status::unavailable(
+                                "member is shutting down; send keepalives to another member",
+                            )))
+                            .await;
+                        break;
+                    }
+                };
                 let reply = match msg {
                     Ok(k) => match verify_fresh(&ctx, k.session_id, &k.secret).await {
                         Ok(timeout) => {

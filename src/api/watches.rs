@@ -108,9 +108,18 @@ async fn serve(ctx: Arc<Ctx>, mut inbound: Streaming<v1::WatchRequest>, out: Out
     let hub = ctx.shared.hub.clone();
     let mut handle = hub.open_stream();
     let id = handle.id;
+    let mut shutdown = ctx.shutdown.clone();
     loop {
         tokio::select! {
             biased;
+            _ = shutdown.wait() => {
+                let _ = out
+                    .send(Err(Status::unavailable(
+                        "member is shutting down; resume the watch on another member",
+                    )))
+                    .await;
+                break;
+            }
             d = handle.rx.recv() => match d {
                 Some(d) => {
                     for m in delivery(d) {

@@ -298,12 +298,9 @@ impl ZNodes for ZNodesService {
         let header = self.ctx.header_at(zxid);
         let resp = match result {
             RequestResult::Multi(Ok(outs)) => v1::MultiResponse {
-                header: header.clone(),
+                header,
                 succeeded: true,
-                results: outs
-                    .iter()
-                    .map(|o| outcome_to_wire(o, header.clone()))
-                    .collect(),
+                results: outs.iter().map(|o| outcome_to_wire(o, header)).collect(),
                 failed_op_index: 0,
             },
             RequestResult::Multi(Err(f)) => {

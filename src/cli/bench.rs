@@ -311,7 +311,8 @@ pub async fn run(endpoints: &[String], args: BenchArgs, out: &mut Printer) -> Re
     Ok(())
 }
 
-/// Opens `count` connections, connection j to endpoint j % endpoints.
+/// Opens `count` connections, connection j to endpoint j % endpoints (the other endpoints
+/// follow in its list, so it fails over if its own is down).
 async fn connect_pool(
     endpoints: &[String],
     count: u64,
@@ -322,11 +323,21 @@ async fn connect_pool(
         ..ClientOptions::default()
     };
     let connects = (0..count).map(|j| {
-        let endpoint = endpoints[(j as usize) % endpoints.len()].clone();
-        async move { Client::connect_with(&[endpoint], options).await }
+        let list = rotated(endpoints, j);
+        async move { Client::connect_with(list, options).await }
     });
     let clients = futures::future::join_all(connects).await;
     Ok(clients.into_iter().collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The endpoints starting at j % len.
+fn rotated(endpoints: &[String], j: u64) -> Vec<String> {
+    let mut list = endpoints.to_vec();
+    if !list.is_empty() {
+        let by = usize::try_from(j % list.len() as u64).unwrap_or(0);
+        list.rotate_left(by);
+    }
+    list
 }
 
 /// Creates `path` and any missing ancestors as persistent nodes.
@@ -868,6 +879,15 @@ mod tests {
     #[test]
     fn empty_histogram_reports_zeros() {
         assert_eq!(percentiles(&new_histogram()), [0.0; 4]);
+    }
+
+    #[test]
+    fn connection_j_prefers_endpoint_j_mod_n() {
+        let e: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(rotated(&e, 0), ["a", "b", "c"]);
+        assert_eq!(rotated(&e, 1), ["b", "c", "a"]);
+        assert_eq!(rotated(&e, 5), ["c", "a", "b"]);
+        assert!(rotated(&[], 3).is_empty());
     }
 
     #[test]

@@ -435,7 +435,7 @@ pub async fn status(
     };
     let asks = endpoints.iter().map(|endpoint| async move {
         let result = async {
-            let client = Client::connect_with(std::slice::from_ref(endpoint), options).await?;
+            let client = Client::connect_with([endpoint], options).await?;
             client.status().await
         }
         .await;
@@ -477,6 +477,45 @@ pub async fn status(
 /// `members`.
 pub async fn members(client: &Client, out: &mut Printer) -> Result<(), CliError> {
     let members = client.members().await?;
+    if out.json() {
+        for m in &members {
+            out.value(&output::member_json(m))?;
+        }
+    } else {
+        out.line(output::MEMBER_HEADER)?;
+        for m in &members {
+            out.line(&output::member_row(m))?;
+        }
+    }
+    Ok(())
+}
+
+/// `cluster add|promote|remove|snapshot` (status and members are handled elsewhere).
+pub async fn cluster(
+    client: &Client,
+    cmd: super::ClusterCommand,
+    out: &mut Printer,
+) -> Result<(), CliError> {
+    use super::ClusterCommand as C;
+    let members = match cmd {
+        C::Add {
+            id,
+            peer_addr,
+            client_addr,
+        } => client.add_member(id, &peer_addr, &client_addr).await?,
+        C::Promote { id } => client.promote_member(id).await?,
+        C::Remove { id } => client.remove_member(id).await?,
+        C::Snapshot => {
+            let index = client.snapshot().await?;
+            if out.json() {
+                out.value(&serde_json::json!({ "snapshot_index": index }))?;
+            } else {
+                out.line(&format!("snapshot at index {index}"))?;
+            }
+            return Ok(());
+        }
+        C::Status | C::Members => return members(client, out).await,
+    };
     if out.json() {
         for m in &members {
             out.value(&output::member_json(m))?;

@@ -95,6 +95,41 @@ pub enum Command {
     Members,
     /// Measure throughput and latency (put, get, create-delete, watch).
     Bench(BenchArgs),
+    /// Cluster administration: status, members, add/promote/remove a member, snapshot.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+/// `cluster` subcommands. Changes are executed by the leader whichever member receives them.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Show the status of each endpoint's member (same as `baton status`).
+    Status,
+    /// List the members (voters and learners) from the replicated membership.
+    Members,
+    /// Add a member as a learner; start it first with an --initial-members list that
+    /// includes it (it then waits to be contacted), promote it once it has caught up.
+    Add {
+        /// New member id.
+        id: u64,
+        /// Its peer address (host:port).
+        peer_addr: String,
+        /// Its client address (optional: the member records it itself once it runs).
+        #[arg(long, default_value = "")]
+        client_addr: String,
+    },
+    /// Promote a learner that has caught up to a voter.
+    Promote {
+        /// Member id.
+        id: u64,
+    },
+    /// Remove a member (voter or learner).
+    Remove {
+        /// Member id.
+        id: u64,
+    },
+    /// Take a snapshot on the member now (the log behind it is then purged).
+    Snapshot,
 }
 
 /// A single path.
@@ -280,7 +315,9 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
     };
     let endpoints = &cli.endpoints;
     match cli.command {
-        Command::Status => return commands::status(endpoints, options, &mut out).await,
+        Command::Status | Command::Cluster(ClusterCommand::Status) => {
+            return commands::status(endpoints, options, &mut out).await
+        }
         Command::Bench(args) => return bench::run(endpoints, args, &mut out).await,
         _ => {}
     }
@@ -295,7 +332,10 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Watch(args) => commands::watch(&client, args, &mut out).await,
         Command::Sync(args) => commands::sync(&client, &args.path, &mut out).await,
         Command::Session(cmd) => commands::session(&client, cmd, &mut out).await,
-        Command::Members => commands::members(&client, &mut out).await,
+        Command::Members | Command::Cluster(ClusterCommand::Members) => {
+            commands::members(&client, &mut out).await
+        }
+        Command::Cluster(cmd) => commands::cluster(&client, cmd, &mut out).await,
         Command::Status | Command::Bench(_) => Ok(()),
     }
 }

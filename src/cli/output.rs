@@ -375,6 +375,8 @@ pub fn status_json(endpoint: &str, s: &StatusResponse) -> Value {
         "watches": s.watches,
         "znodes": s.znodes,
         "db_size_bytes": s.db_size_bytes,
+        "state_hash": s.state_hash,
+        "state_hash_index": s.state_hash_index,
         "version": s.version,
         "members": s.members.iter().map(member_json).collect::<Vec<_>>(),
     })

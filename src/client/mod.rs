@@ -18,7 +18,7 @@
 //! use baton::client::{Client, CreateOptions, WatchKind};
 //!
 //! # async fn example() -> Result<(), baton::client::ClientError> {
-//! let client = Client::connect(&["127.0.0.1:7420".to_string()]).await?;
+//! let client = Client::connect(["127.0.0.1:7420"]).await?;
 //! let (path, stat) = client.create("/app", b"hello", CreateOptions::persistent()).await?;
 //! let (data, stat) = client.get_data(&path).await?;
 //! client.set_data("/app", b"world", stat.version).await?;
@@ -143,21 +143,34 @@ impl Client {
     ///
     /// # Errors
     /// As [`Client::connect_with`].
-    pub async fn connect(endpoints: &[String]) -> Result<Client, ClientError> {
+    pub async fn connect<I, S>(endpoints: I) -> Result<Client, ClientError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
         Self::connect_with(endpoints, ClientOptions::default()).await
     }
 
-    /// Connects to a cluster. Endpoints are `host:port` or `http://host:port`; they are tried
-    /// in order and the first that accepts a connection becomes the current one. The others
-    /// are connected lazily, when a call fails over to them.
+    /// Connects to a cluster. Endpoints are `host:port` or `http://host:port` (any list of
+    /// strings: `&[String]`, `["127.0.0.1:7420"]`, `[&addr]`); they are tried in order and
+    /// the first that accepts a connection becomes the current one. The others are connected
+    /// lazily, when a call fails over to them.
     ///
     /// # Errors
     /// [`ClientError::InvalidEndpoint`] if an endpoint cannot be parsed or the list is empty;
     /// [`ClientError::Connect`] if no endpoint accepts a connection.
-    pub async fn connect_with(
-        endpoints: &[String],
+    pub async fn connect_with<I, S>(
+        endpoints: I,
         options: ClientOptions,
-    ) -> Result<Client, ClientError> {
+    ) -> Result<Client, ClientError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let endpoints: Vec<String> = endpoints
+            .into_iter()
+            .map(|e| e.as_ref().to_string())
+            .collect();
         if endpoints.is_empty() {
             return Err(ClientError::InvalidEndpoint {
                 endpoint: String::new(),
@@ -622,6 +635,77 @@ impl Client {
             )
             .await?;
         Ok(resp.members)
+    }
+
+    /// Adds a member as a learner (it receives the log but does not vote until promoted);
+    /// returns the members after the change. Not retried after it may have been applied.
+    ///
+    /// # Errors
+    /// `BAD_ARGUMENTS` (id in use, bad address), `UNAVAILABLE`, transport errors.
+    pub async fn add_member(
+        &self,
+        id: u64,
+        peer_addr: &str,
+        client_addr: &str,
+    ) -> Result<Vec<Member>, ClientError> {
+        let req = pb::AddMemberRequest {
+            id,
+            peer_addr: peer_addr.to_string(),
+            client_addr: client_addr.to_string(),
+        };
+        let max = self.max_message_size();
+        let resp = self
+            .unary(Retry::IfNotApplied, req, move |ch, r| async move {
+                cluster(ch, max).add_member(r).await
+            })
+            .await?;
+        Ok(resp.members)
+    }
+
+    /// Promotes a learner that has caught up to a voter; returns the members after the change.
+    ///
+    /// # Errors
+    /// `BAD_ARGUMENTS` (unknown id), `UNAVAILABLE`, transport errors.
+    pub async fn promote_member(&self, id: u64) -> Result<Vec<Member>, ClientError> {
+        let req = pb::PromoteMemberRequest { id };
+        let max = self.max_message_size();
+        let resp = self
+            .unary(Retry::IfNotApplied, req, move |ch, r| async move {
+                cluster(ch, max).promote_member(r).await
+            })
+            .await?;
+        Ok(resp.members)
+    }
+
+    /// Removes a member (voter or learner); returns the members after the change.
+    ///
+    /// # Errors
+    /// `BAD_ARGUMENTS` (unknown id), `UNAVAILABLE`, transport errors.
+    pub async fn remove_member(&self, id: u64) -> Result<Vec<Member>, ClientError> {
+        let req = pb::RemoveMemberRequest { id };
+        let max = self.max_message_size();
+        let resp = self
+            .unary(Retry::IfNotApplied, req, move |ch, r| async move {
+                cluster(ch, max).remove_member(r).await
+            })
+            .await?;
+        Ok(resp.members)
+    }
+
+    /// Makes the current member take a snapshot now; returns the log index it covers.
+    ///
+    /// # Errors
+    /// Transport errors, server-side failures.
+    pub async fn snapshot(&self) -> Result<u64, ClientError> {
+        let max = self.max_message_size();
+        let resp = self
+            .unary(
+                Retry::IfNotApplied,
+                pb::SnapshotRequest {},
+                move |ch, r| async move { cluster(ch, max).snapshot(r).await },
+            )
+            .await?;
+        Ok(resp.snapshot_index)
     }
 
     // ----- plumbing -----

@@ -45,7 +45,6 @@ impl SessionState {
 ///
 /// Dropping a `Session` stops the keepalive but does not close the session: the server expires
 /// it after its timeout (call [`Session::close`] to delete its ephemerals at once).
-#[derive(Debug)]
 pub struct Session {
     client: Client,
     id: u64,
@@ -189,6 +188,17 @@ impl Session {
                 Err(e)
             }
         }
+    }
+}
+
+impl std::fmt::Debug for Session {
+    /// Leaves the secret out, so logging a session does not leak it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &format_args!("{:#x}", self.id))
+            .field("timeout", &self.timeout)
+            .field("state", &*self.state.borrow())
+            .finish_non_exhaustive()
     }
 }
 
@@ -385,6 +395,32 @@ mod tests {
         assert!(SessionState::Alive.is_alive());
         assert!(!SessionState::Closed.is_alive());
         assert!(!SessionState::Lost { reason: "x".into() }.is_alive());
+    }
+
+    #[tokio::test]
+    async fn debug_output_hides_the_secret() {
+        // No server is needed: a lazily connected client never dials.
+        let endpoint = tonic::transport::Endpoint::from_static("http://127.0.0.1:1");
+        let client = Client {
+            shared: Arc::new(super::super::Shared {
+                endpoints: vec!["http://127.0.0.1:1".into()],
+                channels: vec![endpoint.connect_lazy()],
+                current: std::sync::atomic::AtomicUsize::new(0),
+                options: Default::default(),
+            }),
+            timeout: Duration::from_secs(1),
+        };
+        let session = Session::start(
+            client,
+            0x2a,
+            b"hunter2".to_vec(),
+            Duration::from_secs(9),
+            None,
+        );
+        let shown = format!("{session:?}");
+        assert!(shown.contains("0x2a"), "{shown}");
+        assert!(!shown.contains("104"), "{shown}"); // 'h' of the secret
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 
     #[test]

@@ -268,16 +268,16 @@ async fn dead_addr() -> String {
 async fn connect_skips_dead_endpoints_and_fails_when_none_answers() {
     let dead = dead_addr().await;
     let live = serve(fake(2)).await;
-    let client = Client::connect(&[dead.clone(), live.addr.clone()])
+    let client = Client::connect([&dead, &live.addr])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(client.current_endpoint(), format!("http://{}", live.addr));
     assert_eq!(answered_by(&client).await.ok(), Some(2));
 
-    let err = Client::connect(&[dead.clone()]).await.err();
+    let err = Client::connect([&dead]).await.err();
     assert!(matches!(err, Some(ClientError::Connect { .. })), "{err:?}");
     assert!(err.is_some_and(|e| e.is_retryable()));
-    let err = Client::connect(&[]).await.err();
+    let err = Client::connect(Vec::<String>::new()).await.err();
     assert!(matches!(err, Some(ClientError::InvalidEndpoint { .. })));
     live.shutdown().await;
 }
@@ -286,7 +286,7 @@ async fn connect_skips_dead_endpoints_and_fails_when_none_answers() {
 async fn calls_fail_over_when_the_current_member_goes_away() {
     let a = serve(fake(1)).await;
     let b = serve(fake(2)).await;
-    let client = Client::connect(&[a.addr.clone(), b.addr.clone()])
+    let client = Client::connect([&a.addr, &b.addr])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(answered_by(&client).await.ok(), Some(1));
@@ -312,7 +312,7 @@ async fn calls_fail_over_when_the_current_member_goes_away() {
 async fn writes_to_a_refused_connection_are_known_not_applied() {
     let dead = dead_addr().await;
     let live = serve(fake(1)).await;
-    let client = Client::connect(&[live.addr.clone(), dead])
+    let client = Client::connect([&live.addr, &dead])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     // Talk to the dead endpoint directly: the status carries the connect error.
@@ -334,7 +334,7 @@ async fn writes_to_a_refused_connection_are_known_not_applied() {
 #[tokio::test]
 async fn watcher_matches_replies_and_flattens_events() {
     let live = serve(fake(1)).await;
-    let client = Client::connect(&[live.addr.clone()])
+    let client = Client::connect([&live.addr])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let mut watcher = client.watcher().await.unwrap_or_else(|e| panic!("{e}"));
@@ -389,7 +389,7 @@ async fn watcher_matches_replies_and_flattens_events() {
 #[tokio::test]
 async fn watcher_stream_surfaces_the_final_status() {
     let live = serve(fake(1)).await;
-    let client = Client::connect(&[live.addr.clone()])
+    let client = Client::connect([&live.addr])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let mut watcher = client.watcher().await.unwrap_or_else(|e| panic!("{e}"));
@@ -426,7 +426,7 @@ async fn session_is_kept_alive_then_lost_when_the_server_expires_it() {
     f.expire_after = 4;
     let keepalives = Arc::clone(&f.keepalives);
     let live = serve(f).await;
-    let client = Client::connect(&[live.addr.clone()])
+    let client = Client::connect([&live.addr])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let session = client
@@ -453,7 +453,7 @@ async fn session_is_lost_when_it_cannot_be_refreshed_in_time() {
     let mut f = fake(1);
     f.mute_after = 3;
     let live = serve(f).await;
-    let client = Client::connect(&[live.addr.clone()])
+    let client = Client::connect([&live.addr])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let session = client
@@ -473,7 +473,7 @@ async fn session_is_lost_when_it_cannot_be_refreshed_in_time() {
 #[tokio::test]
 async fn session_stays_alive_and_close_marks_it_closed() {
     let live = serve(fake(1)).await;
-    let client = Client::connect(&[live.addr.clone()])
+    let client = Client::connect([&live.addr])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let session = client
@@ -495,7 +495,7 @@ async fn resume_checks_the_session_first() {
     let mut f = fake(1);
     f.expire_after = 0;
     let live = serve(f).await;
-    let client = Client::connect(&[live.addr.clone()])
+    let client = Client::connect([&live.addr])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let err = client

@@ -63,6 +63,8 @@ fn decode_error<E: std::error::Error>(
 }
 
 impl PeerConn {
+    // openraft's RPC error type is large by design; it is returned, not stored.
+    #[allow(clippy::result_large_err)]
     fn client<E: std::error::Error>(
         &self,
     ) -> Result<super::peers::PeerClient, RPCError<u64, MemberNode, E>> {

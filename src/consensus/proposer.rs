@@ -166,6 +166,20 @@ impl Loop {
         }
     }
 
+    /// After a forward to `old` could not be delivered, waits (bounded) for another leader.
+    async fn wait_for_new_leader(&self, old: u64) -> Option<(u64, MemberNode)> {
+        let mut rx = self.raft.metrics();
+        let changed = tokio::time::timeout(
+            LEADER_WAIT,
+            rx.wait_for(|m| m.current_leader.is_some() && m.current_leader != Some(old)),
+        )
+        .await;
+        match changed {
+            Ok(Ok(_)) => peers::leader(&self.raft),
+            _ => None,
+        }
+    }
+
     async fn write_locally(&self, batch: Vec<Item>) {
         let (requests, items): (Vec<Request>, Vec<Item>) = batch
             .into_iter()
@@ -232,7 +246,20 @@ impl Loop {
         if forward.is_empty() {
             return;
         }
-        let outcomes = self.forward(&forward, leader, &node).await;
+        let mut outcomes = self.forward(&forward, leader, &node).await;
+        let undelivered = outcomes
+            .iter()
+            .all(|o| matches!(o, Err(BatonError::Unavailable(_))));
+        if undelivered {
+            // The leader is gone or unreachable and nothing was applied: once another leader
+            // is known, hand the batch to it (or write it here if this member now leads).
+            if let Some((id, node)) = self.wait_for_new_leader(leader).await {
+                if id == self.my_id {
+                    return Box::pin(self.write_locally(forward)).await;
+                }
+                outcomes = self.forward(&forward, id, &node).await;
+            }
+        }
         let max_zxid = outcomes
             .iter()
             .filter_map(|o| o.as_ref().ok().map(|(_, z)| *z))

@@ -533,7 +533,8 @@ fn build_snapshot_blocking(shared: &SmShared) -> Result<(Meta, Vec<u8>), StoreEr
     Ok((meta, bytes))
 }
 
-/// The disk half of an install; returns the new tree and the state to swap in.
+/// The disk half of an install; returns the new tree and the state to swap in. Everything
+/// is decoded and checked before anything on disk changes.
 fn install_blocking(
     store: &Store,
     shared: &SmShared,
@@ -550,7 +551,25 @@ fn install_blocking(
             meta.snapshot_id, meta.last_log_id, contents.meta.last_log_id
         )));
     }
-    if contents.meta.snapshot_id != meta.snapshot_id {
+    let rewrite_header = contents.meta.snapshot_id != meta.snapshot_id;
+    let mut nodes = Vec::with_capacity(contents.nodes.len());
+    for (path, stored) in contents.nodes {
+        nodes.push((path, codec::node_from_pb(stored)?));
+    }
+    let mut sessions = Vec::with_capacity(contents.sessions.len());
+    for stored in contents.sessions {
+        sessions.push(codec::session_from_pb(stored)?);
+    }
+    let state = build_state(
+        nodes,
+        sessions,
+        contents.last_time_ms,
+        contents.last_zxid,
+        meta.last_log_id.map_or(0, |l| l.index),
+    )?;
+
+    // 1. The snapshot becomes the current (and only) snapshot file.
+    if rewrite_header {
         // Keep the file's header in line with the meta openraft will serve it under.
         let mut rest = bytes.as_slice();
         let mut header = decode_header(&mut rest)?;
@@ -560,8 +579,6 @@ fn install_blocking(
         rewritten.extend_from_slice(rest);
         bytes = rewritten;
     }
-
-    // 1. The snapshot becomes the current (and only) snapshot file.
     {
         let _files = shared
             .snapshot_files
@@ -572,25 +589,21 @@ fn install_blocking(
     }
     drop(bytes);
 
-    // 2. Load it into a fresh tree of the next generation.
+    // 2. Load it into a fresh tree of the next generation, in bounded batches.
     let new_gen = old_gen + 1;
     store.drop_sm_tree(new_gen)?;
     let tree = store.sm_tree(new_gen)?;
-    let mut nodes = Vec::with_capacity(contents.nodes.len());
     let mut batch = sled::Batch::default();
     let mut n = 0;
-    for (path, stored) in contents.nodes {
-        batch.insert(node_key(&path), stored.encode_to_vec());
-        nodes.push((path, codec::node_from_pb(stored)?));
-        n += 1;
-        if n % LOAD_BATCH == 0 {
-            tree.apply_batch(std::mem::take(&mut batch))?;
-        }
-    }
-    let mut sessions = Vec::with_capacity(contents.sessions.len());
-    for stored in contents.sessions {
-        batch.insert(&session_key(stored.session_id), stored.encode_to_vec());
-        sessions.push(codec::session_from_pb(stored)?);
+    let records = state
+        .nodes()
+        .map(|(p, node)| (node_key(p), codec::node_to_pb(node).encode_to_vec()))
+        .chain(state.sessions().map(|s| {
+            let k = session_key(s.session.id).to_vec();
+            (k, codec::session_to_pb(&s.session).encode_to_vec())
+        }));
+    for (k, v) in records {
+        batch.insert(k, v);
         n += 1;
         if n % LOAD_BATCH == 0 {
             tree.apply_batch(std::mem::take(&mut batch))?;
@@ -602,16 +615,9 @@ fn install_blocking(
     };
     batch.insert(
         META_KEY,
-        meta_to_pb(&applied, contents.last_time_ms, contents.last_zxid).encode_to_vec(),
+        meta_to_pb(&applied, state.last_time_ms, state.last_zxid).encode_to_vec(),
     );
     tree.apply_batch(batch)?;
-    let state = build_state(
-        nodes,
-        sessions,
-        contents.last_time_ms,
-        contents.last_zxid,
-        meta.last_log_id.map_or(0, |l| l.index),
-    )?;
 
     // 3. Flip the pointer between two durable flushes, then drop the old generation.
     store.durable_flush()?;
@@ -1069,7 +1075,8 @@ mod tests {
             .build_snapshot()
             .await
             .expect("build");
-        let mut bytes = snap.snapshot.into_inner();
+        let snap_bytes = snap.snapshot.get_ref().clone();
+        let mut bytes = snap_bytes.clone();
         bytes.truncate(bytes.len() - 3);
         let res = sm
             .install_snapshot(&snap.meta, Box::new(Cursor::new(bytes)))
@@ -1079,8 +1086,36 @@ mod tests {
             .install_snapshot(&snap.meta, Box::new(Cursor::new(b"garbage".to_vec())))
             .await;
         assert!(res.is_err());
+        // Decodes, but is not a tree: refused before any file or tree changes.
+        let mut orphan = Vec::new();
+        let header = pb::SnapshotHeader {
+            format: SNAPSHOT_FORMAT,
+            meta: Some(meta_to_pb(
+                &AppliedMeta {
+                    last_applied: snap.meta.last_log_id,
+                    membership: snap.meta.last_membership.clone(),
+                },
+                0,
+                0,
+            )),
+            snapshot_id: snap.meta.snapshot_id.clone(),
+            nodes: 1,
+            sessions: 0,
+        };
+        put_delimited(&mut orphan, &header).expect("encode");
+        let rec = pb::SnapshotNode {
+            path: "/no/parent".into(),
+            node: Some(pb::StoredNode::default()),
+        };
+        put_delimited(&mut orphan, &rec).expect("encode");
+        let res = sm
+            .install_snapshot(&snap.meta, Box::new(Cursor::new(orphan)))
+            .await;
+        assert!(res.is_err());
         assert_eq!(*shared.tree.read().expect("lock"), before);
         assert_eq!(store.sm_gen().expect("gen"), 0);
+        let cur = sm.get_current_snapshot().await.expect("cur").expect("some");
+        assert_eq!(cur.snapshot.into_inner(), snap_bytes);
     }
 
     #[tokio::test]

@@ -239,6 +239,7 @@ pub fn command_from_pb(c: pb::Command) -> Result<Command, CodecError> {
     })
 }
 
+/// Request → proto (used on the wire too, for forwarded requests).
 pub fn request_to_pb(r: &Request) -> pb::Request {
     use pb::request::Request as R;
     let r = match r {
@@ -270,6 +271,7 @@ pub fn request_to_pb(r: &Request) -> pb::Request {
     pb::Request { request: Some(r) }
 }
 
+/// proto → Request.
 pub fn request_from_pb(r: pb::Request) -> Result<Request, CodecError> {
     use pb::request::Request as R;
     Ok(

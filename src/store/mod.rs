@@ -158,6 +158,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether trying again later may succeed: only a lock held by a process that may exit.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Locked { .. })
+    }
+
     /// An I/O error on `path` while doing `op`.
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         StoreError::Io {

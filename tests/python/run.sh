@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317  # (cleanup functions run from traps)
 # Polyglot test: a Python client whose stubs are generated from proto/ right now talks to a real
 # batond. Creates the venv target/pyenv if missing (pinned packages from PyPI), generates the
 # stubs into target/pyenv/gen, builds batond, starts it on a free 127.0.0.1 port with a
@@ -63,9 +64,10 @@ fi
 GEN="$VENV/gen"
 rm -rf "$GEN"
 mkdir -p "$GEN"
+PROTOS=(proto/baton/v1/*.proto)
 "$VENV/bin/python" -m grpc_tools.protoc -I proto --python_out="$GEN" --grpc_python_out="$GEN" \
-  proto/baton/v1/*.proto
-log "generated stubs for $(ls proto/baton/v1/*.proto | wc -l) protos into $GEN"
+  "${PROTOS[@]}"
+log "generated stubs for ${#PROTOS[@]} protos into $GEN"
 
 # --- server -------------------------------------------------------------------------------------
 log "building batond"
@@ -94,7 +96,7 @@ cleanup() {
     tail -n 40 "$WORK/batond.log" >&2 || true
   fi
   rm -rf "$WORK"
-  exit $rc
+  exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -108,7 +110,7 @@ start_server() {
   local attempt port
   for attempt in 1 2 3 4 5; do
     port="$(free_port)"
-    env -u BATON_CONFIG RUST_LOG="${RUST_LOG:-info}" "$BATOND" --id 1 --data-dir "$WORK/data" \
+    env -u BATON_CONFIG NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$BATOND" --id 1 --data-dir "$WORK/data" \
       --listen-client "127.0.0.1:$port" --listen-peer "127.0.0.1:$(free_port)" \
       >>"$WORK/batond.log" 2>&1 &
     PID=$!

@@ -1,0 +1,224 @@
+//! Failover benchmark: three `batond` processes on loopback with the default timeouts, a few
+//! writers through the surviving members, `kill -9` of the leader, and the time from the
+//! kill to the first acknowledged write. Repeated `BATON_FAILOVER_KILLS` times (default 12);
+//! the killed member is restarted on its data dir before the next round.
+//!
+//! Run with `cargo bench --bench failover`. Prints one line per kill and a JSON summary.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton::client::{Client, CreateOptions};
+
+struct Member {
+    id: u64,
+    client: String,
+    peer: String,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl Member {
+    fn spawn(&mut self, members: &str) {
+        let child = Command::new(env!("CARGO_BIN_EXE_batond"))
+            .args(["--id", &self.id.to_string()])
+            .args(["--data-dir", &self.dir.display().to_string()])
+            .args(["--listen-client", &self.client])
+            .args(["--listen-peer", &self.peer])
+            .args(["--initial-members", members])
+            .env(
+                "RUST_LOG",
+                std::env::var("BATON_FAILOVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.with_extension("log"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            )
+            .spawn()
+            .expect("spawn batond");
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+async fn leader_of(members: &[Member]) -> Option<usize> {
+    for m in members {
+        if m.child.is_none() {
+            continue;
+        }
+        let Ok(c) = Client::connect([&m.client]).await else {
+            continue;
+        };
+        if let Ok(st) = c.with_timeout(Duration::from_millis(500)).status().await {
+            if st.leader_id != 0 {
+                return members.iter().position(|m| m.id == st.leader_id);
+            }
+        }
+    }
+    None
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() {
+    let kills: usize = std::env::var("BATON_FAILOVER_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
+    let base = tempfile::tempdir().expect("tempdir");
+    eprintln!("member data and logs under {}", base.path().display());
+    let mut members: Vec<Member> = (1..=3)
+        .map(|id| Member {
+            id,
+            client: format!("127.0.0.1:{}", free_port()),
+            peer: format!("127.0.0.1:{}", free_port()),
+            dir: base.path().join(format!("m{id}")),
+            child: None,
+        })
+        .collect();
+    let list = members
+        .iter()
+        .map(|m| format!("{}={}", m.id, m.peer))
+        .collect::<Vec<_>>()
+        .join(",");
+    for m in &mut members {
+        m.spawn(&list);
+    }
+    let all: Vec<String> = members.iter().map(|m| m.client.clone()).collect();
+    let warm = Client::connect(&all).await.expect("connect");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while warm.sync("/").await.is_err() {
+        assert!(Instant::now() < deadline, "cluster did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = warm
+        .create("/fo", Vec::new(), CreateOptions::persistent())
+        .await;
+
+    let mut results_ms = Vec::new();
+    for round in 0..kills {
+        let Some(li) = leader_of(&members).await else {
+            eprintln!("round {round}: no leader found");
+            continue;
+        };
+        let survivors: Vec<String> = members
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != li)
+            .map(|(_, m)| m.client.clone())
+            .collect();
+        // Writers through the survivors only, running before and after the kill.
+        let killed_at = Arc::new(AtomicU64::new(0));
+        let first_ok = Arc::new(AtomicU64::new(u64::MAX));
+        let epoch = Instant::now();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for w in 0..4 {
+            let eps = vec![survivors[w % survivors.len()].clone()];
+            let (killed_at, first_ok, stop) = (killed_at.clone(), first_ok.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let Ok(c) = Client::connect(&eps).await else {
+                    return;
+                };
+                let c = c.with_timeout(Duration::from_millis(1500));
+                let mut n = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let sent = epoch.elapsed().as_micros() as u64;
+                    let path = format!("/fo/r{round}-w{w}-{n}");
+                    n += 1;
+                    if c.create(&path, Vec::new(), CreateOptions::persistent())
+                        .await
+                        .is_ok()
+                    {
+                        let k = killed_at.load(Ordering::SeqCst);
+                        if k != 0 && sent >= k {
+                            let now = epoch.elapsed().as_micros() as u64;
+                            first_ok.fetch_min(now, Ordering::SeqCst);
+                        }
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        killed_at.store(epoch.elapsed().as_micros() as u64, Ordering::SeqCst);
+        members[li].kill();
+        let kdeadline = Instant::now() + Duration::from_secs(30);
+        while first_ok.load(Ordering::SeqCst) == u64::MAX && Instant::now() < kdeadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.store(true, Ordering::SeqCst);
+        for t in tasks {
+            let _ = t.await;
+        }
+        let ok = first_ok.load(Ordering::SeqCst);
+        if ok == u64::MAX {
+            eprintln!("round {round}: no write succeeded within 30 s of the kill");
+        } else {
+            let ms = (ok - killed_at.load(Ordering::SeqCst)) as f64 / 1000.0;
+            eprintln!(
+                "round {round}: killed member {} -> first write {ms:.1} ms",
+                members[li].id
+            );
+            results_ms.push(ms);
+        }
+        members[li].spawn(&list);
+        let rdeadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let back = match Client::connect([&members[li].client]).await {
+                Ok(c) => c.sync("/").await.is_ok(),
+                Err(_) => false,
+            };
+            if back || Instant::now() > rdeadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut sorted = results_ms.clone();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    println!(
+        "{{\"workload\":\"failover\",\"kills\":{},\"measured\":{},\"p50_ms\":{:.1},\"max_ms\":{:.1},\"min_ms\":{:.1}}}",
+        kills,
+        sorted.len(),
+        percentile(&sorted, 0.5),
+        sorted.last().copied().unwrap_or(0.0),
+        sorted.first().copied().unwrap_or(0.0)
+    );
+}

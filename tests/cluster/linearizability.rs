@@ -1,0 +1,513 @@
+//! Linearizability under faults (Jepsen-style register workload).
+//!
+//! Three members; eight clients spread over them (each starts on "its" member and fails over
+//! to the others) run reads, blind writes, CAS (versioned SetData with a version this client
+//! read earlier) and occasional create/delete on four keys, every written value unique. Each
+//! operation is recorded with [`Recorder`]:
+//!
+//! * `ok` — the service answered, including the definite failures `BAD_VERSION`, `NO_NODE`,
+//!   `NODE_EXISTS`, which are outputs of the register model;
+//! * `fail` — definitely not applied: any failed read, a write refused with reason
+//!   `UNAVAILABLE` (the server promises it did not apply it), a write whose connection could
+//!   not be made;
+//! * `info` — indeterminate (timeout, cancelled, `OUTCOME_UNKNOWN`, a transport error after
+//!   sending); the process is retired and the client continues under a new process id.
+//!
+//! Meanwhile a nemesis cycles through partitioning a random minority, isolating the leader,
+//! stopping and restarting a member, and a lossy/slow network, healing in between. Afterwards
+//! the network is healed, every member must serve a linearizable read of every key, all
+//! members must converge to the same state hash, and the history must be linearizable
+//! (`Unknown` counts as a failure).
+//!
+//! `BATON_SOAK_SECS` sets the nemesis duration (default 30 s); `BATON_LIN_SEED` the seed.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use baton::check::{check_report, CheckOptions, Recorder, Register, RegisterOp, RegisterOut};
+use baton::client::{Client, ClientError, CreateOptions};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use crate::harness::{ClusterOptions, TestCluster};
+
+type Rec = Recorder<RegisterOp<u64>, RegisterOut<u64>>;
+
+const KEYS: [&str; 4] = ["/lin/k0", "/lin/k1", "/lin/k2", "/lin/k3"];
+const CLIENTS: usize = 8;
+/// Per-call timeout of the workload's clients.
+const CALL_TIMEOUT: Duration = Duration::from_millis(2000);
+/// Outer bound on one operation (the client's own timeout should fire first).
+const OP_TIMEOUT: Duration = Duration::from_millis(3000);
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+/// How one operation ended, as the recorder needs it.
+enum Outcome {
+    Ok(RegisterOut<u64>),
+    Fail,
+    Info,
+}
+
+#[derive(Default, Debug)]
+struct Counts {
+    ok: u64,
+    fail: u64,
+    info: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    by_kind: BTreeMap<&'static str, Counts>,
+    errors: BTreeMap<String, u64>,
+}
+
+fn kind(op: &RegisterOp<u64>) -> &'static str {
+    match op {
+        RegisterOp::Read => "read",
+        RegisterOp::Write(_) => "write",
+        RegisterOp::Cas { .. } => "cas",
+        RegisterOp::Create(_) => "create",
+        RegisterOp::Delete => "delete",
+    }
+}
+
+/// Whether a failed call certainly never reached a server that could apply it (the
+/// connection could not be made), following tonic's error sources.
+fn never_sent(e: &ClientError) -> bool {
+    if matches!(e, ClientError::Connect { .. }) {
+        return true;
+    }
+    let Some(status) = e.status() else {
+        return false;
+    };
+    if status.code() != tonic::Code::Unavailable {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(err) = source {
+        if err.is::<tonic::ConnectError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+fn parse(data: &[u8]) -> u64 {
+    std::str::from_utf8(data)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("a register holds data nobody wrote: {data:?}"))
+}
+
+/// Runs one operation and classifies its outcome.
+async fn execute(client: &Client, key: &str, op: &RegisterOp<u64>) -> (Outcome, Option<String>) {
+    let res: Result<RegisterOut<u64>, ClientError> = match op {
+        RegisterOp::Read => match client.get_data(key).await {
+            Ok((d, s)) => Ok(RegisterOut::Read(Some((parse(&d), s.version)))),
+            Err(e) if e.is("NO_NODE") => Ok(RegisterOut::Read(None)),
+            Err(e) => Err(e),
+        },
+        RegisterOp::Write(v) => match client.set_data(key, v.to_string(), -1).await {
+            Ok(s) => Ok(RegisterOut::Written(s.version)),
+            Err(e) if e.is("NO_NODE") => Ok(RegisterOut::NoNode),
+            Err(e) => Err(e),
+        },
+        RegisterOp::Cas {
+            expected_version,
+            value,
+        } => match client
+            .set_data(key, value.to_string(), *expected_version)
+            .await
+        {
+            Ok(s) => Ok(RegisterOut::Written(s.version)),
+            Err(e) if e.is("NO_NODE") => Ok(RegisterOut::NoNode),
+            Err(e) if e.is("BAD_VERSION") => Ok(RegisterOut::BadVersion),
+            Err(e) => Err(e),
+        },
+        RegisterOp::Create(v) => match client
+            .create(key, v.to_string(), CreateOptions::persistent())
+            .await
+        {
+            Ok(_) => Ok(RegisterOut::Created),
+            Err(e) if e.is("NODE_EXISTS") => Ok(RegisterOut::NodeExists),
+            Err(e) => Err(e),
+        },
+        RegisterOp::Delete => match client.delete(key, -1).await {
+            Ok(_) => Ok(RegisterOut::Deleted),
+            Err(e) if e.is("NO_NODE") => Ok(RegisterOut::NoNode),
+            Err(e) => Err(e),
+        },
+    };
+    match res {
+        Ok(out) => (Outcome::Ok(out), None),
+        Err(e) => {
+            let label = e
+                .reason()
+                .unwrap_or_else(|| format!("{:?}", e.code()).to_uppercase());
+            let outcome = if matches!(op, RegisterOp::Read) || e.is("UNAVAILABLE") || never_sent(&e)
+            {
+                Outcome::Fail
+            } else {
+                Outcome::Info
+            };
+            (outcome, Some(label))
+        }
+    }
+}
+
+/// Records one operation on `key` by `process`; returns false if it was indeterminate (the
+/// process must then be retired).
+async fn run_op(
+    rec: &Rec,
+    stats: &Mutex<Stats>,
+    client: &Client,
+    process: u64,
+    key: &str,
+    op: RegisterOp<u64>,
+) -> (bool, Option<RegisterOut<u64>>) {
+    let k = kind(&op);
+    let id = rec.invoke(process, key, op.clone());
+    let (outcome, err) = match tokio::time::timeout(OP_TIMEOUT, execute(client, key, &op)).await {
+        Ok(r) => r,
+        Err(_) => (Outcome::Info, Some("OUTER_TIMEOUT".to_string())),
+    };
+    let mut st = stats.lock().unwrap();
+    if let Some(e) = err {
+        *st.errors.entry(format!("{k}: {e}")).or_default() += 1;
+    }
+    let counts = st.by_kind.entry(k).or_default();
+    match outcome {
+        Outcome::Ok(out) => {
+            counts.ok += 1;
+            rec.ok(id, out.clone());
+            (true, Some(out))
+        }
+        Outcome::Fail => {
+            counts.fail += 1;
+            rec.fail(id);
+            (true, None)
+        }
+        Outcome::Info => {
+            counts.info += 1;
+            rec.info(id);
+            (false, None)
+        }
+    }
+}
+
+async fn client_loop(
+    index: usize,
+    client: Client,
+    rec: Rec,
+    stats: Arc<Mutex<Stats>>,
+    stop: Arc<AtomicBool>,
+    seed: u64,
+) -> u64 {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut process = rec.new_process();
+    let mut counter: u64 = 0;
+    let mut versions: BTreeMap<&str, i32> = BTreeMap::new();
+    let base = (index as u64 + 1) * 1_000_000_000;
+    let mut ops = 0u64;
+    while !stop.load(Ordering::Relaxed) && ops < 1_000_000 {
+        ops += 1;
+        let key = KEYS[rng.gen_range(0..KEYS.len())];
+        counter += 1;
+        let value = base + counter;
+        let roll = rng.gen_range(0..100);
+        let op = match roll {
+            0..=44 => RegisterOp::Read,
+            45..=62 => RegisterOp::Write(value),
+            63..=86 => RegisterOp::Cas {
+                expected_version: versions
+                    .get(key)
+                    .copied()
+                    .unwrap_or_else(|| rng.gen_range(0..3)),
+                value,
+            },
+            87..=95 => RegisterOp::Create(value),
+            _ => RegisterOp::Delete,
+        };
+        let (determinate, out) = run_op(&rec, &stats, &client, process, key, op).await;
+        if !determinate {
+            process = rec.new_process();
+        }
+        match out {
+            Some(RegisterOut::Read(Some((_, v)))) | Some(RegisterOut::Written(v)) => {
+                versions.insert(key, v);
+            }
+            Some(RegisterOut::Created) => {
+                versions.insert(key, 0);
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..8))).await;
+    }
+    ops
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Fault {
+    PartitionMinority,
+    IsolateLeader,
+    StopRestart,
+    LossyNetwork,
+}
+
+/// Injects faults until `until`; returns the count per kind and the total seconds under
+/// each.
+async fn nemesis(
+    c: &mut TestCluster,
+    rng: &mut StdRng,
+    until: Instant,
+) -> BTreeMap<Fault, (u64, Duration)> {
+    let mut injected: BTreeMap<Fault, (u64, Duration)> = BTreeMap::new();
+    let kinds = [
+        Fault::PartitionMinority,
+        Fault::IsolateLeader,
+        Fault::StopRestart,
+        Fault::LossyNetwork,
+    ];
+    let mut order = Vec::new();
+    for round in 0..10_000 {
+        if Instant::now() >= until {
+            break;
+        }
+        if order.is_empty() {
+            order = kinds.to_vec();
+            order.shuffle(rng);
+        }
+        let fault = order.pop().unwrap();
+        let hold = Duration::from_millis(rng.gen_range(1500..3500));
+        let ids = c.ids();
+        let started = Instant::now();
+        match fault {
+            Fault::PartitionMinority => {
+                let victim = *ids.choose(rng).unwrap();
+                println!("nemesis #{round}: partition [{victim}] from the rest");
+                c.isolate(victim);
+                tokio::time::sleep(hold).await;
+                c.heal();
+            }
+            Fault::IsolateLeader => {
+                let victim = c.leader().unwrap_or_else(|| *ids.choose(rng).unwrap());
+                println!("nemesis #{round}: isolate the leader {victim}");
+                c.isolate(victim);
+                tokio::time::sleep(hold).await;
+                c.heal();
+            }
+            Fault::StopRestart => {
+                let victim = *ids.choose(rng).unwrap();
+                println!("nemesis #{round}: stop member {victim}");
+                c.stop(victim).await;
+                tokio::time::sleep(hold).await;
+                c.restart(victim).await;
+            }
+            Fault::LossyNetwork => {
+                println!("nemesis #{round}: drop 20 % of peer RPCs, delay 1-30 ms");
+                c.drop_rate(0.2);
+                c.delay(Duration::from_millis(1), Duration::from_millis(30));
+                tokio::time::sleep(hold).await;
+                c.heal();
+            }
+        }
+        let e = injected.entry(fault).or_default();
+        e.0 += 1;
+        e.1 += started.elapsed();
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(700..1700))).await;
+    }
+    injected
+}
+
+/// Concurrent clients on every member under partitions, leader isolation, restarts and a
+/// lossy network: the recorded history is linearizable and the members converge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn register_workload_is_linearizable_under_faults() {
+    let soak = Duration::from_secs(env_u64("BATON_SOAK_SECS").unwrap_or(30));
+    let seed = env_u64("BATON_LIN_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(1)
+    });
+    println!(
+        "linearizability: seed {seed} (BATON_LIN_SEED), nemesis for {soak:?} (BATON_SOAK_SECS)"
+    );
+    let mut c = TestCluster::start_with(ClusterOptions {
+        seed,
+        // Snapshots and purges happen during the run, so restarted members may need them.
+        snapshot_every: 500,
+        keep_logs: 100,
+        ..ClusterOptions::default()
+    })
+    .await;
+    let setup = c.client_all().await;
+    crate::harness::retry(Duration::from_secs(10), 200, || async {
+        match setup.create("/lin", "", CreateOptions::persistent()).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is("NODE_EXISTS") => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
+    .expect("create /lin");
+
+    let rec = Rec::new();
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let ids = c.ids();
+    let mut tasks = Vec::new();
+    for i in 0..CLIENTS {
+        let home = ids[i % ids.len()];
+        let client = c.client_from(home, CALL_TIMEOUT).await;
+        tasks.push(tokio::spawn(client_loop(
+            i,
+            client,
+            rec.clone(),
+            stats.clone(),
+            stop.clone(),
+            seed.wrapping_add(1000 + i as u64),
+        )));
+    }
+
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let injected = nemesis(&mut c, &mut rng, started + soak).await;
+
+    // Recovery: heal, every member running, a leader; the clients keep going for a moment so
+    // the history ends with fault-free operations.
+    c.heal();
+    for id in c.ids() {
+        if !c.is_running(id) {
+            c.restart(id).await;
+        }
+    }
+    let heal_at = Instant::now();
+    c.wait_for_leader(Duration::from_secs(20)).await;
+    let leader_after = heal_at.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut client_ops = 0;
+    for t in tasks {
+        client_ops += tokio::time::timeout(Duration::from_secs(30), t)
+            .await
+            .expect("client task ends")
+            .expect("client task did not panic");
+    }
+
+    // Every member serves a linearizable read of every key (recorded).
+    for id in c.ids() {
+        let client = c.client_timeout(id, CALL_TIMEOUT).await;
+        for key in KEYS {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let p = rec.new_process();
+                let (_, out) = run_op(&rec, &stats, &client, p, key, RegisterOp::Read).await;
+                if out.is_some() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline && attempts < 200,
+                    "member {id} does not serve a linearizable read of {key} after the heal:\n{}",
+                    c.describe()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let (index, hash) = c.wait_converged(Duration::from_secs(30)).await;
+    let history = rec.finish();
+
+    let check_started = Instant::now();
+    let report = check_report(
+        &Register::absent(),
+        &history,
+        &CheckOptions::with_time_limit(Duration::from_secs(120)),
+    );
+    let check_time = check_started.elapsed();
+
+    let st = stats.lock().unwrap();
+    let (mut ok, mut fail, mut info) = (0, 0, 0);
+    println!("---- linearizability figures (seed {seed}) ----");
+    println!(
+        "run: {:.1} s of nemesis, {client_ops} client ops by {CLIENTS} clients on {} keys",
+        soak.as_secs_f64(),
+        KEYS.len()
+    );
+    for (k, cnt) in &st.by_kind {
+        println!(
+            "  {k:<7} ok {:>6}  fail {:>5}  info {:>5}",
+            cnt.ok, cnt.fail, cnt.info
+        );
+        ok += cnt.ok;
+        fail += cnt.fail;
+        info += cnt.info;
+    }
+    println!(
+        "ops total {}: ok {ok}, fail {fail}, info {info} ({:.1} % indeterminate)",
+        ok + fail + info,
+        100.0 * info as f64 / (ok + fail + info).max(1) as f64
+    );
+    println!("errors seen: {:?}", st.errors);
+    for (f, (n, t)) in &injected {
+        println!("  fault {f:?}: {n} times, {:.1} s total", t.as_secs_f64());
+    }
+    println!(
+        "after heal: leader in {} ms; converged at index {index} (state hash {hash:#x})",
+        leader_after.as_millis()
+    );
+    println!(
+        "history: {} ops recorded ({} indeterminate)",
+        history.len(),
+        history.indeterminate_count()
+    );
+    for k in &report.keys {
+        println!(
+            "  key {}: {} ops ({} indeterminate), {} steps, {} ms, {}",
+            k.key,
+            k.ops,
+            k.indeterminate,
+            k.steps,
+            k.elapsed.as_millis(),
+            if k.verdict.is_ok() { "ok" } else { "NOT OK" }
+        );
+    }
+    println!(
+        "checker: {} ms, verdict: {}",
+        check_time.as_millis(),
+        report.verdict
+    );
+
+    if !report.verdict.is_ok() {
+        let path = std::env::temp_dir().join(format!("baton-lin-history-{seed}.json"));
+        if let Ok(json) = serde_json::to_string(&history) {
+            let _ = std::fs::write(&path, json);
+            println!("history written to {}", path.display());
+        }
+    }
+    for f in [
+        Fault::PartitionMinority,
+        Fault::IsolateLeader,
+        Fault::StopRestart,
+    ] {
+        assert!(
+            injected.get(&f).is_some_and(|(n, _)| *n > 0),
+            "fault {f:?} was never injected (run longer)"
+        );
+    }
+    assert!(ok > 100, "too few successful operations: {ok}");
+    assert!(
+        report.verdict.is_ok(),
+        "history is not linearizable (seed {seed}): {}",
+        report.verdict
+    );
+}

@@ -1,0 +1,722 @@
+//! Failure scenarios of a replicated cluster, one test each, written as specifications.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use baton::client::{
+    ChildrenOptions, Client, ClientError, CreateOptions, EventType, MultiOps, ReadOptions,
+    WatchKind,
+};
+use openraft::ServerState;
+
+use crate::harness::{retry, ClusterOptions, TestCluster};
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// Creates `path` with `data` through `client`, retrying while the cluster settles (no leader
+/// yet). A retry that finds the node with the same data counts as success.
+async fn create_settled(client: &Client, path: &str, data: &[u8]) {
+    let r = retry(SECS(15), 300, || async {
+        match client.create(path, data, CreateOptions::persistent()).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is("NODE_EXISTS") => {
+                let (d, _) = client.get_data(path).await.map_err(|e| e.to_string())?;
+                if d == data {
+                    Ok(())
+                } else {
+                    Err(format!("{path} exists with other data {d:?}"))
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+    if let Err(e) = r {
+        panic!("create {path}: {e}");
+    }
+}
+
+/// Linearizable read of `path`'s data through `client`, retried while the cluster settles.
+async fn read_settled(client: &Client, path: &str) -> Option<Vec<u8>> {
+    let r = retry(SECS(15), 300, || async {
+        match client.get_data(path).await {
+            Ok((d, _)) => Ok(Some(d)),
+            Err(e) if e.is("NO_NODE") => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+    r.unwrap_or_else(|e| panic!("read {path}: {e}"))
+}
+
+fn followers(c: &TestCluster, leader: u64) -> Vec<u64> {
+    c.running().into_iter().filter(|&id| id != leader).collect()
+}
+
+fn reason(e: &ClientError) -> String {
+    e.reason().unwrap_or_else(|| format!("{:?}", e.code()))
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Any member serves any request: a write through one member is seen by linearizable reads
+/// through every other member at once, with identical data and Stat, and conditional updates
+/// and multis work through followers as through the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn any_member_serves_any_request_with_the_same_answers() {
+    let c = TestCluster::start(3).await;
+    let ids = c.ids();
+    let mut clients = BTreeMap::new();
+    for &id in &ids {
+        clients.insert(id, c.client(id).await);
+    }
+    create_settled(&clients[&1], "/any", b"root").await;
+
+    for &writer in &ids {
+        let path = format!("/any/by-{writer}");
+        let (_, stat) = clients[&writer]
+            .create(&path, format!("v{writer}"), CreateOptions::persistent())
+            .await
+            .unwrap_or_else(|e| panic!("create through member {writer}: {e}"));
+        for &reader in &ids {
+            let (data, s) = clients[&reader]
+                .get_data(&path)
+                .await
+                .unwrap_or_else(|e| panic!("read through member {reader}: {e}"));
+            assert_eq!(data, format!("v{writer}").into_bytes(), "member {reader}");
+            assert_eq!(s, stat, "member {reader} reports another Stat for {path}");
+        }
+    }
+
+    // Conditional update through one follower with the version read through another member.
+    let path = "/any/by-1";
+    let (_, s) = clients[&3].get_data(path).await.unwrap();
+    let new = clients[&2].set_data(path, "cas", s.version).await.unwrap();
+    assert_eq!(new.version, s.version + 1);
+    let stale = clients[&1].set_data(path, "lost", s.version).await;
+    assert!(
+        matches!(&stale, Err(e) if e.is("BAD_VERSION")),
+        "a CAS with a stale version must fail: {stale:?}"
+    );
+    for &reader in &ids {
+        let (d, st) = clients[&reader].get_data(path).await.unwrap();
+        assert_eq!((d.as_slice(), st.version), (&b"cas"[..], new.version));
+    }
+
+    // A multi through a follower, then children and existence everywhere.
+    let m = clients[&3]
+        .multi(
+            MultiOps::new()
+                .create("/any/m1", "1", CreateOptions::persistent())
+                .create("/any/m2", "2", CreateOptions::persistent())
+                .delete("/any/by-2", -1),
+        )
+        .await
+        .unwrap();
+    assert!(m.succeeded, "{m:?}");
+    let mut listings = BTreeMap::new();
+    for &reader in &ids {
+        let mut names = clients[&reader].get_all_children("/any").await.unwrap();
+        names.sort();
+        assert!(clients[&reader]
+            .exists("/any/by-2")
+            .await
+            .unwrap()
+            .is_none());
+        listings.insert(reader, names);
+    }
+    let first = listings[&1].clone();
+    assert_eq!(first, vec!["by-1", "by-3", "m1", "m2"]);
+    assert!(listings.values().all(|l| *l == first), "{listings:?}");
+
+    // Every member syncs to at least the last write and reports the same state.
+    let last = m.header.map(|h| h.zxid).unwrap_or(0);
+    for &id in &ids {
+        let h = clients[&id].sync("/").await.unwrap();
+        assert!(h.zxid >= last, "member {id} synced to {} < {last}", h.zxid);
+    }
+    c.wait_converged(SECS(10)).await;
+}
+
+/// When the leader stops, the others elect a new leader; writes through a surviving member
+/// succeed, and no acknowledged write is lost — on the survivors nor on the old leader once it
+/// is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_stopped_new_leader_takes_over_without_losing_acknowledged_writes() {
+    let mut c = TestCluster::start(3).await;
+    let old = c.wait_for_leader(SECS(10)).await;
+    let all = c.client_all().await;
+    create_settled(&all, "/kill", b"").await;
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let via = c.ids()[i % 3];
+        let path = format!("/kill/a{i}");
+        c.client(via)
+            .await
+            .create(&path, format!("{i}"), CreateOptions::persistent())
+            .await
+            .unwrap_or_else(|e| panic!("healthy cluster refused a write via {via}: {e}"));
+        acked.push((path, format!("{i}")));
+    }
+
+    c.stop(old).await;
+    let new = c.wait_for_new_leader(old, SECS(10)).await;
+    let survivor = followers(&c, new)[0];
+    let via = c.client(survivor).await;
+    // The first write may race the end of the election; after one success, every write
+    // through the surviving follower must succeed.
+    create_settled(&via, "/kill/after-0", b"first").await;
+    acked.push(("/kill/after-0".into(), "first".into()));
+    for i in 1..20 {
+        let path = format!("/kill/after-{i}");
+        via.create(&path, format!("{i}"), CreateOptions::persistent())
+            .await
+            .unwrap_or_else(|e| panic!("write via surviving member {survivor} failed: {e}"));
+        acked.push((path, format!("{i}")));
+    }
+    for id in c.running() {
+        let cl = c.client(id).await;
+        for (path, data) in &acked {
+            let (d, _) = cl
+                .get_data(path)
+                .await
+                .unwrap_or_else(|e| panic!("acknowledged {path} unreadable on {id}: {e}"));
+            assert_eq!(d, data.as_bytes(), "{path} on member {id}");
+        }
+    }
+
+    c.restart(old).await;
+    c.wait_converged(SECS(20)).await;
+    let back = c.client(old).await;
+    for (path, data) in &acked {
+        let (d, _) = back
+            .get_data_with(path, ReadOptions::serializable())
+            .await
+            .unwrap_or_else(|e| panic!("{path} missing on the restarted old leader: {e}"));
+        assert_eq!(d, data.as_bytes());
+    }
+}
+
+/// When a follower stops, the leader keeps a quorum: writes through the leader and through
+/// the other follower go on without a single failure, and the follower catches up when back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follower_stopped_writes_continue() {
+    let mut c = TestCluster::start(3).await;
+    let leader = c.wait_for_leader(SECS(10)).await;
+    let f = followers(&c, leader);
+    let (stopped, other) = (f[0], f[1]);
+    create_settled(&c.client(leader).await, "/fol", b"").await;
+
+    c.stop(stopped).await;
+    let via_leader = c.client(leader).await;
+    let via_other = c.client(other).await;
+    for i in 0..30 {
+        let (cl, who) = if i % 2 == 0 {
+            (&via_leader, leader)
+        } else {
+            (&via_other, other)
+        };
+        cl.create(
+            &format!("/fol/n{i}"),
+            format!("{i}"),
+            CreateOptions::persistent(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("write {i} via {who} with one follower down: {e}"));
+    }
+    assert_eq!(c.leader(), Some(leader), "the leader must not change");
+
+    c.restart(stopped).await;
+    c.wait_converged(SECS(20)).await;
+    let back = c.client(stopped).await;
+    let names = back
+        .get_all_children_with("/fol", ChildrenOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(names.len(), 30);
+}
+
+/// A member cut off in a minority: the majority keeps serving reads and writes; the minority
+/// member refuses (or times out) writes and linearizable reads — never acknowledging or
+/// answering them — but still serves SERIALIZABLE reads from its local, possibly stale, state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn minority_partition_majority_serves_minority_refuses_but_serves_serializable_reads() {
+    let c = TestCluster::start(3).await;
+    let leader = c.wait_for_leader(SECS(10)).await;
+    let f = followers(&c, leader);
+    let (minority, other) = (f[0], f[1]);
+    let via_leader = c.client(leader).await;
+    create_settled(&via_leader, "/min", b"v1").await;
+    let z = via_leader.sync("/").await.unwrap().zxid;
+    let m = c.client_timeout(minority, SECS(5)).await;
+    // The minority member has applied v1 before the partition.
+    m.get_data_with("/min", ReadOptions::serializable().at_least(z))
+        .await
+        .unwrap();
+
+    c.isolate(minority);
+
+    // The majority serves.
+    let via_other = c.client(other).await;
+    via_other.set_data("/min", "v2", -1).await.unwrap();
+    via_leader
+        .create("/min/majority", "m", CreateOptions::persistent())
+        .await
+        .unwrap();
+    assert_eq!(via_other.get_data("/min").await.unwrap().0, b"v2");
+
+    // The minority refuses writes and linearizable reads.
+    let w = m
+        .create("/min/minority", "x", CreateOptions::persistent())
+        .await;
+    let w_err = match w {
+        Ok(r) => panic!("a member cut off from the majority acknowledged a write: {r:?}"),
+        Err(e) => e,
+    };
+    let s = m.set_data("/min", "v3", -1).await;
+    assert!(s.is_err(), "minority acknowledged a SetData: {s:?}");
+    for _ in 0..3 {
+        match m.get_data("/min").await {
+            Ok((d, _)) => panic!(
+                "the minority member served a linearizable read: {:?}",
+                String::from_utf8_lossy(&d)
+            ),
+            Err(e) => assert!(
+                matches!(reason(&e).as_str(), "UNAVAILABLE" | "DEADLINE_EXCEEDED")
+                    || e.code() == tonic::Code::DeadlineExceeded,
+                "unexpected error for a linearizable read on the minority: {e}"
+            ),
+        }
+    }
+    // ... but serves its local state on request.
+    let (d, _) = m
+        .get_data_with("/min", ReadOptions::serializable())
+        .await
+        .expect("SERIALIZABLE reads are served by a minority member");
+    assert_eq!(d, b"v1", "the minority member has not seen v2");
+
+    c.heal();
+    c.wait_converged(SECS(20)).await;
+    assert_eq!(read_settled(&m, "/min").await.as_deref(), Some(&b"v2"[..]));
+    if w_err.is("UNAVAILABLE") {
+        // UNAVAILABLE promises the write was not applied.
+        assert_eq!(
+            read_settled(&m, "/min/minority").await,
+            None,
+            "a write refused with UNAVAILABLE was applied after all"
+        );
+    }
+    assert_eq!(
+        read_settled(&m, "/min/majority").await.as_deref(),
+        Some(&b"m"[..])
+    );
+}
+
+/// The leader is isolated: the majority elects a new leader and moves on. The old leader must
+/// not acknowledge writes nor serve linearizable reads (attempts fail or time out — they never
+/// succeed with stale data). After the heal it steps down and catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn isolated_leader_neither_acknowledges_writes_nor_serves_stale_reads_then_steps_down() {
+    let c = TestCluster::start(3).await;
+    let old = c.wait_for_leader(SECS(10)).await;
+    let old_term = c.handle(old).raft.metrics().borrow().current_term;
+    let via_old = c.client_timeout(old, Duration::from_millis(1500)).await;
+    create_settled(&via_old, "/iso", b"before").await;
+
+    c.isolate(old);
+    let new = c.wait_for_new_leader(old, SECS(10)).await;
+    let via_new = c.client(new).await;
+    let r = retry(SECS(10), 200, || async {
+        via_new
+            .set_data("/iso", "after", -1)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    r.expect("the new leader accepts writes");
+
+    // The old leader still believes it leads, but cannot confirm it.
+    let mut write_errors = Vec::new();
+    for i in 0..3 {
+        match via_old
+            .create(&format!("/iso/stale-{i}"), "x", CreateOptions::persistent())
+            .await
+        {
+            Ok(r) => panic!("the isolated old leader acknowledged a write: {r:?}"),
+            Err(e) => write_errors.push(reason(&e)),
+        }
+        match via_old.get_data("/iso").await {
+            Ok((d, _)) => panic!(
+                "the isolated old leader served a linearizable read ({:?})",
+                String::from_utf8_lossy(&d)
+            ),
+            Err(e) => tracing::info!(error = %e, "linearizable read refused on the old leader"),
+        }
+        match via_old.sync("/").await {
+            Ok(h) => panic!("the isolated old leader completed a sync: {h:?}"),
+            Err(e) => tracing::info!(error = %e, "sync refused on the old leader"),
+        }
+    }
+    println!("isolated leader: write errors {write_errors:?}");
+
+    c.heal();
+    // It steps down: a newer term, and no longer leader.
+    let deadline = Instant::now() + SECS(15);
+    loop {
+        let m = c.handle(old).raft.metrics().borrow().clone();
+        if m.current_term > old_term && m.state != ServerState::Leader {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "old leader did not step down after the heal:\n{}",
+            c.describe()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.wait_converged(SECS(20)).await;
+    assert_eq!(
+        read_settled(&via_old, "/iso").await.as_deref(),
+        Some(&b"after"[..])
+    );
+    // The writes sent to the isolated leader timed out (indeterminate): each may have been
+    // applied once after the heal, never twice and never with other data.
+    let all = c.client(new).await;
+    for i in 0..3 {
+        let p = format!("/iso/stale-{i}");
+        if let Some(d) = read_settled(&all, &p).await {
+            assert_eq!(d, b"x");
+            println!("isolated leader: indeterminate write {p} was applied after the heal");
+        }
+    }
+}
+
+/// A member that misses more of the log than the leader keeps catches up by installing a
+/// snapshot, and ends with the same state as the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lagging_member_catches_up_by_snapshot() {
+    let mut c = TestCluster::start_with(ClusterOptions {
+        snapshot_every: 50,
+        keep_logs: 10,
+        ..ClusterOptions::default()
+    })
+    .await;
+    let leader = c.wait_for_leader(SECS(10)).await;
+    let lagging = followers(&c, leader)[0];
+    let via = c.client(leader).await;
+    create_settled(&via, "/snap", b"").await;
+    c.wait_converged(SECS(10)).await;
+    let lag_last = c
+        .handle(lagging)
+        .raft
+        .metrics()
+        .borrow()
+        .last_log_index
+        .unwrap_or(0);
+
+    c.stop(lagging).await;
+    const N: usize = 300;
+    for i in 0..N {
+        via.create(
+            &format!("/snap/n{i:04}"),
+            format!("{i}"),
+            CreateOptions::persistent(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("write {i}: {e}"));
+    }
+    // Precondition: the leader has purged the log the lagging member would need.
+    let deadline = Instant::now() + SECS(20);
+    let purged = loop {
+        let p = c
+            .handle(leader)
+            .raft
+            .metrics()
+            .borrow()
+            .purged
+            .map(|l| l.index)
+            .unwrap_or(0);
+        if p > lag_last + 1 {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader did not purge past {lag_last} (purged {p}):\n{}",
+            c.describe()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    c.restart(lagging).await;
+    c.wait_converged(SECS(30)).await;
+    let snap = c
+        .handle(lagging)
+        .raft
+        .metrics()
+        .borrow()
+        .snapshot
+        .map(|l| l.index)
+        .unwrap_or(0);
+    assert!(
+        snap >= purged,
+        "member {lagging} must have installed a snapshot covering the purged log \
+         (its snapshot index {snap}, leader purged up to {purged})"
+    );
+    let st = c.synced_status(lagging).await.unwrap();
+    assert!(st.snapshot_index > 0);
+    let back = c.client(lagging).await;
+    let names = back.get_all_children("/snap").await.unwrap();
+    assert_eq!(names.len(), N);
+    let (d, _) = back.get_data("/snap/n0123").await.unwrap();
+    assert_eq!(d, b"123");
+}
+
+/// Membership changes: a new member joins as a learner and catches up, is promoted and then
+/// votes; a member is removed; the cluster serves throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn add_promote_and_remove_members_while_serving() {
+    let mut c = TestCluster::start(3).await;
+    let leader = c.wait_for_leader(SECS(10)).await;
+    let writer = c.client_all().await;
+    create_settled(&writer, "/mem", b"").await;
+    for i in 0..50 {
+        writer
+            .create(&format!("/mem/a{i}"), "a", CreateOptions::persistent())
+            .await
+            .unwrap();
+    }
+
+    // A fourth member starts, knows the cluster, and waits to be added (it must not form a
+    // cluster of its own).
+    c.spawn_joiner(4).await;
+    assert!(
+        c.handle(4).raft.metrics().borrow().current_leader.is_none(),
+        "a joiner must not initialise a cluster"
+    );
+    let follower = followers(&c, leader)[0];
+    let members = c
+        .add_member(follower, 4)
+        .await
+        .expect("AddMember through a follower");
+    let m4 = members.iter().find(|m| m.id == 4).expect("member 4 listed");
+    assert!(!m4.voter, "a new member is a learner");
+    c.wait_converged(SECS(20)).await;
+    assert_eq!(
+        c.handle(4).raft.metrics().borrow().state,
+        ServerState::Learner
+    );
+    let via4 = c.client(4).await;
+    assert_eq!(via4.get_all_children("/mem").await.unwrap().len(), 50);
+
+    let members = retry(SECS(10), 100, || async {
+        c.promote(leader, 4).await.map_err(|e| e.to_string())
+    })
+    .await
+    .expect("PromoteMember");
+    assert!(members.iter().any(|m| m.id == 4 && m.voter), "{members:?}");
+    via4.create("/mem/by4", "4", CreateOptions::persistent())
+        .await
+        .expect("write through the promoted member");
+
+    // Remove one original follower (not the leader, not 4).
+    let victim = c
+        .running()
+        .into_iter()
+        .find(|&id| id != 4 && Some(id) != c.leader())
+        .expect("a follower to remove");
+    let members = c.remove(4, victim).await.expect("RemoveMember");
+    assert!(members.iter().all(|m| m.id != victim), "{members:?}");
+    c.forget(victim).await;
+    for i in 0..10 {
+        writer
+            .create(&format!("/mem/b{i}"), "b", CreateOptions::persistent())
+            .await
+            .unwrap_or_else(|e| panic!("write after the removal: {e}"));
+    }
+
+    // Member 4 votes: stop one of the two other voters (the leader, if it is not 4); the
+    // remaining two — one of them member 4 — must keep a leader and accept writes.
+    let current = c.wait_for_leader(SECS(10)).await;
+    let to_stop = if current != 4 {
+        current
+    } else {
+        c.running().into_iter().find(|&id| id != 4).unwrap()
+    };
+    c.stop(to_stop).await;
+    let now = c.wait_for_leader(SECS(15)).await;
+    assert_ne!(now, to_stop);
+    create_settled(&via4, "/mem/quorum-with-4", b"ok").await;
+    assert_eq!(via4.get_all_children("/mem").await.unwrap().len(), 62);
+
+    c.restart(to_stop).await;
+    c.wait_converged(SECS(20)).await;
+    let members = c.client(to_stop).await.members().await.unwrap();
+    let ids: Vec<(u64, bool)> = members.iter().map(|m| (m.id, m.voter)).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(
+        ids.iter().all(|&(id, voter)| voter && id != victim),
+        "{ids:?}"
+    );
+}
+
+/// A session opened through a follower survives the leader's failure: the client keeps it
+/// alive through a surviving member, the new leader gives it a fresh timeout instead of
+/// expiring it, and its ephemeral node stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn session_survives_leader_failover() {
+    let mut c = TestCluster::start(3).await;
+    let leader = c.wait_for_leader(SECS(10)).await;
+    let follower = followers(&c, leader)[0];
+    let client = c.client_from(follower, SECS(3)).await;
+    create_settled(&client, "/sess", b"").await;
+    let timeout = Duration::from_millis(1500);
+    let session = client.open_session(timeout).await.unwrap();
+    assert_eq!(session.timeout(), timeout);
+    client
+        .create("/sess/eph", "me", CreateOptions::ephemeral(session.id()))
+        .await
+        .unwrap();
+
+    c.stop(leader).await;
+    let new = c.wait_for_new_leader(leader, SECS(10)).await;
+
+    // For three session timeouts, the session stays alive and its ephemeral stays, as seen
+    // through every surviving member.
+    let until = Instant::now() + timeout * 3;
+    let mut checks = 0;
+    while Instant::now() < until && checks < 1000 {
+        assert!(session.is_alive(), "session lost: {:?}", session.state());
+        for id in c.running() {
+            let cl = c.client(id).await;
+            let st = retry(SECS(5), 100, || async {
+                cl.exists("/sess/eph").await.map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap();
+            assert!(
+                st.is_some(),
+                "ephemeral gone on member {id} (new leader {new})"
+            );
+            assert_eq!(st.unwrap().ephemeral_owner, session.id());
+        }
+        checks += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let info = c.client(new).await.get_session(session.id()).await.unwrap();
+    assert_eq!(info.ephemerals, vec!["/sess/eph".to_string()]);
+
+    // The old leader comes back and agrees; closing the session deletes the ephemeral.
+    c.restart(leader).await;
+    c.wait_converged(SECS(20)).await;
+    assert!(session.is_alive());
+    session.close().await.unwrap();
+    let back = c.client(leader).await;
+    assert!(back.exists("/sess/eph").await.unwrap().is_none());
+}
+
+/// A watch resumed on another member with `start_zxid` = the last zxid seen gets every later
+/// event exactly once, in order, with no gap — including events that happened while no
+/// watcher was connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_resumes_on_another_member_without_gap_or_duplicate() {
+    let mut c = TestCluster::start(3).await;
+    let leader = c.wait_for_leader(SECS(10)).await;
+    let f = followers(&c, leader);
+    let (a, b) = (f[0], f[1]);
+    let writer = c.client(leader).await;
+    create_settled(&writer, "/w", b"").await;
+
+    // Expected events under /w, in order: (zxid, type, path).
+    let mut expected: Vec<(u64, EventType, String)> = Vec::new();
+    let mut step = 0u32;
+    async fn write(writer: &Client, step: &mut u32, expected: &mut Vec<(u64, EventType, String)>) {
+        let i = *step;
+        *step += 1;
+        let p = format!("/w/c{}", i / 3);
+        match i % 3 {
+            0 => {
+                let (_, s) = writer
+                    .create(&p, "0", CreateOptions::persistent())
+                    .await
+                    .unwrap();
+                expected.push((s.czxid, EventType::Created, p));
+            }
+            1 => {
+                let s = writer.set_data(&p, "1", -1).await.unwrap();
+                expected.push((s.mzxid, EventType::DataChanged, p));
+            }
+            _ => {
+                let h = writer.delete(&p, -1).await.unwrap();
+                expected.push((h.zxid, EventType::Deleted, p));
+            }
+        }
+    }
+
+    let via_a = c.client(a).await;
+    // Member A has applied the creation of /w, so the watch starts after it.
+    via_a.sync("/").await.unwrap();
+    let mut wa = via_a.watcher().await.unwrap();
+    let (_, added) = wa
+        .add("/w", WatchKind::PersistentRecursive, None)
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        write(&writer, &mut step, &mut expected).await;
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 6 {
+        let ev = tokio::time::timeout(SECS(10), wa.next_event())
+            .await
+            .expect("event on member A in time")
+            .expect("stream healthy")
+            .expect("stream open");
+        assert!(ev.1.zxid > added.zxid);
+        seen.push((ev.1.zxid, ev.1.r#type(), ev.1.path.clone()));
+    }
+    assert_eq!(seen, expected[..6].to_vec(), "member A's events");
+    let last_seen = seen.last().unwrap().0;
+
+    drop(wa);
+    c.stop(a).await;
+    for _ in 0..12 {
+        write(&writer, &mut step, &mut expected).await;
+    }
+
+    let via_b = c.client(b).await;
+    let mut wb = via_b.watcher().await.unwrap();
+    wb.add("/w", WatchKind::PersistentRecursive, Some(last_seen))
+        .await
+        .unwrap();
+    for _ in 0..6 {
+        write(&writer, &mut step, &mut expected).await;
+    }
+    // A sentinel closes the sequence: everything before it must be exactly the expected tail.
+    let (_, s) = writer
+        .create("/w/sentinel", "", CreateOptions::persistent())
+        .await
+        .unwrap();
+    expected.push((s.czxid, EventType::Created, "/w/sentinel".into()));
+    let want: Vec<_> = expected
+        .iter()
+        .filter(|e| e.0 > last_seen)
+        .cloned()
+        .collect();
+    let mut got = Vec::new();
+    for _ in 0..want.len() + 10 {
+        let ev = tokio::time::timeout(SECS(10), wb.next_event())
+            .await
+            .unwrap_or_else(|_| panic!("member B stopped delivering; got {got:?}"))
+            .expect("stream healthy")
+            .expect("stream open");
+        let done = ev.1.path == "/w/sentinel";
+        got.push((ev.1.zxid, ev.1.r#type(), ev.1.path.clone()));
+        if done {
+            break;
+        }
+    }
+    assert_eq!(
+        got, want,
+        "resumed events on member B (after zxid {last_seen})"
+    );
+    c.restart(a).await;
+}

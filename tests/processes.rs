@@ -1,0 +1,370 @@
+//! Three real `batond` processes on loopback: the leader is killed with SIGKILL, writes go on
+//! through the survivors, the killed member restarts on its data directory and catches up, and
+//! all three end with every acknowledged write and the same state hash at the same index.
+
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use baton::client::{Client, ClientOptions, CreateOptions, StatusResponse};
+use baton::proto::v1::Role;
+
+/// One `batond` child process slot (fixed id, ports and data dir across restarts).
+struct Member {
+    id: u64,
+    client_port: u16,
+    peer_port: u16,
+    data_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// The cluster of child processes; dropping it kills every child.
+struct Procs {
+    members: Vec<Member>,
+    initial: String,
+    _dir: tempfile::TempDir,
+}
+
+fn free_ports(n: usize) -> Vec<u16> {
+    // Hold every listener until all ports are chosen, so they are distinct.
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect()
+}
+
+fn log_tail(log: &Path, max: u64) -> String {
+    let Ok(mut f) = File::open(log) else {
+        return "(no log)".into();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max)));
+    let mut s = String::new();
+    let _ = f.read_to_string(&mut s);
+    s
+}
+
+impl Member {
+    fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    fn spawn(&mut self, initial: &str) {
+        assert!(self.child.is_none(), "member {} already runs", self.id);
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open log");
+        let err = out.try_clone().expect("clone log handle");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_batond"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("BATON_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.arg("--id")
+            .arg(self.id.to_string())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listen-client")
+            .arg(self.endpoint())
+            .arg("--listen-peer")
+            .arg(format!("127.0.0.1:{}", self.peer_port))
+            .arg("--initial-members")
+            .arg(initial)
+            .args(["--heartbeat-ms", "50"])
+            .args(["--election-timeout-min-ms", "400"])
+            .args(["--election-timeout-max-ms", "800"])
+            .args(["--shutdown-timeout-ms", "2000"])
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err));
+        self.child = Some(cmd.spawn().expect("spawn batond"));
+    }
+
+    /// SIGKILL and reap.
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Panics with the log tail if the process has exited.
+    fn check_alive(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            if let Ok(Some(st)) = c.try_wait() {
+                panic!(
+                    "batond {} exited with {st}; log tail:\n{}",
+                    self.id,
+                    log_tail(&self.log, 4096)
+                );
+            }
+        }
+    }
+}
+
+fn options(timeout: Duration) -> ClientOptions {
+    ClientOptions {
+        timeout,
+        connect_timeout: Duration::from_millis(500),
+        ..ClientOptions::default()
+    }
+}
+
+async fn connect(endpoints: &[String], timeout: Duration) -> Option<Client> {
+    Client::connect_with(endpoints, options(timeout)).await.ok()
+}
+
+impl Procs {
+    fn start() -> Procs {
+        let dir = tempfile::Builder::new()
+            .prefix("baton-procs-")
+            .tempdir()
+            .expect("temp dir");
+        let ports = free_ports(6);
+        let members: Vec<Member> = (0..3)
+            .map(|i| Member {
+                id: i as u64 + 1,
+                client_port: ports[2 * i],
+                peer_port: ports[2 * i + 1],
+                data_dir: dir.path().join(format!("member-{}", i + 1)),
+                log: dir.path().join(format!("member-{}.log", i + 1)),
+                child: None,
+            })
+            .collect();
+        let initial = members
+            .iter()
+            .map(|m| format!("{}=127.0.0.1:{}", m.id, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut p = Procs {
+            members,
+            initial,
+            _dir: dir,
+        };
+        for i in 0..3 {
+            let initial = p.initial.clone();
+            p.members[i].spawn(&initial);
+        }
+        p
+    }
+
+    fn member(&mut self, id: u64) -> &mut Member {
+        self.members
+            .iter_mut()
+            .find(|m| m.id == id)
+            .expect("known member")
+    }
+
+    fn endpoints_except(&self, skip: Option<u64>) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|m| Some(m.id) != skip)
+            .map(Member::endpoint)
+            .collect()
+    }
+
+    /// Status of member `id` after a `sync`, or `None` if it does not answer.
+    async fn synced_status(&self, id: u64) -> Option<StatusResponse> {
+        let ep = self.members.iter().find(|m| m.id == id)?.endpoint();
+        let c = connect(&[ep], Duration::from_secs(2)).await?;
+        c.sync("/").await.ok()?;
+        c.status().await.ok()
+    }
+
+    /// Waits for a leader recognised by a majority of the running members.
+    async fn wait_for_leader(&mut self, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        for _ in 0..10_000 {
+            for m in &mut self.members {
+                m.check_alive();
+            }
+            let mut leaders = Vec::new();
+            for m in self.members.iter().filter(|m| m.child.is_some()) {
+                if let Some(c) = connect(&[m.endpoint()], Duration::from_secs(1)).await {
+                    if let Ok(s) = c.status().await {
+                        leaders.push((m.id, s.role, s.leader_id));
+                    }
+                }
+            }
+            for &(id, role, _) in &leaders {
+                let agree = leaders.iter().filter(|(_, _, l)| *l == id).count();
+                if role == Role::Leader as i32 && agree * 2 > self.members.len() {
+                    return id;
+                }
+            }
+            last = format!("(member, role, leader): {leaders:?}");
+            if Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no leader within {timeout:?}; last: {last}");
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        let panicking = std::thread::panicking();
+        for m in &mut self.members {
+            m.kill9();
+            if panicking {
+                eprintln!(
+                    "---- batond {} log tail ----\n{}",
+                    m.id,
+                    log_tail(&m.log, 3000)
+                );
+            }
+        }
+    }
+}
+
+/// Retries `f` (bounded by count and time) until it returns `Ok`.
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    for _ in 0..1000 {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) => last = e,
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: not done within {timeout:?}; last error: {last}");
+}
+
+/// SIGKILL the leader of three `batond` processes: the survivors elect a new leader and keep
+/// accepting writes; the killed member restarts on its data dir, and all three converge with
+/// every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_with_sigkill_survivors_continue_and_restarted_member_converges() {
+    let mut p = Procs::start();
+    let leader = p.wait_for_leader(Duration::from_secs(30)).await;
+    let all = connect(&p.endpoints_except(None), Duration::from_secs(5))
+        .await
+        .expect("connect");
+    eventually("create /proc", Duration::from_secs(20), || async {
+        match all.create("/proc", "", CreateOptions::persistent()).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is("NODE_EXISTS") => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+    let mut acked: BTreeSet<(String, String)> = BTreeSet::new();
+    for i in 0..30 {
+        let path = format!("/proc/before-{i:02}");
+        all.create(&path, format!("b{i}"), CreateOptions::persistent())
+            .await
+            .unwrap_or_else(|e| panic!("write {path} on a healthy cluster: {e}"));
+        acked.insert((path, format!("b{i}")));
+    }
+
+    p.member(leader).kill9();
+
+    let survivors = connect(&p.endpoints_except(Some(leader)), Duration::from_secs(5))
+        .await
+        .expect("connect to the survivors");
+    eventually(
+        "first write through the survivors",
+        Duration::from_secs(20),
+        || async {
+            match survivors
+                .create("/proc/after-00", "a0", CreateOptions::persistent())
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) if e.is("NODE_EXISTS") => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await;
+    acked.insert(("/proc/after-00".into(), "a0".into()));
+    let new_leader = p.wait_for_leader(Duration::from_secs(20)).await;
+    assert_ne!(new_leader, leader);
+    for i in 1..30 {
+        let path = format!("/proc/after-{i:02}");
+        survivors
+            .create(&path, format!("a{i}"), CreateOptions::persistent())
+            .await
+            .unwrap_or_else(|e| panic!("write {path} through the survivors: {e}"));
+        acked.insert((path, format!("a{i}")));
+    }
+
+    let initial = p.initial.clone();
+    p.member(leader).spawn(&initial);
+
+    // Every member holds every acknowledged write (linearizable reads through each member).
+    let ids: Vec<u64> = p.members.iter().map(|m| m.id).collect();
+    for &id in &ids {
+        let ep = p.member(id).endpoint();
+        let c = eventually("connect", Duration::from_secs(20), || async {
+            connect(std::slice::from_ref(&ep), Duration::from_secs(3))
+                .await
+                .ok_or_else(|| format!("member {id} does not accept connections"))
+        })
+        .await;
+        eventually(
+            &format!("member {id} serves linearizable reads"),
+            Duration::from_secs(30),
+            || async { c.sync("/").await.map(|_| ()).map_err(|e| e.to_string()) },
+        )
+        .await;
+        let children = c.get_all_children("/proc").await.expect("list /proc");
+        assert_eq!(children.len(), acked.len(), "member {id}: {children:?}");
+        for (path, data) in &acked {
+            let (d, _) = c
+                .get_data(path)
+                .await
+                .unwrap_or_else(|e| panic!("{path} on member {id}: {e}"));
+            assert_eq!(d, data.as_bytes(), "{path} on member {id}");
+        }
+    }
+
+    // Same state hash at the same applied index on all three.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = Vec::new();
+    for _ in 0..300 {
+        let mut seen = Vec::new();
+        for &id in &ids {
+            if let Some(s) = p.synced_status(id).await {
+                seen.push((id, s.state_hash_index, s.state_hash));
+            }
+        }
+        if seen.len() == ids.len() && seen.iter().all(|s| (s.1, s.2) == (seen[0].1, seen[0].2)) {
+            println!(
+                "processes: converged at index {} with hash {:#x}",
+                seen[0].1, seen[0].2
+            );
+            return;
+        }
+        last = seen;
+        assert!(
+            Instant::now() < deadline,
+            "members did not converge: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("members did not converge: {last:?}");
+}
