@@ -15,6 +15,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/baton/v1/sessions.proto",
         "proto/baton/v1/watches.proto",
         "proto/baton/v1/cluster.proto",
+        "proto/baton/v1/locks.proto",
+        "proto/baton/v1/elections.proto",
     ];
     let internal = [
         "proto/baton/raft/v1/raft.proto",

@@ -74,20 +74,32 @@ count_tests() {
   esac
   TOTAL_PASSED=$((TOTAL_PASSED + ${p:-0}))
   TOTAL_FAILED=$((TOTAL_FAILED + ${f:-0}))
+  STEP_FAILED_TESTS=${f:-0}
+}
+
+# test_step NAME CMD...: run_step, then count its tests; a step that failed without a failing
+# test (compile error, setup, crash) counts as one failure.
+test_step() {
+  local name="$1" rc=0
+  run_step "$@" || rc=$?
+  STEP_FAILED_TESTS=0
+  count_tests "$name" || true
+  if [[ $rc -ne 0 ]]; then
+    FAILED=1
+    if [[ $STEP_FAILED_TESTS -eq 0 ]]; then TOTAL_FAILED=$((TOTAL_FAILED + 1)); fi
+  fi
 }
 
 # Last-resort bounds per step (each test also bounds itself); exit 124 means a step hung.
 T=(timeout --kill-after=30)
 FAILED=0
 if run_step build "${T[@]}" 2400 cargo build --all-targets; then
-  run_step cargo-test "${T[@]}" 1800 cargo test || FAILED=1
-  count_tests cargo-test || true
-  run_step python "${T[@]}" 900 bash tests/python/run.sh || FAILED=1
-  count_tests python || true
-  run_step grpcurl "${T[@]}" 600 bash tests/grpcurl.sh || FAILED=1
-  count_tests grpcurl || true
+  test_step cargo-test "${T[@]}" 1800 cargo test
+  test_step python "${T[@]}" 900 bash tests/python/run.sh
+  test_step grpcurl "${T[@]}" 600 bash tests/grpcurl.sh
 else
   FAILED=1
+  TOTAL_FAILED=1
   skip_step cargo-test "build failed"
   skip_step python "build failed"
   skip_step grpcurl "build failed"
@@ -98,10 +110,6 @@ echo "==== summary ($((SECONDS - START)) s; logs in $LOGDIR) ===="
 for i in "${!NAMES[@]}"; do
   printf '  %-12s %-22s %5s s\n' "${NAMES[$i]}" "${RESULTS[$i]}" "${SECS[$i]}"
 done
-if [[ $FAILED -ne 0 && $TOTAL_FAILED -eq 0 ]]; then
-  # A step failed without a failing test (build error, server crash, setup): count it.
-  TOTAL_FAILED=1
-fi
 if [[ $FAILED -eq 0 ]]; then echo "  result: OK"; else echo "  result: FAILED"; fi
 echo "total: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
 exit $FAILED

@@ -100,10 +100,12 @@ pub struct Args {
     /// Raft heartbeat interval in ms (default 100).
     #[arg(long, env = "BATON_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
-    /// Smallest election timeout in ms (default 400).
+    /// Smallest election timeout in ms (default 250). A follower campaigns once it has heard
+    /// nothing from the leader for the largest timeout (the leader lease) plus its own random
+    /// timeout in [min, max].
     #[arg(long, env = "BATON_ELECTION_TIMEOUT_MIN_MS")]
     pub election_timeout_min_ms: Option<u64>,
-    /// Largest election timeout in ms (default 800).
+    /// Largest election timeout in ms (default 400).
     #[arg(long, env = "BATON_ELECTION_TIMEOUT_MAX_MS")]
     pub election_timeout_max_ms: Option<u64>,
     /// Log entries between automatic snapshots (default 20000).
@@ -204,8 +206,8 @@ impl Default for Config {
             watch_buffer: 4096,
             max_children_page: 10_000,
             heartbeat: Duration::from_millis(100),
-            election_timeout_min: Duration::from_millis(400),
-            election_timeout_max: Duration::from_millis(800),
+            election_timeout_min: Duration::from_millis(250),
+            election_timeout_max: Duration::from_millis(400),
             snapshot_every: 20_000,
             keep_logs: 5_000,
             max_batch: 1024,

@@ -63,6 +63,27 @@ pub enum BatonError {
     /// The path is reserved for the system.
     #[error("path is reserved: {0}")]
     NoAuth(String),
+    /// A fencing check failed: the lock node does not hold its lock with that token.
+    #[error("fence check failed: {lock_node} does not hold its lock with token {token}")]
+    BadFence {
+        /// The lock node.
+        lock_node: String,
+        /// The token presented.
+        token: u64,
+    },
+    /// TryAcquire found the lock held.
+    #[error("lock {0} is held")]
+    LockHeld(String),
+    /// A lock node is owned by another session.
+    #[error("{path} is owned by session {owner:#x}, not {session:#x}")]
+    NotOwner {
+        /// The node.
+        path: String,
+        /// Its owner.
+        owner: u64,
+        /// The session that asked.
+        session: u64,
+    },
     /// An op of a Multi was not applied because another op failed.
     #[error("not applied: another op of the multi failed")]
     RuntimeInconsistency,
@@ -96,6 +117,9 @@ impl BatonError {
             BatonError::BadArguments(_) => "BAD_ARGUMENTS",
             BatonError::NoAuth(_) => "NO_AUTH",
             BatonError::RuntimeInconsistency => "RUNTIME_INCONSISTENCY",
+            BatonError::BadFence { .. } => "BAD_FENCE",
+            BatonError::LockHeld(_) => "LOCK_HELD",
+            BatonError::NotOwner { .. } => "NOT_OWNER",
             BatonError::Unavailable(_) => "UNAVAILABLE",
             BatonError::OutcomeUnknown(_) => "OUTCOME_UNKNOWN",
             BatonError::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
@@ -112,7 +136,10 @@ impl BatonError {
             | BatonError::NotEmpty(_)
             | BatonError::NoChildrenForEphemerals(_)
             | BatonError::SessionExpired(_)
-            | BatonError::RuntimeInconsistency => Code::FailedPrecondition,
+            | BatonError::RuntimeInconsistency
+            | BatonError::BadFence { .. }
+            | BatonError::LockHeld(_) => Code::FailedPrecondition,
+            BatonError::NotOwner { .. } => Code::PermissionDenied,
             BatonError::InvalidPath { .. } | BatonError::BadArguments(_) => Code::InvalidArgument,
             BatonError::AuthFailed(_) => Code::Unauthenticated,
             BatonError::TooLarge { .. } => Code::ResourceExhausted,
@@ -138,8 +165,22 @@ impl BatonError {
             | BatonError::NodeExists(p)
             | BatonError::NotEmpty(p)
             | BatonError::NoChildrenForEphemerals(p)
-            | BatonError::NoAuth(p) => {
+            | BatonError::NoAuth(p)
+            | BatonError::LockHeld(p) => {
                 m.insert("path".into(), p.clone());
+            }
+            BatonError::BadFence { lock_node, token } => {
+                m.insert("lock_node".into(), lock_node.clone());
+                m.insert("token".into(), token.to_string());
+            }
+            BatonError::NotOwner {
+                path,
+                owner,
+                session,
+            } => {
+                m.insert("path".into(), path.clone());
+                m.insert("owner".into(), owner.to_string());
+                m.insert("session_id".into(), session.to_string());
             }
             BatonError::InvalidPath { path, .. } => {
                 m.insert("path".into(), path.clone());

@@ -307,9 +307,11 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         shared: shared.clone(),
         liveness: liveness.clone(),
     };
+    let lock_waiters = api::locks::LockWaiters::start(shared.clone());
     let ctx = Arc::new(Ctx {
         cfg: cfg.clone(),
         raft: raft.clone(),
+        lock_waiters,
         shared,
         proposer,
         reads,
@@ -383,6 +385,12 @@ async fn serve(
         ))
         .add_service(v1::cluster_server::ClusterServer::new(
             api::cluster::ClusterService::new(ctx.clone()),
+        ))
+        .add_service(v1::locks_server::LocksServer::new(
+            api::locks::LocksService::new(ctx.clone()),
+        ))
+        .add_service(v1::elections_server::ElectionsServer::new(
+            api::elections::ElectionsService::new(ctx.clone()),
         ));
     let server = tokio::spawn(router.serve_with_incoming_shutdown(
         incoming(listener),

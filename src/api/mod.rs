@@ -19,6 +19,8 @@ use crate::tree::path::{self, PathLimits};
 use crate::tree::{RequestResult, State, Zxid};
 
 pub mod cluster;
+pub mod elections;
+pub mod locks;
 pub mod sessions;
 pub mod watches;
 pub mod znodes;
@@ -44,6 +46,8 @@ pub struct Ctx {
     pub peers: Arc<crate::consensus::peers::Peers>,
     /// Fires when the member shuts down; long-lived streams end then.
     pub shutdown: crate::shutdown::Shutdown,
+    /// Parked lock and election waiters.
+    pub lock_waiters: Arc<locks::LockWaiters>,
 }
 
 impl Ctx {

@@ -273,6 +273,14 @@ impl ZNodes for ZNodesService {
                 Some(v1::op::Op::Create(c)) => self.create_op(c),
                 Some(v1::op::Op::Delete(d)) => self.delete_op(d),
                 Some(v1::op::Op::SetData(s)) => self.set_op(s),
+                Some(v1::op::Op::CheckFence(f)) => {
+                    self.ctx
+                        .check_path(&f.lock_node)
+                        .map(|()| t::Op::CheckFence {
+                            lock_node: f.lock_node,
+                            token: f.token,
+                        })
+                }
                 None => Err(BatonError::BadArguments(format!("op {i} is empty"))),
             };
             let op = converted.map_err(|e| {

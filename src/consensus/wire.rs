@@ -203,7 +203,21 @@ pub fn error_to_pb(e: &BatonError) -> pb::ErrorDetail {
         | BatonError::NodeExists(p)
         | BatonError::NotEmpty(p)
         | BatonError::NoChildrenForEphemerals(p)
-        | BatonError::NoAuth(p) => d.path = p.clone(),
+        | BatonError::NoAuth(p)
+        | BatonError::LockHeld(p) => d.path = p.clone(),
+        BatonError::BadFence { lock_node, token } => {
+            d.path = lock_node.clone();
+            d.size = *token;
+        }
+        BatonError::NotOwner {
+            path,
+            owner,
+            session,
+        } => {
+            d.path = path.clone();
+            d.size = *owner;
+            d.session_id = *session;
+        }
         BatonError::InvalidPath { path, why } => {
             d.path = path.clone();
             d.message = why.clone();
@@ -241,6 +255,16 @@ pub fn error_from_pb(d: pb::ErrorDetail) -> BatonError {
         "NOT_EMPTY" => BatonError::NotEmpty(d.path),
         "NO_CHILDREN_FOR_EPHEMERALS" => BatonError::NoChildrenForEphemerals(d.path),
         "NO_AUTH" => BatonError::NoAuth(d.path),
+        "LOCK_HELD" => BatonError::LockHeld(d.path),
+        "BAD_FENCE" => BatonError::BadFence {
+            lock_node: d.path,
+            token: d.size,
+        },
+        "NOT_OWNER" => BatonError::NotOwner {
+            path: d.path,
+            owner: d.size,
+            session: d.session_id,
+        },
         "INVALID_PATH" => BatonError::InvalidPath {
             path: d.path,
             why: d.message,
@@ -423,6 +447,16 @@ mod tests {
             },
             BatonError::RuntimeInconsistency,
             BatonError::Unavailable("no leader".into()),
+            BatonError::BadFence {
+                lock_node: "/l/lock-0000000001".into(),
+                token: 99,
+            },
+            BatonError::LockHeld("/l".into()),
+            BatonError::NotOwner {
+                path: "/l/lock-0000000001".into(),
+                owner: 1,
+                session: 2,
+            },
         ];
         for e in errs {
             assert_eq!(error_from_pb(error_to_pb(&e)), e);

@@ -336,6 +336,10 @@ fn op_to_pb(op: &Op) -> pb::Op {
             path: path.clone(),
             version: *version,
         }),
+        Op::CheckFence { lock_node, token } => P::CheckFence(pb::CheckFence {
+            lock_node: lock_node.clone(),
+            token: *token,
+        }),
     };
     pb::Op { op: Some(op) }
 }
@@ -363,6 +367,10 @@ fn op_from_pb(op: pb::Op) -> Result<Op, CodecError> {
             P::Check(c) => Op::Check {
                 path: c.path,
                 version: c.version,
+            },
+            P::CheckFence(c) => Op::CheckFence {
+                lock_node: c.lock_node,
+                token: c.token,
             },
         },
     )

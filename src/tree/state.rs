@@ -415,6 +415,16 @@ impl State {
                 check_version(path, *version, node.stat.version)?;
                 Ok(OpOutcome::Check)
             }
+            Op::CheckFence { lock_node, token } => {
+                if super::locks::holds(self, lock_node, *token) {
+                    Ok(OpOutcome::Check)
+                } else {
+                    Err(BatonError::BadFence {
+                        lock_node: lock_node.clone(),
+                        token: *token,
+                    })
+                }
+            }
         }
     }
 

@@ -157,6 +157,13 @@ pub enum Op {
         /// Expected version, -1 = existence only.
         version: i32,
     },
+    /// Check that a lock node holds its lock with this fencing token.
+    CheckFence {
+        /// The contender node.
+        lock_node: String,
+        /// Its fencing token.
+        token: u64,
+    },
 }
 
 impl Op {
@@ -167,6 +174,7 @@ impl Op {
             | Op::Delete { path, .. }
             | Op::SetData { path, .. }
             | Op::Check { path, .. } => path,
+            Op::CheckFence { lock_node, .. } => lock_node,
         }
     }
 
@@ -177,6 +185,7 @@ impl Op {
                 path.len() + data.len()
             }
             Op::Delete { path, .. } | Op::Check { path, .. } => path.len(),
+            Op::CheckFence { lock_node, .. } => lock_node.len() + 8,
         }
     }
 }

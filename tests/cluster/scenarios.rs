@@ -720,3 +720,147 @@ async fn watch_resumes_on_another_member_without_gap_or_duplicate() {
     );
     c.restart(a).await;
 }
+
+/// A watch stream that stays connected to a member while that member falls behind and
+/// installs a snapshot must not silently skip the events the snapshot covers: the stream
+/// either delivers every event or ends with an error, and a watch resumed elsewhere from the
+/// last zxid seen then delivers the rest, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn continuous_watch_on_a_member_that_installs_a_snapshot_never_skips_events() {
+    let c = TestCluster::start_with(ClusterOptions {
+        snapshot_every: 50,
+        keep_logs: 10,
+        ..ClusterOptions::default()
+    })
+    .await;
+    let leader = c.wait_for_leader(SECS(10)).await;
+    let f = followers(&c, leader);
+    let (lagging, other) = (f[0], f[1]);
+    let writer = c.client(leader).await;
+    create_settled(&writer, "/gap", b"").await;
+    let via_lagging = c.client(lagging).await;
+    via_lagging.sync("/").await.unwrap();
+    let mut w = via_lagging.watcher().await.unwrap();
+    w.add("/gap", WatchKind::PersistentRecursive, None)
+        .await
+        .unwrap();
+
+    let mut expected: Vec<(u64, String)> = Vec::new();
+    let mut got: Vec<(u64, String)> = Vec::new();
+    for i in 0..3 {
+        let p = format!("/gap/pre{i}");
+        let (_, s) = writer
+            .create(&p, "", CreateOptions::persistent())
+            .await
+            .unwrap();
+        expected.push((s.czxid, p));
+    }
+    while got.len() < 3 {
+        let ev = tokio::time::timeout(SECS(10), w.next_event())
+            .await
+            .expect("event in time")
+            .expect("stream healthy")
+            .expect("stream open");
+        got.push((ev.1.zxid, ev.1.path));
+    }
+    assert_eq!(got, expected);
+    let lag_last = c
+        .handle(lagging)
+        .raft
+        .metrics()
+        .borrow()
+        .last_log_index
+        .unwrap_or(0);
+
+    // The member falls behind the leader's purged log (the leader purges in batches of 256).
+    c.isolate(lagging);
+    for i in 0..320 {
+        let p = format!("/gap/n{i:03}");
+        let (_, s) = writer
+            .create(&p, "", CreateOptions::persistent())
+            .await
+            .unwrap_or_else(|e| panic!("write {p}: {e}"));
+        expected.push((s.czxid, p));
+    }
+    let deadline = Instant::now() + SECS(20);
+    loop {
+        let purged = c.handle(leader).raft.metrics().borrow().purged;
+        if purged.is_some_and(|p| p.index > lag_last + 1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leader did not purge:\n{}",
+            c.describe()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.heal();
+    c.wait_converged(SECS(30)).await;
+    assert!(
+        c.handle(lagging)
+            .raft
+            .metrics()
+            .borrow()
+            .snapshot
+            .is_some_and(|s| s.index > lag_last),
+        "precondition: member {lagging} caught up by installing a snapshot"
+    );
+    let (_, s) = writer
+        .create("/gap/sentinel", "", CreateOptions::persistent())
+        .await
+        .unwrap();
+    expected.push((s.czxid, "/gap/sentinel".into()));
+
+    // Read the continuous stream until the sentinel or until it ends.
+    let mut ended = None;
+    for _ in 0..expected.len() + 10 {
+        match tokio::time::timeout(SECS(10), w.next_event()).await {
+            Err(_) => panic!(
+                "the stream neither delivered nor ended; got {} events",
+                got.len()
+            ),
+            Ok(Ok(Some((_, ev)))) => {
+                let done = ev.path == "/gap/sentinel";
+                got.push((ev.zxid, ev.path));
+                if done {
+                    break;
+                }
+            }
+            Ok(Ok(None)) => {
+                ended = Some("ended without a status".to_string());
+                break;
+            }
+            Ok(Err(e)) => {
+                ended = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let n = got.len();
+    assert_eq!(
+        got,
+        expected[..n].to_vec(),
+        "member {lagging}'s continuous watch skipped or reordered events \
+         (it installed a snapshot; stream end: {ended:?})"
+    );
+    if let Some(why) = ended {
+        // The stream ended: resume elsewhere from the last zxid seen.
+        println!("watch on member {lagging} ended after {n} events: {why}");
+        let last = got.last().map(|e| e.0).unwrap_or(0);
+        let via_other = c.client(other).await;
+        let mut w2 = via_other.watcher().await.unwrap();
+        w2.add("/gap", WatchKind::PersistentRecursive, Some(last))
+            .await
+            .unwrap();
+        while got.len() < expected.len() {
+            let ev = tokio::time::timeout(SECS(10), w2.next_event())
+                .await
+                .expect("resumed events in time")
+                .expect("stream healthy")
+                .expect("stream open");
+            got.push((ev.1.zxid, ev.1.path));
+        }
+        assert_eq!(got, expected, "resumed watch");
+    }
+}
