@@ -37,10 +37,13 @@ pub enum Wake {
     Gone,
 }
 
+/// Waiters of one lock path: contender node → wake-up, in arrival order.
+type Waiters = Vec<(String, oneshot::Sender<Wake>)>;
+
 struct Inner {
     stream: u64,
-    /// Lock path → (watch id, waiters: contender node → wake-up).
-    paths: HashMap<String, (u64, Vec<(String, oneshot::Sender<Wake>)>)>,
+    /// Lock path → (internal watch id, its waiters).
+    paths: HashMap<String, (u64, Waiters)>,
 }
 
 /// The member's parked lock waiters.
@@ -340,10 +343,8 @@ pub(crate) async fn acquire(
         }
         Ok(Ok(Wake::Gone)) => {
             let node = cand.disarm();
-            Err(BatonError::SessionExpired(session_id)).map_err(|e| {
-                warn!(node, "contender node vanished while waiting");
-                e
-            })
+            warn!(node, "contender node vanished while waiting");
+            Err(BatonError::SessionExpired(session_id))
         }
         Ok(Err(_)) => Err(BatonError::Unavailable("member is shutting down".into())),
         Err(_) => Err(BatonError::DeadlineExceeded(format!(

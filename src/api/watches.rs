@@ -109,6 +109,9 @@ async fn serve(ctx: Arc<Ctx>, mut inbound: Streaming<v1::WatchRequest>, out: Out
     let mut handle = hub.open_stream();
     let id = handle.id;
     let mut shutdown = ctx.shutdown.clone();
+    // Checked before deliveries: once this member has installed a snapshot, the events it
+    // covers will never be delivered, so the stream must end before any later event.
+    let mut installs = ctx.shared.installs.subscribe();
     loop {
         tokio::select! {
             biased;
@@ -118,6 +121,15 @@ async fn serve(ctx: Arc<Ctx>, mut inbound: Streaming<v1::WatchRequest>, out: Out
                         "member is shutting down; resume the watch on another member",
                     )))
                     .await;
+                break;
+            }
+            Ok(()) = installs.changed() => {
+                let e = BatonError::Unavailable(format!(
+                    "member {} caught up by installing a snapshot and skipped the events it \
+                     covers; resume the watch from the last zxid seen on another member",
+                    ctx.cfg.id
+                ));
+                let _ = out.send(Err(e.to_status())).await;
                 break;
             }
             d = handle.rx.recv() => match d {

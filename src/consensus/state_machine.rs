@@ -104,6 +104,10 @@ pub struct SmShared {
     pub applied: watch::Sender<u64>,
     /// Log index covered by the newest snapshot file (0 if none).
     pub snapshot_index: AtomicU64,
+    /// Snapshots installed since the member started. Bumped under `tree`'s write lock, before
+    /// any later entry is applied: an install skips the events of every entry it covers, so
+    /// watch streams open on this member must end (their clients resume elsewhere).
+    pub installs: watch::Sender<u64>,
     /// Last applied log id and membership; only written with `tree`'s write lock held, so
     /// reading both under `tree`'s read lock gives a consistent pair.
     meta: RwLock<AppliedMeta>,
@@ -201,6 +205,7 @@ impl StateMachineStore {
             hub,
             applied,
             snapshot_index: AtomicU64::new(snapshot_index),
+            installs: watch::channel(0).0,
             meta: RwLock::new(loaded.meta),
             snapshot_files: Mutex::new(()),
             snapshot_dir,
@@ -780,6 +785,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 membership: meta.last_membership.clone(),
             };
             self.shared.hub.reset_history(index);
+            self.shared.installs.send_modify(|n| *n += 1);
         }
         self.shared
             .snapshot_index
