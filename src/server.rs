@@ -360,10 +360,17 @@ async fn serve(
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Both reflection protocols: v1, and v1alpha for older tools (grpcurl 1.8 speaks only it).
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder()
         .build_v1()
+        .map_err(|e| ServerError::Transport(e.to_string()))?;
+    let reflection_alpha = reflection_builder()
+        .build_v1alpha()
         .map_err(|e| ServerError::Transport(e.to_string()))?;
     let max_msg = (cfg.max_data_bytes * 2 + 1024 * 1024).max(4 * 1024 * 1024);
 
@@ -372,6 +379,7 @@ async fn serve(
     let router = Server::builder()
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_alpha)
         .add_service(
             v1::z_nodes_server::ZNodesServer::new(api::znodes::ZNodesService::new(ctx.clone()))
                 .max_decoding_message_size(max_msg)

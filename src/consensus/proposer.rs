@@ -224,10 +224,14 @@ impl Loop {
                 answer(items, &BatonError::Internal(e.to_string()))
             }
             Err(RaftError::Fatal(f)) => {
+                // Raft stopped (shutdown) while the entry may already be appended and
+                // replicated: a member holding a copy can still commit it as the next leader,
+                // so this is not "not applied" (UNAVAILABLE would let the write be sent again
+                // and take effect twice).
                 warn!(error = %f, "raft stopped");
                 answer(
                     items,
-                    &BatonError::Unavailable(format!("consensus stopped: {f}")),
+                    &BatonError::OutcomeUnknown(format!("consensus stopped: {f}")),
                 )
             }
         }
