@@ -94,6 +94,7 @@ test_step() {
 T=(timeout --kill-after=30)
 FAILED=0
 if run_step build "${T[@]}" 2400 cargo build --all-targets; then
+  rm -rf "${CARGO_TARGET_DIR:-$ROOT/target}/tmp/figures"
   test_step cargo-test "${T[@]}" 1800 cargo test
   test_step python "${T[@]}" 900 bash tests/python/run.sh
   test_step grpcurl "${T[@]}" 600 bash tests/grpcurl.sh
@@ -109,6 +110,10 @@ echo
 echo "==== summary ($((SECONDS - START)) s; logs in $LOGDIR) ===="
 for i in "${!NAMES[@]}"; do
   printf '  %-12s %-22s %5s s\n' "${NAMES[$i]}" "${RESULTS[$i]}" "${SECS[$i]}"
+done
+# Figures kept by tests whose output cargo captured (e.g. tests/durability.rs).
+for f in "${CARGO_TARGET_DIR:-$ROOT/target}"/tmp/figures/*.txt; do
+  [[ -f "$f" ]] && sed 's/^/  /' "$f"
 done
 if [[ $FAILED -eq 0 ]]; then echo "  result: OK"; else echo "  result: FAILED"; fi
 echo "total: $TOTAL_PASSED passed, $TOTAL_FAILED failed"

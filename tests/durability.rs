@@ -248,6 +248,18 @@ impl Drop for Batond {
     }
 }
 
+/// Prints a figures line and keeps it in `<target>/tmp/figures/<name>.txt`, so that a run
+/// whose output cargo captured (passing tests) can still show it (scripts/test-all.sh does).
+fn figures(name: &str, line: &str) {
+    eprintln!("{line}");
+    if let Some(dir) = option_env!("CARGO_TARGET_TMPDIR") {
+        let dir = Path::new(dir).join("figures");
+        if std::fs::create_dir_all(&dir).is_ok() {
+            let _ = std::fs::write(dir.join(format!("{name}.txt")), format!("{line}\n"));
+        }
+    }
+}
+
 fn exists_req(path: &str) -> v1::ExistsRequest {
     v1::ExistsRequest {
         path: path.into(),
@@ -707,7 +719,9 @@ async fn kill9_durability_loop() {
     }
     let nodes: usize = writers.iter().map(|w| w.nodes.len()).sum();
     let max_restart = restart_times.iter().max().copied().unwrap_or_default();
-    eprintln!(
+    figures(
+        "durability",
+        &format!(
         "durability: {done_rounds} rounds in {:?} with {writers_n} writers: {} writes attempted, \
          {} acknowledged, {} failed {:?}, {} indeterminate; {} node checks over {nodes} nodes; \
          acked per round {:?}; max restart-to-serving {:?}",
@@ -720,6 +734,7 @@ async fn kill9_durability_loop() {
         checked_total,
         per_round_acked,
         max_restart,
+        ),
     );
     assert!(done_rounds >= 1, "no round completed within {max_time:?}");
     if done_rounds < rounds {
@@ -872,13 +887,18 @@ async fn restart_after_snapshot_and_log_purge() {
         .into_inner();
     assert_eq!(r.data, b"after");
     let st3 = status(ch).await;
-    eprintln!(
-        "snapshot: recovered twice; SIGTERM exit took {term_time:?}; final snapshot_index {} \
-         applied {} last_log {}; total {:?}",
-        st3.snapshot_index,
-        st3.applied_index,
-        st3.last_log_index,
-        started.elapsed()
+    figures(
+        "snapshot-restart",
+        &format!(
+            "snapshot: {N} creates in {fill_time:?}, snapshot_index {} after them; recovered from \
+             SIGKILL and SIGTERM ({term_time:?} to exit 0); final snapshot_index {} applied {} \
+             last_log {}; total {:?}",
+            st.snapshot_index,
+            st3.snapshot_index,
+            st3.applied_index,
+            st3.last_log_index,
+            started.elapsed()
+        ),
     );
     server.kill9();
 }

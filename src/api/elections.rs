@@ -178,9 +178,15 @@ async fn observe(
                 }
                 (None, None) => None,
                 (Some(c), _) => {
+                    // The value is read now, not as of the event: when the observer is
+                    // behind, a value change may already have been reported with the new
+                    // leader. Report nothing that is not a change.
                     let (value, session) = current_value(&ctx, &c.node);
+                    let same = last
+                        .as_ref()
+                        .is_some_and(|(n, term, v)| *n == c.node && *term == c.term && *v == value);
                     last = Some((c.node.clone(), c.term, value.clone()));
-                    Some(v1::LeaderResponse {
+                    (!same).then(|| v1::LeaderResponse {
                         header: ctx.header_at(ev.zxid),
                         has_leader: true,
                         leader_node: c.node.clone(),

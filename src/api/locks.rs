@@ -336,7 +336,19 @@ pub(crate) async fn acquire(
         };
     };
     let rx = ctx.lock_waiters.park(lock_path, &cand.node);
-    match tokio::time::timeout(wait, rx).await {
+    // A member that shuts down answers its parked waiters at once (UNAVAILABLE: the client
+    // may queue again elsewhere); dropping the candidacy withdraws the queue place while the
+    // member can still write.
+    let mut shutdown = ctx.shutdown.clone();
+    let waited = tokio::select! {
+        r = tokio::time::timeout(wait, rx) => r,
+        _ = shutdown.wait() => {
+            return Err(BatonError::Unavailable(format!(
+                "member is shutting down; the queue place at {lock_path} was given up"
+            )));
+        }
+    };
+    match waited {
         Ok(Ok(Wake::Granted(granted))) => {
             debug_assert_eq!(granted, token);
             Ok((cand.disarm(), granted))

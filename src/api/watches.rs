@@ -7,6 +7,7 @@
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::Stream;
 use tokio::sync::mpsc;
@@ -86,6 +87,21 @@ fn add(ctx: &Ctx, stream: u64, a: v1::AddWatch) -> v1::WatchResponse {
     })
 }
 
+/// How long a resumed watch waits for this member to apply its `start_zxid`.
+const RESUME_WAIT: Duration = Duration::from_secs(10);
+
+/// A watch resumed from a zxid this member has not applied yet (the client saw it through a
+/// member further ahead) is registered only once it has: registered earlier, it would be sent
+/// again the events up to `start_zxid` as this member applies them.
+async fn resume_point_applied(ctx: &Ctx, a: &v1::AddWatch) -> Result<(), BatonError> {
+    match a.start_zxid {
+        Some(start) if start > ctx.reads.applied() => {
+            ctx.reads.wait_applied(start, RESUME_WAIT).await.map(|_| ())
+        }
+        _ => Ok(()),
+    }
+}
+
 fn delivery(d: Delivery) -> Vec<v1::WatchResponse> {
     let mut out = vec![v1::WatchResponse {
         watch_id: d.watch_id,
@@ -160,7 +176,12 @@ async fn serve(ctx: Arc<Ctx>, mut inbound: Streaming<v1::WatchRequest>, out: Out
             msg = inbound.next() => match msg {
                 Some(Ok(req)) => {
                     let reply = match req.request {
-                        Some(v1::watch_request::Request::Add(a)) => add(&ctx, id, a),
+                        Some(v1::watch_request::Request::Add(a)) => {
+                            match resume_point_applied(&ctx, &a).await {
+                                Ok(()) => add(&ctx, id, a),
+                                Err(e) => watch_error(a.request_id, &e),
+                            }
+                        }
                         Some(v1::watch_request::Request::Remove(r)) => {
                             if hub.remove(id, r.watch_id) {
                                 v1::WatchResponse {

@@ -13,6 +13,13 @@
 //! - `watch`: W watchers, each on its own connection, hold a PERSISTENT watch on
 //!   `/bench/watch`; one writer sets its data, one write at a time, and waits until every
 //!   watcher saw the event. Latency is write-sent→event (and, as extras, write-ack→event).
+//! - `lock`: C contenders on one exclusive lock `/bench/lock/<run>`, each with its own
+//!   session, loop acquire → hold `--hold-ms` → release. Ops are grants; the latency is the
+//!   acquire latency (Acquire sent → granted, queueing behind the others included); the
+//!   extras give the hand-off time (a holder decides to release → the next holder is
+//!   granted, measured in this process), and a process-local count of mutual-exclusion
+//!   violations (a grant while another contender of this process still held the lock) and
+//!   of fencing tokens that did not increase.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,8 +35,8 @@ use tokio::time::Instant;
 use super::output::Printer;
 use super::CliError;
 use crate::client::{
-    ChildrenOptions, Client, ClientError, ClientOptions, CreateOptions, MultiOps, ReadOptions,
-    WatchKind,
+    ChildrenOptions, Client, ClientError, ClientOptions, CreateOptions, LockOptions, MultiOps,
+    ReadOptions, Session, WatchKind,
 };
 
 /// The workloads.
@@ -43,6 +50,8 @@ pub enum Workload {
     CreateDelete,
     /// Write-to-watch-event latency with many watchers.
     Watch,
+    /// Contended exclusive lock: grants/s, acquire and hand-off latency.
+    Lock,
 }
 
 impl Workload {
@@ -52,6 +61,7 @@ impl Workload {
             Workload::Get => "get",
             Workload::CreateDelete => "create-delete",
             Workload::Watch => "watch",
+            Workload::Lock => "lock",
         }
     }
 }
@@ -87,9 +97,13 @@ pub struct BenchArgs {
     /// Number of watchers for the watch workload.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..10_001))]
     pub watchers: u64,
-    /// Timeout of each request in milliseconds; a request that times out is an error.
+    /// Timeout of each request in milliseconds; a request that times out is an error. For
+    /// lock, also the longest wait in the queue.
     #[arg(long, value_name = "MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub op_timeout: u64,
+    /// For lock: how long each holder holds the lock before releasing it, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub hold_ms: u64,
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
@@ -305,8 +319,18 @@ pub async fn run(endpoints: &[String], args: BenchArgs, out: &mut Printer) -> Re
             closed_loop(endpoints, &args).await?
         }
         Workload::Watch => watch(endpoints, &args).await?,
+        Workload::Lock => lock(endpoints, &args).await?,
     };
     eprintln!("{}", report.summary());
+    if args.workload == Workload::Lock {
+        let x = &report.extras;
+        eprintln!(
+            "  grants   {} ({} grants/s)\n  handoff  p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms\n  mutual-exclusion violations {}, token regressions {}",
+            x["grants"], x["grants_per_sec"], x["handoff_p50_ms"].as_f64().unwrap_or(0.0),
+            x["handoff_p99_ms"].as_f64().unwrap_or(0.0), x["handoff_max_ms"].as_f64().unwrap_or(0.0),
+            x["mutex_violations"], x["token_regressions"]
+        );
+    }
     out.value(&report.json())?;
     Ok(())
 }
@@ -731,6 +755,184 @@ async fn watch(endpoints: &[String], args: &BenchArgs) -> Result<Report, CliErro
     })
 }
 
+/// What the lock contenders share: who holds the lock in this process, and when the last
+/// holder decided to release it.
+#[derive(Default)]
+struct LockBoard {
+    /// Contenders of this process holding the lock now (more than one is a violation).
+    holders: std::sync::atomic::AtomicU64,
+    /// Grants made while another contender of this process still held the lock.
+    violations: std::sync::atomic::AtomicU64,
+    /// Grants whose fencing token was not above the previous grant's.
+    token_regressions: std::sync::atomic::AtomicU64,
+    /// (time the last holder decided to release, highest token granted so far).
+    last: std::sync::Mutex<(Option<Instant>, u64)>,
+}
+
+/// What one lock contender measured.
+struct LockTally {
+    acquire: Tally,
+    handoff: Histogram<u64>,
+    release: Histogram<u64>,
+}
+
+const LOCK_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The lock workload.
+async fn lock(endpoints: &[String], args: &BenchArgs) -> Result<Report, CliError> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let op_timeout = Duration::from_millis(args.op_timeout);
+    let conns = args.conns();
+    let pool = connect_pool(endpoints, conns, op_timeout).await?;
+    ensure_path(&pool[0], "/bench/lock").await?;
+    let run_id: u32 = rand::random();
+    let path = format!("/bench/lock/{run_id:08x}");
+    let opens = (0..args.clients).map(|i| {
+        let client = pool[(i % conns) as usize].clone();
+        async move { client.open_session(LOCK_SESSION_TIMEOUT).await }
+    });
+    let sessions: Vec<Session> = futures::future::join_all(opens)
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let board = std::sync::Arc::new(LockBoard::default());
+    let hold = Duration::from_millis(args.hold_ms);
+    let start = Instant::now();
+    let record_start = start + Duration::from_secs_f64(args.warmup);
+    let window = Window {
+        record_start,
+        end: record_start + Duration::from_secs_f64(args.seconds),
+    };
+    let mut tasks = Vec::new();
+    for (i, session) in sessions.into_iter().enumerate() {
+        let client = pool[i % pool.len()].clone();
+        let board = board.clone();
+        let path = path.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut t = LockTally {
+                acquire: Tally::new(),
+                handoff: new_histogram(),
+                release: new_histogram(),
+            };
+            let options = LockOptions::exclusive()
+                .wait(op_timeout)
+                .data(format!("bench contender {i}"));
+            // The server answers DEADLINE_EXCEEDED after the wait; allow for the round trip.
+            let acquire_timeout = op_timeout + Duration::from_secs(5);
+            while Instant::now() < window.end {
+                let began = Instant::now();
+                let guard = match timed(
+                    acquire_timeout,
+                    client.lock(&path, &session, options.clone()),
+                )
+                .await
+                {
+                    Ok(g) => g,
+                    Err(kind) => {
+                        t.acquire.record(&window, began, &Err(kind));
+                        pause_after_error(&window).await;
+                        continue;
+                    }
+                };
+                let granted = Instant::now();
+                if board.holders.fetch_add(1, SeqCst) != 0 {
+                    board.violations.fetch_add(1, SeqCst);
+                }
+                let handoff = {
+                    let mut last = board.last.lock().unwrap_or_else(|e| e.into_inner());
+                    if guard.fencing_token() <= last.1 {
+                        board.token_regressions.fetch_add(1, SeqCst);
+                    }
+                    last.1 = last.1.max(guard.fencing_token());
+                    last.0
+                        .take()
+                        .map(|at| granted.saturating_duration_since(at))
+                };
+                t.acquire.record(&window, began, &Ok(()));
+                if let Some(h) = handoff {
+                    if began >= window.record_start && granted <= window.end {
+                        t.handoff.saturating_record(micros(h));
+                    }
+                }
+                if !hold.is_zero() {
+                    tokio::time::sleep(hold).await;
+                }
+                board.holders.fetch_sub(1, SeqCst);
+                let releasing = Instant::now();
+                board.last.lock().unwrap_or_else(|e| e.into_inner()).0 = Some(releasing);
+                match timed(op_timeout, guard.release()).await {
+                    Ok(()) => {
+                        if releasing >= window.record_start && Instant::now() <= window.end {
+                            t.release.saturating_record(micros(releasing.elapsed()));
+                        }
+                    }
+                    Err(kind) => {
+                        if releasing >= window.record_start {
+                            t.acquire.error(&format!("RELEASE_{kind}"));
+                        }
+                    }
+                }
+            }
+            let _ = timed(op_timeout, session.close()).await;
+            t
+        }));
+    }
+    let mut total = Tally::new();
+    let mut handoff = new_histogram();
+    let mut release = new_histogram();
+    for task in tasks {
+        match task.await {
+            Ok(t) => {
+                total.merge(t.acquire);
+                let _ = handoff.add(&t.handoff);
+                let _ = release.add(&t.release);
+            }
+            Err(e) => total.error(&format!("CLIENT_TASK_FAILED: {e}")),
+        }
+    }
+    let [h50, h99, h999, hmax] = percentiles(&handoff);
+    let [r50, r99, _, rmax] = percentiles(&release);
+    let mut extras = Map::new();
+    extras.insert("lock_path".into(), json!(path));
+    extras.insert("latency".into(), json!("acquire_sent_to_granted"));
+    extras.insert("grants".into(), json!(total.ops));
+    extras.insert(
+        "grants_per_sec".into(),
+        json!((total.ops as f64 / args.seconds * 10.0).round() / 10.0),
+    );
+    extras.insert("hold_ms".into(), json!(args.hold_ms));
+    extras.insert("handoffs".into(), json!(handoff.len()));
+    extras.insert("handoff_p50_ms".into(), json!(h50));
+    extras.insert("handoff_p99_ms".into(), json!(h99));
+    extras.insert("handoff_p999_ms".into(), json!(h999));
+    extras.insert("handoff_max_ms".into(), json!(hmax));
+    extras.insert("release_p50_ms".into(), json!(r50));
+    extras.insert("release_p99_ms".into(), json!(r99));
+    extras.insert("release_max_ms".into(), json!(rmax));
+    extras.insert(
+        "mutex_violations".into(),
+        json!(board.violations.load(SeqCst)),
+    );
+    extras.insert(
+        "token_regressions".into(),
+        json!(board.token_regressions.load(SeqCst)),
+    );
+    extras.insert("endpoints".into(), json!(endpoints.len()));
+    extras.insert("warmup_seconds".into(), json!(args.warmup));
+    extras.insert("op_timeout_ms".into(), json!(args.op_timeout));
+    Ok(Report {
+        workload: args.workload.name(),
+        clients: args.clients,
+        conns,
+        seconds: args.seconds,
+        ops: total.ops,
+        errors: total.errors,
+        hist: total.hist,
+        error_kinds: total.error_kinds,
+        extras,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -776,6 +978,16 @@ mod tests {
         assert_eq!(a.workload, Workload::CreateDelete);
         assert_eq!(a.conns(), 2);
         assert_eq!(a.seconds, 0.5);
+    }
+
+    #[test]
+    fn lock_workload_flags() {
+        let a = parse(&["lock", "--clients", "8", "--hold-ms", "5", "--seconds", "2"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.workload, Workload::Lock);
+        assert_eq!((a.clients, a.hold_ms, a.seconds), (8, 5, 2.0));
+        assert_eq!(parse(&["lock"]).map(|a| a.hold_ms).ok(), Some(0));
+        assert!(parse(&["lock", "--hold-ms", "-1"]).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod bench;
 mod commands;
+mod locks;
 pub mod output;
 
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::client::{Client, ClientError, ClientOptions};
 pub use bench::{BenchArgs, Workload};
+pub use locks::{ElectArgs, LockArgs};
 pub use output::OutputFormat;
 
 /// Command-line client for Baton, a replicated coordination service.
@@ -93,7 +95,21 @@ pub enum Command {
     Status,
     /// List the cluster's members.
     Members,
-    /// Measure throughput and latency (put, get, create-delete, watch).
+    /// Run a command while holding a lock, or inspect a lock's holders and waiters.
+    ///
+    /// `baton lock PATH -- CMD ARGS...` opens a session, waits for the lock (exclusive by
+    /// default; --shared, --permits N), runs CMD with BATON_FENCING_TOKEN and BATON_LOCK_NODE
+    /// in its environment, releases the lock when CMD exits, and exits with CMD's status. If
+    /// the session is lost while CMD runs, CMD gets SIGTERM. `baton lock --inspect PATH`
+    /// lists the holders and waiters.
+    Lock(LockArgs),
+    /// Campaign in an election and lead until Ctrl-C, or observe its leaders.
+    ///
+    /// `baton elect PATH VALUE` waits until this candidate leads, prints its term, holds the
+    /// leadership until Ctrl-C or SIGTERM, then resigns. `baton elect --observe PATH` prints
+    /// the leader and every change of leader, in order, until Ctrl-C.
+    Elect(ElectArgs),
+    /// Measure throughput and latency (put, get, create-delete, watch, lock).
     Bench(BenchArgs),
     /// Cluster administration: status, members, add/promote/remove a member, snapshot.
     #[command(subcommand)]
@@ -289,6 +305,10 @@ pub enum CliError {
     /// Anything else, already phrased as `REASON: detail`.
     #[error("{0}")]
     Other(String),
+    /// Exit with this status, nothing more to print (e.g. `baton lock` passing on its
+    /// command's status).
+    #[error("exit status {0}")]
+    Exit(u8),
 }
 
 /// Runs a parsed command line; prints errors to stderr and returns the exit code.
@@ -296,6 +316,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     match execute(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(CliError::Exit(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -336,6 +357,8 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
             commands::members(&client, &mut out).await
         }
         Command::Cluster(cmd) => commands::cluster(&client, cmd, &mut out).await,
+        Command::Lock(args) => locks::lock(&client, args, &mut out).await,
+        Command::Elect(args) => locks::elect(&client, args, &mut out).await,
         Command::Status | Command::Bench(_) => Ok(()),
     }
 }

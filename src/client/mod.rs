@@ -1,5 +1,6 @@
 //! The Rust client library for Baton: znode CRUD, multi, sync, sessions kept alive in the
-//! background, watch streams, and cluster status.
+//! background, watch streams, locks and elections with fencing tokens ([`Client::lock`],
+//! [`LockGuard`], [`Client::campaign`], [`MultiOps::check_fence`]), and cluster status.
 //!
 //! A [`Client`] holds one gRPC channel per endpoint and sends each call to its *current*
 //! endpoint. When that endpoint is unavailable (connection refused, member down or without a
@@ -46,6 +47,7 @@
 
 mod endpoint;
 mod error;
+mod locks;
 mod ops;
 mod session;
 mod watch;
@@ -69,6 +71,7 @@ use crate::proto::v1::{self as pb};
 
 pub use endpoint::{normalize_endpoint, split_endpoints, DEFAULT_PORT};
 pub use error::{code_name, ClientError};
+pub use locks::*;
 pub use ops::{Child, ChildrenOptions, CreateOptions, MultiOps, ReadOptions};
 pub use session::{Session, SessionState};
 pub use watch::{Watcher, WatcherStream};

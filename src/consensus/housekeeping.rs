@@ -144,7 +144,13 @@ pub async fn run(hk: Housekeeping, mut shutdown: Shutdown) {
         was_leader = true;
         if !expired.is_empty() {
             info!(sessions = ?expired, "expiring sessions");
-            if let Err(e) = proposer.propose(Request::ExpireSessions(expired)).await {
+            // Decided from this leader's view of liveness: proposed only while it still leads,
+            // never handed to another leader (a deposed leader whose entry is truncated would
+            // otherwise have a new leader expire sessions kept alive through it).
+            if let Err(e) = proposer
+                .propose_here(Request::ExpireSessions(expired))
+                .await
+            {
                 warn!(error = %e, "could not expire sessions");
             }
         }
@@ -156,7 +162,7 @@ pub async fn run(hk: Housekeeping, mut shutdown: Shutdown) {
             };
             if !paths.is_empty() {
                 debug!(count = paths.len(), "deleting expired TTL nodes");
-                if let Err(e) = proposer.propose(Request::ExpireTtl(paths)).await {
+                if let Err(e) = proposer.propose_here(Request::ExpireTtl(paths)).await {
                     warn!(error = %e, "could not delete expired TTL nodes");
                 }
             }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::error::{ChangeMembershipError, ClientWriteError, InstallSnapshotError, RaftError};
 use openraft::ChangeMembers;
 use tonic::{Request, Response, Status};
 use tracing::info;
@@ -42,6 +42,32 @@ fn raft_stopped<E: std::fmt::Display>(e: E) -> Status {
     Status::unavailable(format!("raft is not running: {e}"))
 }
 
+/// How long an administration request waits for a membership change already in progress
+/// (another request, or a member recording its addresses) before giving up with UNAVAILABLE.
+const CHANGE_IN_PROGRESS_WAIT: Duration = Duration::from_secs(5);
+
+type ChangeResult = Result<u64, RaftError<u64, ClientWriteError<u64, MemberNode>>>;
+
+/// Runs a membership change, retrying while another change is in progress: openraft refuses
+/// it then without proposing anything, so retrying is safe.
+async fn when_no_change_in_progress<F, Fut>(mut change: F) -> ChangeResult
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ChangeResult>,
+{
+    let deadline = tokio::time::Instant::now() + CHANGE_IN_PROGRESS_WAIT;
+    loop {
+        match change().await {
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                ChangeMembershipError::InProgress(_),
+            ))) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 impl PeerService {
     fn require_leader(&self) -> Result<(), BatonError> {
         if is_leader(&self.raft, self.my_id) {
@@ -72,16 +98,16 @@ impl PeerService {
                     )));
                 }
                 info!(id = n.id, peer = %n.peer_addr, "adding learner");
-                raft.add_learner(
-                    n.id,
-                    MemberNode {
-                        peer_addr: n.peer_addr,
-                        client_addr: n.client_addr,
-                    },
-                    false,
-                )
+                let node = MemberNode {
+                    peer_addr: n.peer_addr,
+                    client_addr: n.client_addr,
+                };
+                when_no_change_in_progress(|| async {
+                    raft.add_learner(n.id, node.clone(), false)
+                        .await
+                        .map(|r| r.log_id.index)
+                })
                 .await
-                .map(|r| r.log_id.index)
             }
             A::Promote(id) => {
                 let m = raft.metrics().borrow().clone();
@@ -107,9 +133,12 @@ impl PeerService {
                     )));
                 }
                 info!(id, "promoting learner to voter");
-                raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                    .await
-                    .map(|r| r.log_id.index)
+                when_no_change_in_progress(|| async {
+                    raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                        .await
+                        .map(|r| r.log_id.index)
+                })
+                .await
             }
             A::Remove(id) => {
                 let membership = raft.metrics().borrow().membership_config.clone();
@@ -124,16 +153,22 @@ impl PeerService {
                 } else {
                     ChangeMembers::RemoveNodes(BTreeSet::from([id]))
                 };
-                raft.change_membership(change, false)
-                    .await
-                    .map(|r| r.log_id.index)
+                when_no_change_in_progress(|| async {
+                    raft.change_membership(change.clone(), false)
+                        .await
+                        .map(|r| r.log_id.index)
+                })
+                .await
             }
         };
         r.map_err(|e| match e {
-            RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(_)) => {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
                 BatonError::Unavailable("not the leader".into())
             }
-            RaftError::APIError(openraft::error::ClientWriteError::ChangeMembershipError(e)) => {
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                e @ ChangeMembershipError::InProgress(_),
+            )) => BatonError::Unavailable(format!("{e}; retry later")),
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
                 BatonError::BadArguments(e.to_string())
             }
             RaftError::Fatal(f) => BatonError::Unavailable(f.to_string()),

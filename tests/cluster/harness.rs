@@ -23,11 +23,9 @@ use baton::client::{Client, ClientError, ClientOptions, StatusResponse};
 use baton::config::Config;
 use baton::consensus::faults::Faults;
 use baton::proto::v1;
-use baton::proto::v1::cluster_client::ClusterClient;
 use baton::server::{self, ServerHandle, StartOptions};
 use openraft::ServerState;
 use tokio::net::TcpListener;
-use tonic::transport::{Channel, Endpoint};
 
 /// Timing and sizing of a test cluster.
 #[derive(Clone, Debug)]
@@ -58,7 +56,7 @@ impl Default for ClusterOptions {
     fn default() -> Self {
         ClusterOptions {
             size: 3,
-            heartbeat: Duration::from_millis(50),
+            heartbeat: Duration::from_millis(100),
             election_min: Duration::from_millis(300),
             election_max: Duration::from_millis(600),
             snapshot_every: 20_000,
@@ -342,15 +340,6 @@ impl TestCluster {
         self.client_from(first, self.opts.call_timeout).await
     }
 
-    /// The generated Cluster stub on member `id` (admin RPCs).
-    pub async fn admin(&self, id: u64) -> ClusterClient<Channel> {
-        let ep = Endpoint::from_shared(format!("http://{}", self.endpoint(id)))
-            .expect("endpoint")
-            .connect_timeout(Duration::from_secs(1))
-            .timeout(Duration::from_secs(40));
-        ClusterClient::new(ep.connect_lazy())
-    }
-
     // ----- leadership -----
 
     /// The leader: a running member that is in the leader state and is recognised as leader
@@ -547,37 +536,30 @@ impl TestCluster {
         (n.peer_addr, n.client_addr)
     }
 
-    /// `AddMember` through member `via`.
-    pub async fn add_member(&self, via: u64, id: u64) -> Result<Vec<v1::Member>, tonic::Status> {
+    /// A client for administration calls through member `via` only (40 s timeout: a call
+    /// may wait for a membership change in progress and for the change to be applied).
+    async fn admin_client(&self, via: u64) -> Client {
+        self.client_timeout(via, Duration::from_secs(40)).await
+    }
+
+    /// `AddMember` (as a learner) through member `via`, with the new member's addresses.
+    pub async fn add_member(&self, via: u64, id: u64) -> Result<Vec<v1::Member>, ClientError> {
         let n = self.node(id);
-        let req = v1::AddMemberRequest {
-            id,
-            peer_addr: n.peer_addr.to_string(),
-            client_addr: n.client_addr.to_string(),
-        };
-        self.admin(via)
+        let (peer, client) = (n.peer_addr.to_string(), n.client_addr.to_string());
+        self.admin_client(via)
             .await
-            .add_member(req)
+            .add_member(id, &peer, &client)
             .await
-            .map(|r| r.into_inner().members)
     }
 
     /// `PromoteMember` through member `via`.
-    pub async fn promote(&self, via: u64, id: u64) -> Result<Vec<v1::Member>, tonic::Status> {
-        self.admin(via)
-            .await
-            .promote_member(v1::PromoteMemberRequest { id })
-            .await
-            .map(|r| r.into_inner().members)
+    pub async fn promote(&self, via: u64, id: u64) -> Result<Vec<v1::Member>, ClientError> {
+        self.admin_client(via).await.promote_member(id).await
     }
 
     /// `RemoveMember` through member `via`.
-    pub async fn remove(&self, via: u64, id: u64) -> Result<Vec<v1::Member>, tonic::Status> {
-        self.admin(via)
-            .await
-            .remove_member(v1::RemoveMemberRequest { id })
-            .await
-            .map(|r| r.into_inner().members)
+    pub async fn remove(&self, via: u64, id: u64) -> Result<Vec<v1::Member>, ClientError> {
+        self.admin_client(via).await.remove_member(id).await
     }
 
     /// Forgets member `id` (after it was removed from the cluster): stops it if it runs.
@@ -655,6 +637,26 @@ pub async fn connect_retry(endpoints: &[String], timeout: Duration) -> Client {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("cannot connect to {endpoints:?}: {last:?}");
+}
+
+/// Polls `cond` (every 20 ms, at most `timeout` and 10 000 times) until it returns `Some`;
+/// panics with `what()` otherwise.
+pub async fn poll_until<T>(
+    timeout: Duration,
+    mut cond: impl FnMut() -> Option<T>,
+    what: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    for _ in 0..10_000 {
+        if let Some(v) = cond() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("not within {} ms: {}", timeout.as_millis(), what());
 }
 
 /// Retries `f` until it succeeds or `timeout` passes (at most `max_attempts` tries); returns

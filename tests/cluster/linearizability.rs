@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baton::check::{check_report, CheckOptions, Recorder, Register, RegisterOp, RegisterOut};
-use baton::client::{Client, ClientError, CreateOptions};
+use baton::client::{Client, ClientError, CreateOptions, ReadOptions};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -107,9 +107,14 @@ fn parse(data: &[u8]) -> u64 {
 }
 
 /// Runs one operation and classifies its outcome.
-async fn execute(client: &Client, key: &str, op: &RegisterOp<u64>) -> (Outcome, Option<String>) {
+async fn execute(
+    client: &Client,
+    reads: ReadOptions,
+    key: &str,
+    op: &RegisterOp<u64>,
+) -> (Outcome, Option<String>) {
     let res: Result<RegisterOut<u64>, ClientError> = match op {
-        RegisterOp::Read => match client.get_data(key).await {
+        RegisterOp::Read => match client.get_data_with(key, reads).await {
             Ok((d, s)) => Ok(RegisterOut::Read(Some((parse(&d), s.version)))),
             Err(e) if e.is("NO_NODE") => Ok(RegisterOut::Read(None)),
             Err(e) => Err(e),
@@ -164,20 +169,23 @@ async fn execute(client: &Client, key: &str, op: &RegisterOp<u64>) -> (Outcome, 
 
 /// Records one operation on `key` by `process`; returns false if it was indeterminate (the
 /// process must then be retired).
+#[allow(clippy::too_many_arguments)]
 async fn run_op(
     rec: &Rec,
     stats: &Mutex<Stats>,
     client: &Client,
+    reads: ReadOptions,
     process: u64,
     key: &str,
     op: RegisterOp<u64>,
 ) -> (bool, Option<RegisterOut<u64>>) {
     let k = kind(&op);
     let id = rec.invoke(process, key, op.clone());
-    let (outcome, err) = match tokio::time::timeout(OP_TIMEOUT, execute(client, key, &op)).await {
-        Ok(r) => r,
-        Err(_) => (Outcome::Info, Some("OUTER_TIMEOUT".to_string())),
-    };
+    let (outcome, err) =
+        match tokio::time::timeout(OP_TIMEOUT, execute(client, reads, key, &op)).await {
+            Ok(r) => r,
+            Err(_) => (Outcome::Info, Some("OUTER_TIMEOUT".to_string())),
+        };
     let mut st = stats.lock().unwrap();
     if let Some(e) = err {
         *st.errors.entry(format!("{k}: {e}")).or_default() += 1;
@@ -202,9 +210,11 @@ async fn run_op(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn client_loop(
     index: usize,
     client: Client,
+    reads: ReadOptions,
     rec: Rec,
     stats: Arc<Mutex<Stats>>,
     stop: Arc<AtomicBool>,
@@ -235,7 +245,7 @@ async fn client_loop(
             87..=95 => RegisterOp::Create(value),
             _ => RegisterOp::Delete,
         };
-        let (determinate, out) = run_op(&rec, &stats, &client, process, key, op).await;
+        let (determinate, out) = run_op(&rec, &stats, &client, reads, process, key, op).await;
         if !determinate {
             process = rec.new_process();
         }
@@ -266,15 +276,10 @@ enum Fault {
 async fn nemesis(
     c: &mut TestCluster,
     rng: &mut StdRng,
+    kinds: &[Fault],
     until: Instant,
 ) -> BTreeMap<Fault, (u64, Duration)> {
     let mut injected: BTreeMap<Fault, (u64, Duration)> = BTreeMap::new();
-    let kinds = [
-        Fault::PartitionMinority,
-        Fault::IsolateLeader,
-        Fault::StopRestart,
-        Fault::LossyNetwork,
-    ];
     let mut order = Vec::new();
     for round in 0..10_000 {
         if Instant::now() >= until {
@@ -326,19 +331,49 @@ async fn nemesis(
     injected
 }
 
-/// Concurrent clients on every member under partitions, leader isolation, restarts and a
-/// lossy network: the recorded history is linearizable and the members converge.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn register_workload_is_linearizable_under_faults() {
-    let soak = Duration::from_secs(env_u64("BATON_SOAK_SECS").unwrap_or(30));
-    let seed = env_u64("BATON_LIN_SEED").unwrap_or_else(|| {
+/// What one workload run injects and how its clients read.
+struct Workload {
+    /// How long the nemesis runs.
+    soak: Duration,
+    /// Fault kinds the nemesis cycles through.
+    faults: Vec<Fault>,
+    /// Consistency of the clients' reads.
+    reads: ReadOptions,
+    seed: u64,
+    /// Write the history to a temp file when it is not linearizable.
+    dump_on_failure: bool,
+}
+
+/// What a run produced.
+struct RunResult {
+    report: baton::check::Report,
+    injected: BTreeMap<Fault, (u64, Duration)>,
+    ok: u64,
+}
+
+fn seed_from_env() -> u64 {
+    env_u64("BATON_LIN_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(1)
-    });
+    })
+}
+
+/// Runs the workload under the nemesis, recovers, checks convergence and linearizability,
+/// prints the figures and returns the report.
+async fn run_workload(w: Workload) -> RunResult {
+    let Workload {
+        soak,
+        faults,
+        reads,
+        seed,
+        dump_on_failure,
+    } = w;
     println!(
-        "linearizability: seed {seed} (BATON_LIN_SEED), nemesis for {soak:?} (BATON_SOAK_SECS)"
+        "linearizability: seed {seed} (BATON_LIN_SEED), nemesis {faults:?} for {soak:?}, \
+         reads {:?}",
+        reads.consistency
     );
     let mut c = TestCluster::start_with(ClusterOptions {
         seed,
@@ -370,6 +405,7 @@ async fn register_workload_is_linearizable_under_faults() {
         tasks.push(tokio::spawn(client_loop(
             i,
             client,
+            reads,
             rec.clone(),
             stats.clone(),
             stop.clone(),
@@ -379,7 +415,7 @@ async fn register_workload_is_linearizable_under_faults() {
 
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(seed);
-    let injected = nemesis(&mut c, &mut rng, started + soak).await;
+    let injected = nemesis(&mut c, &mut rng, &faults, started + soak).await;
 
     // Recovery: heal, every member running, a leader; the clients keep going for a moment so
     // the history ends with fault-free operations.
@@ -411,7 +447,16 @@ async fn register_workload_is_linearizable_under_faults() {
             loop {
                 attempts += 1;
                 let p = rec.new_process();
-                let (_, out) = run_op(&rec, &stats, &client, p, key, RegisterOp::Read).await;
+                let (_, out) = run_op(
+                    &rec,
+                    &stats,
+                    &client,
+                    ReadOptions::linearizable(),
+                    p,
+                    key,
+                    RegisterOp::Read,
+                )
+                .await;
                 if out.is_some() {
                     break;
                 }
@@ -487,27 +532,74 @@ async fn register_workload_is_linearizable_under_faults() {
         report.verdict
     );
 
-    if !report.verdict.is_ok() {
+    if dump_on_failure && !report.verdict.is_ok() {
         let path = std::env::temp_dir().join(format!("baton-lin-history-{seed}.json"));
         if let Ok(json) = serde_json::to_string(&history) {
             let _ = std::fs::write(&path, json);
             println!("history written to {}", path.display());
         }
     }
+    RunResult {
+        report,
+        injected,
+        ok,
+    }
+}
+
+/// Concurrent clients on every member under partitions, leader isolation, restarts and a
+/// lossy network: the recorded history is linearizable and the members converge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn register_workload_is_linearizable_under_faults() {
+    let soak = Duration::from_secs(env_u64("BATON_SOAK_SECS").unwrap_or(30));
+    let seed = seed_from_env();
+    let r = run_workload(Workload {
+        soak,
+        faults: vec![
+            Fault::PartitionMinority,
+            Fault::IsolateLeader,
+            Fault::StopRestart,
+            Fault::LossyNetwork,
+        ],
+        reads: ReadOptions::linearizable(),
+        seed,
+        dump_on_failure: true,
+    })
+    .await;
     for f in [
         Fault::PartitionMinority,
         Fault::IsolateLeader,
         Fault::StopRestart,
     ] {
         assert!(
-            injected.get(&f).is_some_and(|(n, _)| *n > 0),
+            r.injected.get(&f).is_some_and(|(n, _)| *n > 0),
             "fault {f:?} was never injected (run longer)"
         );
     }
-    assert!(ok > 100, "too few successful operations: {ok}");
+    assert!(r.ok > 100, "too few successful operations: {}", r.ok);
     assert!(
-        report.verdict.is_ok(),
+        r.report.verdict.is_ok(),
         "history is not linearizable (seed {seed}): {}",
-        report.verdict
+        r.report.verdict
+    );
+}
+
+/// The harness catches a known bug: the same workload with reads served from each member's
+/// local state (SERIALIZABLE, i.e. no ReadIndex) while the leader is isolated must be found
+/// NOT linearizable — an inconclusive or passing verdict means the harness is blind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn checker_catches_stale_reads_when_reads_skip_the_read_index() {
+    let seed = seed_from_env();
+    let r = run_workload(Workload {
+        soak: Duration::from_secs(8),
+        faults: vec![Fault::IsolateLeader],
+        reads: ReadOptions::serializable(),
+        seed,
+        dump_on_failure: false,
+    })
+    .await;
+    assert!(
+        r.report.verdict.is_illegal(),
+        "stale local reads during a leader isolation went unnoticed (seed {seed}): {}",
+        r.report.verdict
     );
 }

@@ -8,4 +8,5 @@
 
 mod harness;
 mod linearizability;
+mod locks;
 mod scenarios;

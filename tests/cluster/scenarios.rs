@@ -9,7 +9,7 @@ use baton::client::{
 };
 use openraft::ServerState;
 
-use crate::harness::{retry, ClusterOptions, TestCluster};
+use crate::harness::{poll_until, retry, ClusterOptions, TestCluster};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -47,6 +47,26 @@ async fn read_settled(client: &Client, path: &str) -> Option<Vec<u8>> {
     })
     .await;
     r.unwrap_or_else(|e| panic!("read {path}: {e}"))
+}
+
+/// Runs an administration call, sending it again (bounded) only while it is refused with
+/// UNAVAILABLE, which promises that nothing was changed (e.g. a leader change).
+async fn unless_unavailable<T, F, Fut>(mut call: F) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let deadline = Instant::now() + SECS(15);
+    for _ in 0..100 {
+        match call().await {
+            Err(e) if e.is("UNAVAILABLE") && Instant::now() < deadline => {
+                tracing::info!(error = %e, "admin call refused; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            r => return r,
+        }
+    }
+    call().await
 }
 
 fn followers(c: &TestCluster, leader: u64) -> Vec<u64> {
@@ -361,19 +381,20 @@ async fn isolated_leader_neither_acknowledges_writes_nor_serves_stale_reads_then
 
     c.heal();
     // It steps down: a newer term, and no longer leader.
-    let deadline = Instant::now() + SECS(15);
-    loop {
-        let m = c.handle(old).raft.metrics().borrow().clone();
-        if m.current_term > old_term && m.state != ServerState::Leader {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "old leader did not step down after the heal:\n{}",
-            c.describe()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll_until(
+        SECS(15),
+        || {
+            let m = c.handle(old).raft.metrics().borrow().clone();
+            (m.current_term > old_term && m.state != ServerState::Leader).then_some(())
+        },
+        || {
+            format!(
+                "old leader did not step down after the heal:\n{}",
+                c.describe()
+            )
+        },
+    )
+    .await;
     c.wait_converged(SECS(20)).await;
     assert_eq!(
         read_settled(&via_old, "/iso").await.as_deref(),
@@ -426,26 +447,20 @@ async fn lagging_member_catches_up_by_snapshot() {
         .unwrap_or_else(|e| panic!("write {i}: {e}"));
     }
     // Precondition: the leader has purged the log the lagging member would need.
-    let deadline = Instant::now() + SECS(20);
-    let purged = loop {
-        let p = c
-            .handle(leader)
-            .raft
-            .metrics()
-            .borrow()
-            .purged
-            .map(|l| l.index)
-            .unwrap_or(0);
-        if p > lag_last + 1 {
-            break p;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the leader did not purge past {lag_last} (purged {p}):\n{}",
-            c.describe()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let purged = poll_until(
+        SECS(20),
+        || {
+            let m = c.handle(leader).raft.metrics().borrow().clone();
+            m.purged.map(|l| l.index).filter(|&p| p > lag_last + 1)
+        },
+        || {
+            format!(
+                "the leader did not purge past {lag_last}:\n{}",
+                c.describe()
+            )
+        },
+    )
+    .await;
 
     c.restart(lagging).await;
     c.wait_converged(SECS(30)).await;
@@ -494,8 +509,7 @@ async fn add_promote_and_remove_members_while_serving() {
         "a joiner must not initialise a cluster"
     );
     let follower = followers(&c, leader)[0];
-    let members = c
-        .add_member(follower, 4)
+    let members = unless_unavailable(|| c.add_member(follower, 4))
         .await
         .expect("AddMember through a follower");
     let m4 = members.iter().find(|m| m.id == 4).expect("member 4 listed");
@@ -508,11 +522,9 @@ async fn add_promote_and_remove_members_while_serving() {
     let via4 = c.client(4).await;
     assert_eq!(via4.get_all_children("/mem").await.unwrap().len(), 50);
 
-    let members = retry(SECS(10), 100, || async {
-        c.promote(leader, 4).await.map_err(|e| e.to_string())
-    })
-    .await
-    .expect("PromoteMember");
+    let members = unless_unavailable(|| c.promote(leader, 4))
+        .await
+        .expect("PromoteMember");
     assert!(members.iter().any(|m| m.id == 4 && m.voter), "{members:?}");
     via4.create("/mem/by4", "4", CreateOptions::persistent())
         .await
@@ -524,7 +536,9 @@ async fn add_promote_and_remove_members_while_serving() {
         .into_iter()
         .find(|&id| id != 4 && Some(id) != c.leader())
         .expect("a follower to remove");
-    let members = c.remove(4, victim).await.expect("RemoveMember");
+    let members = unless_unavailable(|| c.remove(4, victim))
+        .await
+        .expect("RemoveMember through the new member");
     assert!(members.iter().all(|m| m.id != victim), "{members:?}");
     c.forget(victim).await;
     for i in 0..10 {
@@ -782,19 +796,15 @@ async fn continuous_watch_on_a_member_that_installs_a_snapshot_never_skips_event
             .unwrap_or_else(|e| panic!("write {p}: {e}"));
         expected.push((s.czxid, p));
     }
-    let deadline = Instant::now() + SECS(20);
-    loop {
-        let purged = c.handle(leader).raft.metrics().borrow().purged;
-        if purged.is_some_and(|p| p.index > lag_last + 1) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "leader did not purge:\n{}",
-            c.describe()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll_until(
+        SECS(20),
+        || {
+            let purged = c.handle(leader).raft.metrics().borrow().purged;
+            purged.is_some_and(|p| p.index > lag_last + 1).then_some(())
+        },
+        || format!("leader did not purge past {lag_last}:\n{}", c.describe()),
+    )
+    .await;
     c.heal();
     c.wait_converged(SECS(30)).await;
     assert!(
@@ -862,5 +872,272 @@ async fn continuous_watch_on_a_member_that_installs_a_snapshot_never_skips_event
             got.push((ev.1.zxid, ev.1.path));
         }
         assert_eq!(got, expected, "resumed watch");
+    }
+}
+
+/// A write that the leader appended and replicated but could not commit before it was stopped
+/// has an unknown outcome. It must take effect at most once: the stopping leader must not call
+/// it "not applied" (UNAVAILABLE, which lets the write be sent again) while the member that
+/// holds a copy goes on to commit that copy as the new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn write_pending_on_a_stopped_leader_takes_effect_at_most_once() {
+    let mut c = TestCluster::start(5).await;
+    let leader = c.wait_for_leader(SECS(10)).await;
+    let f = followers(&c, leader);
+    let (f1, rest) = (f[0], f[1..].to_vec());
+    let via_f1 = c.client_timeout(f1, SECS(20)).await;
+    create_settled(&via_f1, "/dup", b"").await;
+    c.wait_converged(SECS(10)).await;
+    let before = c
+        .handle(f1)
+        .raft
+        .metrics()
+        .borrow()
+        .last_log_index
+        .unwrap_or(0);
+
+    // The leader reaches only f1; the three others reach nobody (their replies still flow).
+    c.node(leader).faults.block(leader, rest.iter().copied());
+    for &r in &rest {
+        c.node(r).faults.block(r, c.ids());
+    }
+    // A sequential create through f1: forwarded to the leader, appended there and on f1,
+    // not committed (2 of 5).
+    let writer = tokio::spawn(async move {
+        via_f1
+            .create("/dup/n-", "x", CreateOptions::persistent().sequential())
+            .await
+    });
+    poll_until(
+        SECS(10),
+        || {
+            let last = c.handle(f1).raft.metrics().borrow().last_log_index;
+            (last.unwrap_or(0) > before).then_some(())
+        },
+        || format!("entry not replicated to f1:\n{}", c.describe()),
+    )
+    .await;
+    assert!(!writer.is_finished(), "the write cannot have committed yet");
+
+    // The leader stops; f1, holding the entry, can win an election and commit it.
+    c.stop(leader).await;
+    let result = writer.await.expect("writer task");
+    println!("write pending on the stopped leader: {result:?}");
+    c.heal();
+    c.wait_for_leader(SECS(15)).await;
+    c.wait_converged(SECS(20)).await;
+    let names = c.client_all().await.get_all_children("/dup").await.unwrap();
+    assert!(
+        names.len() <= 1,
+        "one sequential create took effect {} times: {names:?} (the client saw {result:?})",
+        names.len()
+    );
+    match &result {
+        Ok(_) => assert_eq!(names.len(), 1, "an acknowledged create is missing"),
+        Err(e) if e.is("UNAVAILABLE") => assert!(
+            names.is_empty(),
+            "the client was told UNAVAILABLE (not applied, safe to retry) but the create took \
+             effect: {names:?} ({e})"
+        ),
+        Err(_) => {}
+    }
+}
+
+/// Only the current leader expires sessions. A leader cut off from the cluster stops hearing
+/// the keepalives (they now reach the new leader) and may decide that a session expired; that
+/// decision must never take effect — not while it is cut off, and not after the heal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deposed_leader_does_not_expire_sessions_kept_alive_through_the_new_leader() {
+    let c = TestCluster::start(3).await;
+    let old = c.wait_for_leader(SECS(10)).await;
+    let f = followers(&c, old);
+    let client =
+        crate::harness::connect_retry(&[c.endpoint(f[0]), c.endpoint(f[1])], SECS(3)).await;
+    create_settled(&client, "/exp", b"").await;
+    let timeout = Duration::from_millis(1000);
+    let session = client.open_session(timeout).await.unwrap();
+    client
+        .create("/exp/eph", "me", CreateOptions::ephemeral(session.id()))
+        .await
+        .unwrap();
+
+    c.isolate(old);
+    let new = c.wait_for_new_leader(old, SECS(10)).await;
+    let via_new = c.client(new).await;
+
+    // Keep checking while the old leader sits cut off long past the session timeout, and
+    // after the heal, while it steps down and catches up.
+    let check = |phase: &'static str| {
+        let via_new = via_new.clone();
+        let session = &session;
+        async move {
+            assert!(
+                session.is_alive(),
+                "{phase}: session lost: {:?}",
+                session.state()
+            );
+            let st = retry(SECS(5), 100, || async {
+                via_new.exists("/exp/eph").await.map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap();
+            assert!(
+                st.is_some(),
+                "{phase}: the ephemeral of a live session was deleted (old leader {old})"
+            );
+        }
+    };
+    let until = Instant::now() + timeout * 3;
+    for _ in 0..1000 {
+        if Instant::now() >= until {
+            break;
+        }
+        check("while the old leader is cut off").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.heal();
+    let until = Instant::now() + timeout * 4;
+    for _ in 0..1000 {
+        if Instant::now() >= until {
+            break;
+        }
+        check("after the heal").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.wait_converged(SECS(20)).await;
+    check("after convergence").await;
+    session.close().await.unwrap();
+}
+
+/// Resuming a watch on a member that has not yet applied the zxid the client already saw
+/// elsewhere: that member must deliver only the later events — not again the ones the client
+/// saw, even though it applies them after the watch was registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_resumed_on_a_lagging_member_delivers_no_event_twice() {
+    let c = TestCluster::start(3).await;
+    let leader = c.wait_for_leader(SECS(10)).await;
+    let lagging = followers(&c, leader)[0];
+    let writer = c.client(leader).await;
+    create_settled(&writer, "/lag", b"").await;
+    let via_lagging = c.client(lagging).await;
+    via_lagging.sync("/").await.unwrap();
+
+    // The client watches through the leader while the other member falls behind.
+    c.isolate(lagging);
+    let mut first = writer.watcher().await.unwrap();
+    first
+        .add("/lag", WatchKind::PersistentRecursive, None)
+        .await
+        .unwrap();
+    let mut expected = Vec::new();
+    for i in 0..5 {
+        let p = format!("/lag/a{i}");
+        let (_, s) = writer
+            .create(&p, "", CreateOptions::persistent())
+            .await
+            .unwrap();
+        expected.push((s.czxid, p));
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        let (_, ev) = tokio::time::timeout(SECS(10), first.next_event())
+            .await
+            .expect("event in time")
+            .expect("stream healthy")
+            .expect("stream open");
+        seen.push((ev.zxid, ev.path));
+    }
+    assert_eq!(seen, expected);
+    let last_seen = seen.last().unwrap().0;
+    drop(first);
+
+    // Resume on the lagging member, which has not applied `last_seen` yet.
+    let applied = c
+        .handle(lagging)
+        .raft
+        .metrics()
+        .borrow()
+        .last_applied
+        .map(|l| l.index)
+        .unwrap_or(0);
+    assert!(applied < last_seen, "precondition: member {lagging} lags");
+    let mut resumed = via_lagging.watcher().await.unwrap();
+    let add = {
+        let add = resumed.add("/lag", WatchKind::PersistentRecursive, Some(last_seen));
+        let heal = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            c.heal();
+        };
+        let (add, ()) = tokio::join!(add, heal);
+        add
+    };
+    c.heal();
+    add.expect("resume on the lagging member");
+    for i in 0..3 {
+        let p = format!("/lag/b{i}");
+        let (_, s) = writer
+            .create(&p, "", CreateOptions::persistent())
+            .await
+            .unwrap();
+        expected.push((s.czxid, p));
+    }
+    let (_, s) = writer
+        .create("/lag/sentinel", "", CreateOptions::persistent())
+        .await
+        .unwrap();
+    expected.push((s.czxid, "/lag/sentinel".into()));
+    let want: Vec<_> = expected.into_iter().filter(|e| e.0 > last_seen).collect();
+    let mut got = Vec::new();
+    for _ in 0..want.len() + 10 {
+        let (_, ev) = tokio::time::timeout(SECS(10), resumed.next_event())
+            .await
+            .unwrap_or_else(|_| panic!("no sentinel; got {got:?}"))
+            .expect("stream healthy")
+            .expect("stream open");
+        let done = ev.path == "/lag/sentinel";
+        got.push((ev.zxid, ev.path));
+        if done {
+            break;
+        }
+    }
+    assert_eq!(
+        got, want,
+        "events delivered by member {lagging} after resuming from zxid {last_seen}"
+    );
+}
+
+/// Removing the leader itself: the remaining members elect a leader among themselves and keep
+/// serving; the removed member is no longer listed, and no acknowledged write is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn removing_the_leader_hands_over_to_the_remaining_members() {
+    let mut c = TestCluster::start(3).await;
+    let leader = c.wait_for_leader(SECS(10)).await;
+    let f = followers(&c, leader);
+    let via = crate::harness::connect_retry(&[c.endpoint(f[0]), c.endpoint(f[1])], SECS(5)).await;
+    create_settled(&via, "/rm", b"").await;
+    for i in 0..10 {
+        via.create(&format!("/rm/a{i}"), "a", CreateOptions::persistent())
+            .await
+            .unwrap();
+    }
+    let members = unless_unavailable(|| c.remove(f[0], leader))
+        .await
+        .expect("RemoveMember of the leader through a follower");
+    assert!(members.iter().all(|m| m.id != leader), "{members:?}");
+    c.forget(leader).await;
+    let new = c.wait_for_leader(SECS(15)).await;
+    assert_ne!(new, leader);
+    create_settled(&via, "/rm/after", b"x").await;
+    for i in 0..10 {
+        via.create(&format!("/rm/b{i}"), "b", CreateOptions::persistent())
+            .await
+            .unwrap_or_else(|e| panic!("write after removing the leader: {e}"));
+    }
+    c.wait_converged(SECS(20)).await;
+    for id in c.running() {
+        let cl = c.client(id).await;
+        assert_eq!(cl.get_all_children("/rm").await.unwrap().len(), 21);
+        let ids: Vec<u64> = cl.members().await.unwrap().iter().map(|m| m.id).collect();
+        assert_eq!(ids, f, "members as seen by {id}");
     }
 }
