@@ -215,8 +215,8 @@ impl LockGuard {
     /// [`Client::release`] is called with the returned node and session id, or the session
     /// ends. Returns `(lock_node, fencing_token)`.
     pub fn leak(mut self) -> (String, u64) {
+        // The node stays registered as held, so no stray cleanup of this process removes it.
         self.done = true;
-        registry_forget(self.session_id, &self.lock_path, &self.lock_node);
         (std::mem::take(&mut self.lock_node), self.token)
     }
 }
@@ -404,6 +404,13 @@ impl Client {
         lock_node: &str,
         session_id: u64,
     ) -> Result<pb::ResponseHeader, ClientError> {
+        if let Some((path, _)) = lock_node.rsplit_once('/') {
+            registry_forget(
+                session_id,
+                if path.is_empty() { "/" } else { path },
+                lock_node,
+            );
+        }
         self.release_node(lock_node, session_id).await
     }
 

@@ -161,7 +161,13 @@ impl Loop {
         }
         match leader {
             Some((id, node)) if id != self.my_id => self.forward_or_refuse(batch, id, node).await,
-            Some(_) => self.write_locally(batch).await,
+            // Submit locally only while this member really leads: a write refused after
+            // submission cannot be told apart from one lost with leadership (see below).
+            Some(_) if peers::is_leader(&self.raft, self.my_id) => self.write_locally(batch).await,
+            Some(_) => answer(
+                batch,
+                &BatonError::Unavailable("this member is between roles; retry".into()),
+            ),
             None => answer(batch, &BatonError::Unavailable("no leader".into())),
         }
     }
@@ -192,7 +198,7 @@ impl Loop {
             time_ms: now_ms(),
             requests,
         };
-        match self.raft.client_write(cmd.clone()).await {
+        match self.raft.client_write(cmd).await {
             Ok(resp) => {
                 let zxid = resp.log_id.index;
                 let mut results = resp.data.into_iter();
@@ -204,21 +210,17 @@ impl Loop {
                 }
             }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                // Not appended here: safe to hand to the leader.
-                let batch: Vec<Item> = items
-                    .into_iter()
-                    .zip(cmd.requests)
-                    .map(|(mut it, req)| {
-                        it.req = req;
-                        it
-                    })
-                    .collect();
-                match (f.leader_id, f.leader_node) {
-                    (Some(id), Some(node)) if id != self.my_id => {
-                        self.forward_or_refuse(batch, id, node).await
-                    }
-                    _ => answer(batch, &BatonError::Unavailable("no leader".into())),
-                }
+                // openraft answers the same whether this member refused the entry at once or
+                // appended (and possibly replicated) it and then lost leadership: a member
+                // holding a copy may still commit it. Handing the batch to the new leader could
+                // apply it twice, so the outcome is reported as unknown.
+                answer(
+                    items,
+                    &BatonError::OutcomeUnknown(format!(
+                        "leadership moved (to {:?}) while the write was pending; it may or may not be applied",
+                        f.leader_id
+                    )),
+                )
             }
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
                 answer(items, &BatonError::Internal(e.to_string()))
@@ -258,7 +260,7 @@ impl Loop {
             // The leader is gone or unreachable and nothing was applied: once another leader
             // is known, hand the batch to it (or write it here if this member now leads).
             if let Some((id, node)) = self.wait_for_new_leader(leader).await {
-                if id == self.my_id {
+                if id == self.my_id && peers::is_leader(&self.raft, self.my_id) {
                     return Box::pin(self.write_locally(forward)).await;
                 }
                 outcomes = self.forward(&forward, id, &node).await;

@@ -575,6 +575,9 @@ async fn run(cfg: Config) -> Vec<String> {
         );
     }
     all_recovery.sort_unstable();
+    // Availability under fault: acknowledged register writes per second of fault, for faults
+    // that hit the leader and for those that hit a follower (a majority remains either way).
+    let mut avail: [(f64, usize); 2] = [(0.0, 0); 2];
     for (i, f) in faults.iter().enumerate() {
         let writes_during = history
             .ops()
@@ -588,6 +591,9 @@ async fn run(cfg: Config) -> Vec<String> {
                         .is_some_and(|o| is_write_ok(&op.input, o))
             })
             .count();
+        let slot = &mut avail[usize::from(f.target_was_leader)];
+        slot.0 += (f.heal_ns - f.start_ns) as f64 / 1e9;
+        slot.1 += writes_during;
         say!(
             "  #{i:<3} {:>7.1} s {:<15} m{}{:<9} held {:>5} ms, {writes_during:>4} writes ok meanwhile, \
              write ok {} ms after heal, all up after {} ms",
@@ -600,6 +606,15 @@ async fn run(cfg: Config) -> Vec<String> {
             f.all_up_ms.map_or("NONE".into(), |r| r.to_string())
         );
     }
+    let rate = |(secs, n): (f64, usize)| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    say!(
+        "writes acknowledged per second under fault: leader hit {:.1}/s ({:.1} s), follower hit \
+         {:.1}/s ({:.1} s)",
+        rate(avail[1]),
+        avail[1].0,
+        rate(avail[0]),
+        avail[0].0
+    );
     let slow: Vec<String> = faults
         .iter()
         .filter(|f| f.recovery_ms.is_some_and(|r| r > SLOW_RECOVERY_MS))
@@ -688,6 +703,8 @@ async fn run(cfg: Config) -> Vec<String> {
             "max": all_recovery.last().copied().unwrap_or(0),
             "final": final_recovery.map(|d| d.as_millis() as u64),
             "slower_than_5s": slow,
+            "writes_per_s_leader_hit": rate(avail[1]),
+            "writes_per_s_follower_hit": rate(avail[0]),
         },
         "convergence": match &converged {
             Ok((i, h, t)) => serde_json::json!({"index": i, "hash": format!("{h:#018x}"), "ms": t.as_millis() as u64}),
