@@ -90,10 +90,18 @@ CREATED_CONTAINERS=()
 CREATED_VOLUMES=()
 T=(timeout --kill-after=10)
 
+DRIVER_PID=""
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   set +e
+  if [[ -n "$DRIVER_PID" ]] && kill -0 "$DRIVER_PID" 2>/dev/null; then
+    # `timeout` passes the signal on to the driver.
+    kill -TERM "$DRIVER_PID" 2>/dev/null
+    for _ in $(seq 1 50); do kill -0 "$DRIVER_PID" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$DRIVER_PID" 2>/dev/null
+    log "driver stopped"
+  fi
   if [[ ${#CREATED_CONTAINERS[@]} -gt 0 ]]; then
     if [[ $rc -ne 0 || $KEEP -eq 1 ]]; then
       for c in "${CREATED_CONTAINERS[@]}"; do
@@ -264,6 +272,8 @@ log "members: $MEMBERS"
 # ---- the driver ----
 DRIVER_BOUND=$((DURATION + 900))
 log "driver: nemesis for $DURATION s, seed $SEED (bounded to $DRIVER_BOUND s)"
+# In the background + wait, so a signal to this script runs the cleanup at once (bash defers
+# traps while a foreground command runs); cleanup stops the driver by its pid.
 set +e
 BATON_DF_MEMBERS="$MEMBERS" \
 BATON_DF_PEER_NETWORK="$PEER_NET" \
@@ -272,8 +282,11 @@ BATON_DF_SEED="$SEED" \
 BATON_DF_OUT="$OUT" \
 BATON_DF_KEEP="$KEEP" \
   "${T[@]}" "$DRIVER_BOUND" "$DRIVER" --ignored --exact docker_faults --nocapture \
-    --test-threads 1 2>&1 | tee "$OUT/driver.log"
-RC=${PIPESTATUS[0]}
+    --test-threads 1 > >(tee "$OUT/driver.log") 2>&1 &
+DRIVER_PID=$!
+wait "$DRIVER_PID"
+RC=$?
+DRIVER_PID=""
 set -e
 if [[ $RC -eq 124 ]]; then
   log "FAILED: the driver did not finish within $DRIVER_BOUND s"

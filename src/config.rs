@@ -117,7 +117,8 @@ pub struct Args {
     /// Most client requests packed into one log entry (default 1024).
     #[arg(long, env = "BATON_MAX_BATCH")]
     pub max_batch: Option<usize>,
-    /// sled page-cache size in MiB (default 32).
+    /// sled page-cache size in MiB (default 8). The tree is served from memory, so the cache
+    /// mostly serves replication reads of recent log entries.
     #[arg(long, env = "BATON_CACHE_MB")]
     pub cache_mb: Option<u64>,
     /// How often the leader looks for expired TTL nodes, in ms (default 500).
@@ -211,7 +212,7 @@ impl Default for Config {
             snapshot_every: 20_000,
             keep_logs: 5_000,
             max_batch: 1024,
-            cache_bytes: 32 * 1024 * 1024,
+            cache_bytes: 8 * 1024 * 1024,
             ttl_check: Duration::from_millis(500),
             shutdown_timeout: Duration::from_millis(10_000),
         }

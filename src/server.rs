@@ -400,7 +400,7 @@ async fn serve(
         .add_service(v1::elections_server::ElectionsServer::new(
             api::elections::ElectionsService::new(ctx.clone()),
         ));
-    let server = tokio::spawn(router.serve_with_incoming_shutdown(
+    let mut server = tokio::spawn(router.serve_with_incoming_shutdown(
         incoming(listener),
         async move {
             let _ = drain_rx.await;
@@ -417,11 +417,14 @@ async fn serve(
         .await;
     let _ = drain_tx.send(());
     // Streams (watches, keepalives) never finish on their own: bound the drain.
-    match tokio::time::timeout(cfg.shutdown_timeout / 2, server).await {
+    match tokio::time::timeout(cfg.shutdown_timeout / 2, &mut server).await {
         Ok(Ok(Ok(()))) => info!("in-flight requests drained"),
         Ok(Ok(Err(e))) => warn!(error = %e, "transport error while draining"),
         Ok(Err(e)) => warn!(error = %e, "server task failed"),
-        Err(_) => warn!("drain timed out; closing remaining streams"),
+        Err(_) => {
+            warn!("drain timed out; closing remaining connections");
+            server.abort();
+        }
     }
     match tokio::time::timeout(cfg.shutdown_timeout / 4, peer_server).await {
         Ok(_) => info!("peer port closed"),

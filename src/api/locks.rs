@@ -216,16 +216,26 @@ impl Drop for Candidacy {
         let ctx = self.ctx.clone();
         let node = std::mem::take(&mut self.node);
         tokio::spawn(async move {
-            let _ = ctx
-                .proposer
-                .propose(t::Request::Multi {
-                    ops: vec![t::Op::Delete {
-                        path: node,
-                        version: -1,
-                    }],
-                    single: true,
-                })
-                .await;
+            // Retried (bounded) while there is no leader: a queue place left behind would
+            // block the lock until its session ends.
+            for attempt in 0..20u64 {
+                let r = ctx
+                    .proposer
+                    .propose(t::Request::Multi {
+                        ops: vec![t::Op::Delete {
+                            path: node.clone(),
+                            version: -1,
+                        }],
+                        single: true,
+                    })
+                    .await;
+                match r {
+                    Err(BatonError::Unavailable(_)) if !ctx.shutdown.is_triggered() => {
+                        tokio::time::sleep(Duration::from_millis(100 * (attempt + 1).min(5))).await
+                    }
+                    _ => break,
+                }
+            }
         });
     }
 }
@@ -369,8 +379,14 @@ pub(crate) async fn acquire(
 /// Deletes a contender node owned by `session_id`.
 pub(crate) async fn release(ctx: &Ctx, node: &str, session_id: u64) -> Result<u64, BatonError> {
     ctx.check_write_path(node, false)?;
-    ctx.reads.linearizable().await?;
-    let owner = ctx.read_tree(|s| s.get(node).map(|n| n.stat.ephemeral_owner));
+    // A contender's owner never changes and its name is never reused, so a node this member
+    // already has answers the ownership question without a read-index round trip; only a
+    // node not (yet) seen here needs the member to catch up first.
+    let mut owner = ctx.read_tree(|s| s.get(node).map(|n| n.stat.ephemeral_owner));
+    if owner.is_none() {
+        ctx.reads.linearizable().await?;
+        owner = ctx.read_tree(|s| s.get(node).map(|n| n.stat.ephemeral_owner));
+    }
     match owner {
         None => return Err(BatonError::NoNode(node.to_string())),
         Some(o) if o != session_id => {

@@ -112,7 +112,7 @@ impl Recorder {
                     let _ = r.send(());
                 }
                 let mut skip = last.map_or(0, |(_, n)| n);
-                loop {
+                for _ in 0..10_000_000 {
                     let Some((_, ev)) = w.next_event().await? else {
                         return Err(ClientError::WatchClosed);
                     };
@@ -136,6 +136,7 @@ impl Recorder {
                         .unwrap_or_else(|e| e.into_inner())
                         .push((ev.zxid, t, ev.path));
                 }
+                Ok(())
             }
             .await;
             if let Err(e) = result {

@@ -1,6 +1,7 @@
 //! Sessions and ephemeral nodes. Workers repeatedly open a session, create a few ephemeral
 //! nodes under `/df/eph` owned by it, keep it alive for a while, then either close it or drop
-//! it without closing (the server must expire it). Faults also make sessions expire.
+//! it without closing and poll `Sessions.Get` until the server reports it expired (bounded;
+//! faults delay expiry, since a new leader gives every session a fresh timeout).
 //!
 //! Checks:
 //! * **as soon as a session is known closed or expired** (Close acknowledged, or the server
@@ -26,6 +27,9 @@ use crate::registers::{Counts, Rec};
 pub const DIR: &str = "/df/eph";
 /// Requested session timeout.
 pub const SESSION_TIMEOUT: Duration = Duration::from_millis(4000);
+/// How long a worker waits for a dropped session to expire before leaving it to the final
+/// phase (expiry restarts with every leader change, so faults can delay it).
+const EXPIRY_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug, Serialize)]
 pub enum SessionEnd {
@@ -54,6 +58,8 @@ pub struct SessionRecord {
     pub checked_ns: Option<u64>,
     /// Ephemerals found after the session was known dead (violations).
     pub leftover: Vec<String>,
+    /// For a session dropped without closing: how long until the server reported it expired.
+    pub expiry_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -64,6 +70,10 @@ pub struct EphStats {
     pub expired_known: u64,
     pub abandoned: u64,
     pub immediate_checks: u64,
+    /// Dropped sessions whose expiry was then observed (Get answered `SESSION_EXPIRED`).
+    pub expired_after_drop: u64,
+    /// Time from drop to observed expiry, per such session (ms).
+    pub expiry_ms: Vec<u64>,
     pub unchecked: u64,
     pub errors: std::collections::BTreeMap<String, u64>,
 }
@@ -187,6 +197,7 @@ pub async fn worker(
             end_ns: None,
             checked_ns: None,
             leftover: Vec::new(),
+            expiry_ms: None,
         };
         let mut dead: Option<String> = None;
         for j in 0..rng.gen_range(1..=3) {
@@ -226,6 +237,7 @@ pub async fn worker(
             }
         }
         let mut abandoned: Option<String> = None;
+        let mut dropped = false;
         if dead.is_none() {
             let live = Duration::from_millis(rng.gen_range(1000..6000));
             if let Ok(state) = tokio::time::timeout(live, session.lost()).await {
@@ -270,10 +282,38 @@ pub async fn worker(
                 }
             } else {
                 abandoned = Some("dropped without closing".into());
+                dropped = true;
             }
         }
         drop(session);
         rec.end_ns = Some(clock.now_ns());
+        if dropped {
+            // Keepalives stopped: wait (bounded) for the server to expire the session, so the
+            // expiry path is checked while faults go on, not only at the end.
+            let since = Instant::now();
+            for _ in 0..100 {
+                if since.elapsed() >= EXPIRY_WAIT {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let res =
+                    tokio::time::timeout(Duration::from_secs(3), client.get_session(sid)).await;
+                if let Ok(Err(e)) = res {
+                    if e.is("SESSION_EXPIRED") {
+                        let ms = since.elapsed().as_millis() as u64;
+                        rec.expiry_ms = Some(ms);
+                        rec.end_ns = Some(clock.now_ns());
+                        dead = Some(format!(
+                            "dropped; Get answered SESSION_EXPIRED after {ms} ms"
+                        ));
+                        let mut g = log.lock().unwrap_or_else(|p| p.into_inner());
+                        g.1.expired_after_drop += 1;
+                        g.1.expiry_ms.push(ms);
+                        break;
+                    }
+                }
+            }
+        }
         if let Some(how) = dead {
             rec.end = SessionEnd::Expired { how };
         } else if let Some(why) = abandoned {

@@ -431,6 +431,8 @@ async fn run(cfg: Config) -> Vec<String> {
     }
     let (eph_records, eph_stats) = eph_log.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let eph_violations = ephemerals::leftovers(&eph_records);
+    let mut expiry_sorted = eph_stats.expiry_ms.clone();
+    expiry_sorted.sort_unstable();
     problems.extend(eph_violations.iter().cloned());
 
     // ---- convergence ----
@@ -483,8 +485,12 @@ async fn run(cfg: Config) -> Vec<String> {
             seq_counts.ok
         ));
     }
-    if eph_stats.closed + eph_stats.expired_known < 3 {
-        problems.push("too few sessions ended in a known way to check ephemerals".into());
+    if eph_stats.closed < 3 || eph_stats.expired_after_drop < 3 {
+        problems.push(format!(
+            "too few sessions ended in a known way to check ephemerals: {} closed, {} seen to \
+             expire after being dropped (need 3 of each)",
+            eph_stats.closed, eph_stats.expired_after_drop
+        ));
     }
 
     // ---- figures ----
@@ -539,12 +545,16 @@ async fn run(cfg: Config) -> Vec<String> {
     );
     say!(
         "ephemerals: {EPH_WORKERS} workers; sessions opened ok {} fail {} info {}; closed {}, \
-         known expired {}, abandoned {}; ephemeral creates ok {} fail {} info {}",
+         known expired {} (of them dropped and seen to expire: {}, after p50 {} ms, max {} ms), \
+         abandoned {}; ephemeral creates ok {} fail {} info {}",
         eph_stats.opens.ok,
         eph_stats.opens.fail,
         eph_stats.opens.info,
         eph_stats.closed,
         eph_stats.expired_known,
+        eph_stats.expired_after_drop,
+        pct(&expiry_sorted, 0.5),
+        expiry_sorted.last().copied().unwrap_or(0),
         eph_stats.abandoned,
         eph_stats.creates.ok,
         eph_stats.creates.fail,
