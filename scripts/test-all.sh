@@ -4,6 +4,8 @@
 #   2. cargo test                 (unit, integration, durability, doc tests)
 #   3. tests/python/run.sh        (Python client from stubs generated out of proto/)
 #   4. tests/grpcurl.sh           (grpcurl through server reflection)
+#   5. scripts/docker-faults.sh   (black-box fault suite on a Docker cluster; skipped, and said
+#                                  so, when no Docker engine is available)
 # Needs only rustup's stable toolchain, python3 + pip (packages come from PyPI into
 # target/pyenv). Every step's output is also kept in target/test-all/<step>.log.
 # Exits non-zero if any step fails; a failed build skips the steps that need it.
@@ -65,6 +67,9 @@ count_tests() {
       p=$(awk '{for (i = 2; i <= NF; i++) if ($i ~ /^passed/) s += $(i-1)} END {print s+0}' <<<"$last")
       f=$(awk '{for (i = 2; i <= NF; i++) if ($i ~ /^(failed|error)/) s += $(i-1)} END {print s+0}' <<<"$last")
       ;;
+    docker-faults)
+      if grep -q '^RESULT: PASSED' "$log"; then p=1; elif grep -q '^RESULT: FAILED' "$log"; then f=1; fi
+      ;;
     grpcurl)
       local last
       last="$(grep -E '^grpcurl: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n1 || true)"
@@ -98,12 +103,19 @@ if run_step build "${T[@]}" 2400 cargo build --all-targets; then
   test_step cargo-test "${T[@]}" 1800 cargo test
   test_step python "${T[@]}" 900 bash tests/python/run.sh
   test_step grpcurl "${T[@]}" 600 bash tests/grpcurl.sh
+  if docker info >/dev/null 2>&1; then
+    test_step docker-faults "${T[@]}" 2400 bash scripts/docker-faults.sh --duration 150 --driver-profile debug --require-docker
+  else
+    echo "SKIPPED: no Docker engine (docker info failed): the Docker fault suite did not run"
+    skip_step docker-faults "no Docker engine"
+  fi
 else
   FAILED=1
   TOTAL_FAILED=1
   skip_step cargo-test "build failed"
   skip_step python "build failed"
   skip_step grpcurl "build failed"
+  skip_step docker-faults "build failed"
 fi
 
 echo

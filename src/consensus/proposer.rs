@@ -299,9 +299,25 @@ impl Loop {
         });
         req.set_timeout(FORWARD_TIMEOUT);
         debug!(leader, requests = n, "forwarding writes to the leader");
-        let resp = match client.forward(req).await {
-            Ok(r) => r.into_inner(),
-            Err(s) => return all(status_error("forwarding to the leader", &s, true)),
+        // A leader that stops answering (paused, cut off) must not hold this member's writes
+        // for the whole forward timeout: once another leader is known, the forward is given
+        // up as "outcome unknown" (the old leader may still have proposed it).
+        let mut metrics = self.raft.metrics();
+        let deposed = async move {
+            let _ = metrics
+                .wait_for(|m| m.current_leader.is_some() && m.current_leader != Some(leader))
+                .await;
+        };
+        let resp = tokio::select! {
+            r = client.forward(req) => match r {
+                Ok(r) => r.into_inner(),
+                Err(s) => return all(status_error("forwarding to the leader", &s, true)),
+            },
+            _ = deposed => {
+                return all(BatonError::OutcomeUnknown(format!(
+                    "member {leader} stopped leading while the write was forwarded to it"
+                )))
+            }
         };
         if let Some(e) = resp.error {
             return all(wire::error_from_pb(e));

@@ -100,11 +100,24 @@ async fn confirm(raft: &Raft, peers: &Peers) -> Result<u64, BatonError> {
             ))),
         };
     }
-    let (_, mut client) = peers.leader_client(raft)?;
+    let (leader, mut client) = peers.leader_client(raft)?;
     let mut req = tonic::Request::new(crate::proto::raft::ReadIndexRequest {});
     req.set_timeout(Duration::from_secs(5));
-    match client.read_index(req).await {
-        Ok(r) => Ok(r.into_inner().index),
-        Err(s) => Err(status_error("read index from the leader", &s, false)),
+    // Give up as soon as another leader is known, so a frozen leader does not hold every
+    // read on this member for the whole timeout (a read is safe to retry).
+    let mut metrics = raft.metrics();
+    let deposed = async move {
+        let _ = metrics
+            .wait_for(|m| m.current_leader.is_some() && m.current_leader != Some(leader))
+            .await;
+    };
+    tokio::select! {
+        r = client.read_index(req) => match r {
+            Ok(r) => Ok(r.into_inner().index),
+            Err(s) => Err(status_error("read index from the leader", &s, false)),
+        },
+        _ = deposed => Err(BatonError::Unavailable(format!(
+            "member {leader} stopped leading during the read; retry"
+        ))),
     }
 }
