@@ -15,9 +15,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::locks::{acquire, release, MAX_WAIT};
+use super::locks::{acquire, release, wait_time};
 use super::Ctx;
-use crate::error::BatonError;
 use crate::proto::v1::{self, elections_server::Elections};
 use crate::tree::locks::{self as rules, LockKind};
 use crate::tree::{self as t, path, EventType, RequestResult};
@@ -85,7 +84,7 @@ async fn observe(
     let hub = ctx.shared.hub.clone();
     let mut handle = hub.open_stream();
     // Snapshot of the candidates and the watch, taken atomically under the tree's lock.
-    let (mut candidates, zxid, first) = ctx.read_tree(|s| {
+    let (mut candidates, first) = ctx.read_tree(|s| {
         let list: BTreeMap<i64, Candidate> = rules::contenders(s, &election)
             .into_iter()
             .filter_map(|c| {
@@ -102,7 +101,6 @@ async fn observe(
         let added = hub.add(handle.id, &election, WatchKind::PersistentRecursive, None);
         (
             list,
-            s.applied_index,
             (added, leader_of(&ctx, s, &election, s.applied_index)),
         )
     });
@@ -113,7 +111,6 @@ async fn observe(
             .await;
         return;
     }
-    let _ = zxid;
     let mut last: Option<(String, u64, Vec<u8>)> = initial.has_leader.then(|| {
         (
             initial.leader_node.clone(),
@@ -222,14 +219,7 @@ impl Elections for ElectionsService {
         req: Request<v1::CampaignRequest>,
     ) -> Result<Response<v1::CampaignResponse>, Status> {
         let r = req.into_inner();
-        if r.wait_timeout_ms < 0 {
-            return Err(BatonError::BadArguments("wait_timeout_ms must be >= 0".into()).into());
-        }
-        let wait = if r.wait_timeout_ms == 0 {
-            MAX_WAIT
-        } else {
-            std::time::Duration::from_millis(r.wait_timeout_ms as u64).min(MAX_WAIT)
-        };
+        let wait = wait_time(r.wait_timeout_ms)?;
         let (leader_node, term) = acquire(
             &self.ctx,
             &r.path,

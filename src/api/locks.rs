@@ -415,7 +415,8 @@ pub(crate) async fn release(ctx: &Ctx, node: &str, session_id: u64) -> Result<u6
     }
 }
 
-fn wait_time(ms: i64) -> Result<Duration, BatonError> {
+/// The wait of an Acquire or Campaign: 0 = the maximum, negative is refused.
+pub(crate) fn wait_time(ms: i64) -> Result<Duration, BatonError> {
     if ms < 0 {
         return Err(BatonError::BadArguments(format!(
             "wait_timeout_ms must be >= 0, got {ms}"

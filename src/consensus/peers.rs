@@ -110,6 +110,15 @@ pub fn is_leader(raft: &Raft, my_id: u64) -> bool {
     m.state == ServerState::Leader && m.current_leader == Some(my_id)
 }
 
+/// Resolves once this member knows a leader other than `leader`: used to give up on a call to
+/// a leader that stopped answering (paused, cut off) instead of waiting out its timeout.
+pub async fn until_leader_changes(raft: &Raft, leader: u64) {
+    let mut rx = raft.metrics();
+    let _ = rx
+        .wait_for(|m| m.current_leader.is_some() && m.current_leader != Some(leader))
+        .await;
+}
+
 /// Waits up to `timeout` for some leader to be known.
 pub async fn wait_for_leader(raft: &Raft, timeout: Duration) -> Option<u64> {
     let mut rx = raft.metrics();

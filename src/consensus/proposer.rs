@@ -302,12 +302,7 @@ impl Loop {
         // A leader that stops answering (paused, cut off) must not hold this member's writes
         // for the whole forward timeout: once another leader is known, the forward is given
         // up as "outcome unknown" (the old leader may still have proposed it).
-        let mut metrics = self.raft.metrics();
-        let deposed = async move {
-            let _ = metrics
-                .wait_for(|m| m.current_leader.is_some() && m.current_leader != Some(leader))
-                .await;
-        };
+        let deposed = peers::until_leader_changes(&self.raft, leader);
         let resp = tokio::select! {
             r = client.forward(req) => match r {
                 Ok(r) => r.into_inner(),

@@ -105,12 +105,7 @@ async fn confirm(raft: &Raft, peers: &Peers) -> Result<u64, BatonError> {
     req.set_timeout(Duration::from_secs(5));
     // Give up as soon as another leader is known, so a frozen leader does not hold every
     // read on this member for the whole timeout (a read is safe to retry).
-    let mut metrics = raft.metrics();
-    let deposed = async move {
-        let _ = metrics
-            .wait_for(|m| m.current_leader.is_some() && m.current_leader != Some(leader))
-            .await;
-    };
+    let deposed = peers::until_leader_changes(raft, leader);
     tokio::select! {
         r = client.read_index(req) => match r {
             Ok(r) => Ok(r.into_inner().index),
