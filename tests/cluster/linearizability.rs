@@ -1,17 +1,10 @@
 //! Linearizability under faults (Jepsen-style register workload).
 //!
 //! Three members; eight clients spread over them (each starts on "its" member and fails over
-//! to the others) run reads, blind writes, CAS (versioned SetData with a version this client
-//! read earlier) and occasional create/delete on four keys, every written value unique. Each
-//! operation is recorded with [`Recorder`]:
-//!
-//! * `ok` — the service answered, including the definite failures `BAD_VERSION`, `NO_NODE`,
-//!   `NODE_EXISTS`, which are outputs of the register model;
-//! * `fail` — definitely not applied: any failed read, a write refused with reason
-//!   `UNAVAILABLE` (the server promises it did not apply it), a write whose connection could
-//!   not be made;
-//! * `info` — indeterminate (timeout, cancelled, `OUTCOME_UNKNOWN`, a transport error after
-//!   sending); the process is retired and the client continues under a new process id.
+//! to the others) run the register workload shared with the Docker suite ([`registers`]:
+//! reads, blind writes, CAS with a version this client read earlier and occasional
+//! create/delete, every written value unique, each outcome recorded as `ok`, `fail` or
+//! `info`) on four fixed keys.
 //!
 //! Meanwhile a nemesis cycles through partitioning a random minority, isolating the leader,
 //! stopping and restarting a member, and a lossy/slow network, healing in between. Afterwards
@@ -26,241 +19,37 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use baton::check::{check_report, CheckOptions, Recorder, Register, RegisterOp, RegisterOut};
-use baton::client::{Client, ClientError, CreateOptions, ReadOptions};
+use baton::check::{check_report, CheckOptions, Register, RegisterOp};
+use baton::client::{CreateOptions, ReadOptions};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use crate::harness::{ClusterOptions, TestCluster};
 
-type Rec = Recorder<RegisterOp<u64>, RegisterOut<u64>>;
+#[path = "../common/registers.rs"]
+mod registers;
+
+use registers::{client_loop, run_op, Plan, Reads, Rec, Stats, CALL_TIMEOUT};
 
 const KEYS: [&str; 4] = ["/lin/k0", "/lin/k1", "/lin/k2", "/lin/k3"];
 const CLIENTS: usize = 8;
-/// Per-call timeout of the workload's clients.
-const CALL_TIMEOUT: Duration = Duration::from_millis(2000);
-/// Outer bound on one operation (the client's own timeout should fire first).
-const OP_TIMEOUT: Duration = Duration::from_millis(3000);
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }
 
-/// How one operation ended, as the recorder needs it.
-enum Outcome {
-    Ok(RegisterOut<u64>),
-    Fail,
-    Info,
-}
-
-#[derive(Default, Debug)]
-struct Counts {
-    ok: u64,
-    fail: u64,
-    info: u64,
-}
-
-#[derive(Default)]
-struct Stats {
-    by_kind: BTreeMap<&'static str, Counts>,
-    errors: BTreeMap<String, u64>,
-}
-
-fn kind(op: &RegisterOp<u64>) -> &'static str {
-    match op {
-        RegisterOp::Read => "read",
-        RegisterOp::Write(_) => "write",
-        RegisterOp::Cas { .. } => "cas",
-        RegisterOp::Create(_) => "create",
-        RegisterOp::Delete => "delete",
+/// The workload's reads: `options`, and data nobody wrote fails the test at once (a panic in
+/// a client task is caught when the tasks are joined).
+fn workload_reads(options: ReadOptions) -> Reads {
+    Reads {
+        options,
+        unwritten: |data| panic!("a register holds data nobody wrote: {data:?}"),
     }
 }
 
-/// Whether a failed call certainly never reached a server that could apply it (the
-/// connection could not be made), following tonic's error sources.
-fn never_sent(e: &ClientError) -> bool {
-    if matches!(e, ClientError::Connect { .. }) {
-        return true;
-    }
-    let Some(status) = e.status() else {
-        return false;
-    };
-    if status.code() != tonic::Code::Unavailable {
-        return false;
-    }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
-    while let Some(err) = source {
-        if err.is::<tonic::ConnectError>() {
-            return true;
-        }
-        source = err.source();
-    }
-    false
-}
-
-fn parse(data: &[u8]) -> u64 {
-    std::str::from_utf8(data)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("a register holds data nobody wrote: {data:?}"))
-}
-
-/// Runs one operation and classifies its outcome.
-async fn execute(
-    client: &Client,
-    reads: ReadOptions,
-    key: &str,
-    op: &RegisterOp<u64>,
-) -> (Outcome, Option<String>) {
-    let res: Result<RegisterOut<u64>, ClientError> = match op {
-        RegisterOp::Read => match client.get_data_with(key, reads).await {
-            Ok((d, s)) => Ok(RegisterOut::Read(Some((parse(&d), s.version)))),
-            Err(e) if e.is("NO_NODE") => Ok(RegisterOut::Read(None)),
-            Err(e) => Err(e),
-        },
-        RegisterOp::Write(v) => match client.set_data(key, v.to_string(), -1).await {
-            Ok(s) => Ok(RegisterOut::Written(s.version)),
-            Err(e) if e.is("NO_NODE") => Ok(RegisterOut::NoNode),
-            Err(e) => Err(e),
-        },
-        RegisterOp::Cas {
-            expected_version,
-            value,
-        } => match client
-            .set_data(key, value.to_string(), *expected_version)
-            .await
-        {
-            Ok(s) => Ok(RegisterOut::Written(s.version)),
-            Err(e) if e.is("NO_NODE") => Ok(RegisterOut::NoNode),
-            Err(e) if e.is("BAD_VERSION") => Ok(RegisterOut::BadVersion),
-            Err(e) => Err(e),
-        },
-        RegisterOp::Create(v) => match client
-            .create(key, v.to_string(), CreateOptions::persistent())
-            .await
-        {
-            Ok(_) => Ok(RegisterOut::Created),
-            Err(e) if e.is("NODE_EXISTS") => Ok(RegisterOut::NodeExists),
-            Err(e) => Err(e),
-        },
-        RegisterOp::Delete => match client.delete(key, -1).await {
-            Ok(_) => Ok(RegisterOut::Deleted),
-            Err(e) if e.is("NO_NODE") => Ok(RegisterOut::NoNode),
-            Err(e) => Err(e),
-        },
-    };
-    match res {
-        Ok(out) => (Outcome::Ok(out), None),
-        Err(e) => {
-            let label = e
-                .reason()
-                .unwrap_or_else(|| format!("{:?}", e.code()).to_uppercase());
-            let outcome = if matches!(op, RegisterOp::Read) || e.is("UNAVAILABLE") || never_sent(&e)
-            {
-                Outcome::Fail
-            } else {
-                Outcome::Info
-            };
-            (outcome, Some(label))
-        }
-    }
-}
-
-/// Records one operation on `key` by `process`; returns false if it was indeterminate (the
-/// process must then be retired).
-#[allow(clippy::too_many_arguments)]
-async fn run_op(
-    rec: &Rec,
-    stats: &Mutex<Stats>,
-    client: &Client,
-    reads: ReadOptions,
-    process: u64,
-    key: &str,
-    op: RegisterOp<u64>,
-) -> (bool, Option<RegisterOut<u64>>) {
-    let k = kind(&op);
-    let id = rec.invoke(process, key, op.clone());
-    let (outcome, err) =
-        match tokio::time::timeout(OP_TIMEOUT, execute(client, reads, key, &op)).await {
-            Ok(r) => r,
-            Err(_) => (Outcome::Info, Some("OUTER_TIMEOUT".to_string())),
-        };
-    let mut st = stats.lock().unwrap();
-    if let Some(e) = err {
-        *st.errors.entry(format!("{k}: {e}")).or_default() += 1;
-    }
-    let counts = st.by_kind.entry(k).or_default();
-    match outcome {
-        Outcome::Ok(out) => {
-            counts.ok += 1;
-            rec.ok(id, out.clone());
-            (true, Some(out))
-        }
-        Outcome::Fail => {
-            counts.fail += 1;
-            rec.fail(id);
-            (true, None)
-        }
-        Outcome::Info => {
-            counts.info += 1;
-            rec.info(id);
-            (false, None)
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn client_loop(
-    index: usize,
-    client: Client,
-    reads: ReadOptions,
-    rec: Rec,
-    stats: Arc<Mutex<Stats>>,
-    stop: Arc<AtomicBool>,
-    seed: u64,
-) -> u64 {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut process = rec.new_process();
-    let mut counter: u64 = 0;
-    let mut versions: BTreeMap<&str, i32> = BTreeMap::new();
-    let base = (index as u64 + 1) * 1_000_000_000;
-    let mut ops = 0u64;
-    while !stop.load(Ordering::Relaxed) && ops < 1_000_000 {
-        ops += 1;
-        let key = KEYS[rng.gen_range(0..KEYS.len())];
-        counter += 1;
-        let value = base + counter;
-        let roll = rng.gen_range(0..100);
-        let op = match roll {
-            0..=44 => RegisterOp::Read,
-            45..=62 => RegisterOp::Write(value),
-            63..=86 => RegisterOp::Cas {
-                expected_version: versions
-                    .get(key)
-                    .copied()
-                    .unwrap_or_else(|| rng.gen_range(0..3)),
-                value,
-            },
-            87..=95 => RegisterOp::Create(value),
-            _ => RegisterOp::Delete,
-        };
-        let (determinate, out) = run_op(&rec, &stats, &client, reads, process, key, op).await;
-        if !determinate {
-            process = rec.new_process();
-        }
-        match out {
-            Some(RegisterOut::Read(Some((_, v)))) | Some(RegisterOut::Written(v)) => {
-                versions.insert(key, v);
-            }
-            Some(RegisterOut::Created) => {
-                versions.insert(key, 0);
-            }
-            _ => {}
-        }
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..8))).await;
-    }
-    ops
+fn pick_key(rng: &mut StdRng) -> String {
+    KEYS[rng.gen_range(0..KEYS.len())].to_string()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -405,11 +194,16 @@ async fn run_workload(w: Workload) -> RunResult {
         tasks.push(tokio::spawn(client_loop(
             i,
             client,
-            reads,
             rec.clone(),
             stats.clone(),
             stop.clone(),
             seed.wrapping_add(1000 + i as u64),
+            Plan {
+                keys: pick_key,
+                reads: workload_reads(reads),
+                max_ops: 1_000_000,
+                pause_ms: 8,
+            },
         )));
     }
 
@@ -451,7 +245,7 @@ async fn run_workload(w: Workload) -> RunResult {
                     &rec,
                     &stats,
                     &client,
-                    ReadOptions::linearizable(),
+                    workload_reads(ReadOptions::linearizable()),
                     p,
                     key,
                     RegisterOp::Read,
@@ -481,7 +275,6 @@ async fn run_workload(w: Workload) -> RunResult {
     let check_time = check_started.elapsed();
 
     let st = stats.lock().unwrap();
-    let (mut ok, mut fail, mut info) = (0, 0, 0);
     println!("---- linearizability figures (seed {seed}) ----");
     println!(
         "run: {:.1} s of nemesis, {client_ops} client ops by {CLIENTS} clients on {} keys",
@@ -493,14 +286,15 @@ async fn run_workload(w: Workload) -> RunResult {
             "  {k:<7} ok {:>6}  fail {:>5}  info {:>5}",
             cnt.ok, cnt.fail, cnt.info
         );
-        ok += cnt.ok;
-        fail += cnt.fail;
-        info += cnt.info;
     }
+    let total = st.total();
     println!(
-        "ops total {}: ok {ok}, fail {fail}, info {info} ({:.1} % indeterminate)",
-        ok + fail + info,
-        100.0 * info as f64 / (ok + fail + info).max(1) as f64
+        "ops total {}: ok {}, fail {}, info {} ({:.1} % indeterminate)",
+        total.total(),
+        total.ok,
+        total.fail,
+        total.info,
+        100.0 * total.info as f64 / total.total().max(1) as f64
     );
     println!("errors seen: {:?}", st.errors);
     for (f, (n, t)) in &injected {
@@ -542,7 +336,7 @@ async fn run_workload(w: Workload) -> RunResult {
     RunResult {
         report,
         injected,
-        ok,
+        ok: total.ok,
     }
 }
 

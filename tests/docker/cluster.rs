@@ -7,6 +7,9 @@ use baton::client::{Client, ClientError, ClientOptions, StatusResponse};
 use baton::proto::v1::Role;
 use tokio::process::Command;
 
+// How the workloads classify a failed call, shared with the in-process suite.
+pub use crate::registers::{error_label, write_not_applied};
+
 /// One member: its container, its client port published on 127.0.0.1, its peer address.
 #[derive(Clone, Debug)]
 pub struct Member {
@@ -289,38 +292,4 @@ impl Cluster {
             bound.as_secs()
         ))
     }
-}
-
-/// Whether a failed call certainly never reached a server (the connection could not be made).
-pub fn never_sent(e: &ClientError) -> bool {
-    if matches!(e, ClientError::Connect { .. }) {
-        return true;
-    }
-    let Some(status) = e.status() else {
-        return false;
-    };
-    if status.code() != tonic::Code::Unavailable {
-        return false;
-    }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
-    while let Some(err) = source {
-        if err.is::<tonic::ConnectError>() {
-            return true;
-        }
-        source = err.source();
-    }
-    false
-}
-
-/// Whether a failed *write* definitely did not take effect: the server said `UNAVAILABLE`
-/// (it promises not to have applied it) or the connection was never made. Anything else
-/// (timeout, connection lost after sending, `OUTCOME_UNKNOWN`) is indeterminate.
-pub fn write_not_applied(e: &ClientError) -> bool {
-    e.is("UNAVAILABLE") || never_sent(e)
-}
-
-/// A short label for error statistics: the reason, or the gRPC code.
-pub fn error_label(e: &ClientError) -> String {
-    e.reason()
-        .unwrap_or_else(|| baton::client::code_name(e.code()).to_string())
 }
