@@ -110,6 +110,26 @@ pub fn is_leader(raft: &Raft, my_id: u64) -> bool {
     m.state == ServerState::Leader && m.current_leader == Some(my_id)
 }
 
+/// The term in which this member leads now, if it does.
+pub fn leading_term(raft: &Raft, my_id: u64) -> Option<u64> {
+    let m = raft.metrics();
+    let m = m.borrow();
+    (m.state == ServerState::Leader && m.current_leader == Some(my_id)).then_some(m.current_term)
+}
+
+/// Resolves once this member no longer leads in `term` (it stepped down, or a later term
+/// began).
+pub async fn until_not_leading(raft: &Raft, my_id: u64, term: u64) {
+    let mut rx = raft.metrics();
+    let _ = rx
+        .wait_for(|m| {
+            !(m.state == ServerState::Leader
+                && m.current_leader == Some(my_id)
+                && m.current_term == term)
+        })
+        .await;
+}
+
 /// Resolves once this member knows a leader other than `leader`: used to give up on a call to
 /// a leader that stopped answering (paused, cut off) instead of waiting out its timeout.
 pub async fn until_leader_changes(raft: &Raft, leader: u64) {

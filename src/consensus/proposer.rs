@@ -11,8 +11,9 @@
 //! never forwards again). The follower then waits until it has applied the batch's entry, so
 //! a client reading from the member it wrote through sees its own write.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
@@ -33,6 +34,35 @@ const MAX_IN_FLIGHT: usize = 2;
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long to wait for a leader before answering UNAVAILABLE.
 const LEADER_WAIT: Duration = Duration::from_secs(3);
+/// How long a write submitted here may still be answered by consensus after this member
+/// stopped leading the term it was submitted in (an entry committed just before the change is
+/// then still reported as done); after that its outcome is reported as unknown.
+const DEPOSED_GRACE: Duration = Duration::from_secs(2);
+/// A batch still in progress after this long is reported (and again each time it passes).
+const SLOW_BATCH: Duration = Duration::from_secs(10);
+
+/// Where a batch is, for the slow-batch warning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Stage {
+    FindingLeader = 0,
+    Submitted = 1,
+    Forwarding = 2,
+    AwaitingNewLeader = 3,
+    AwaitingApply = 4,
+}
+
+impl Stage {
+    fn name(v: u8) -> &'static str {
+        match v {
+            0 => "finding the leader",
+            1 => "submitted to consensus here, awaiting commit and apply",
+            2 => "forwarded to the leader, awaiting its answer",
+            3 => "awaiting a new leader after a failed forward",
+            _ => "awaiting the local apply of a forwarded write",
+        }
+    }
+}
 
 type Outcome = Result<(RequestResult, Zxid), BatonError>;
 type Reply = oneshot::Sender<Outcome>;
@@ -140,7 +170,22 @@ async fn run(lp: Arc<Loop>, mut rx: mpsc::Receiver<Item>, max_batch: usize) {
         }
         let lp = lp.clone();
         tokio::spawn(async move {
-            lp.process(batch).await;
+            let n = batch.len();
+            let stage = AtomicU8::new(Stage::FindingLeader as u8);
+            let work = lp.process(batch, &stage);
+            tokio::pin!(work);
+            let started = Instant::now();
+            for _ in 0..u64::MAX {
+                tokio::select! {
+                    () = &mut work => break,
+                    () = tokio::time::sleep(SLOW_BATCH) => warn!(
+                        requests = n,
+                        secs = started.elapsed().as_secs(),
+                        stage = Stage::name(stage.load(Ordering::Relaxed)),
+                        "a write batch is taking long"
+                    ),
+                }
+            }
             drop(permit);
         });
     }
@@ -153,17 +198,21 @@ fn answer(items: Vec<Item>, err: &BatonError) {
 }
 
 impl Loop {
-    async fn process(&self, batch: Vec<Item>) {
+    async fn process(&self, batch: Vec<Item>, stage: &AtomicU8) {
         let mut leader = peers::leader(&self.raft);
         if leader.is_none() {
             peers::wait_for_leader(&self.raft, LEADER_WAIT).await;
             leader = peers::leader(&self.raft);
         }
         match leader {
-            Some((id, node)) if id != self.my_id => self.forward_or_refuse(batch, id, node).await,
+            Some((id, node)) if id != self.my_id => {
+                self.forward_or_refuse(batch, id, node, stage).await
+            }
             // Submit locally only while this member really leads: a write refused after
             // submission cannot be told apart from one lost with leadership (see below).
-            Some(_) if peers::is_leader(&self.raft, self.my_id) => self.write_locally(batch).await,
+            Some(_) if peers::is_leader(&self.raft, self.my_id) => {
+                self.write_locally(batch, stage).await
+            }
             Some(_) => answer(
                 batch,
                 &BatonError::Unavailable("this member is between roles; retry".into()),
@@ -186,7 +235,8 @@ impl Loop {
         }
     }
 
-    async fn write_locally(&self, batch: Vec<Item>) {
+    async fn write_locally(&self, batch: Vec<Item>, stage: &AtomicU8) {
+        stage.store(Stage::Submitted as u8, Ordering::Relaxed);
         let (requests, items): (Vec<Request>, Vec<Item>) = batch
             .into_iter()
             .map(|mut it| {
@@ -198,7 +248,54 @@ impl Loop {
             time_ms: now_ms(),
             requests,
         };
-        match self.raft.client_write(cmd).await {
+        let Some(term) = peers::leading_term(&self.raft, self.my_id) else {
+            return answer(
+                items,
+                &BatonError::Unavailable("this member stopped leading; retry".into()),
+            );
+        };
+        // openraft 0.9 answers a pending write when its entry is applied or truncated, but not
+        // when a deposed leader installs a snapshot that replaces its log: such a write would
+        // wait forever (and hold one of the proposer's in-flight slots). So a write is given up
+        // as "outcome unknown" once this member no longer leads the term it was submitted in
+        // (after a short grace for entries committed just before).
+        let deposed = async {
+            peers::until_not_leading(&self.raft, self.my_id, term).await;
+            tokio::time::sleep(DEPOSED_GRACE).await;
+        };
+        let written = tokio::select! {
+            r = self.raft.client_write(cmd) => r,
+            () = deposed => {
+                return answer(
+                    items,
+                    &BatonError::OutcomeUnknown(format!(
+                        "this member stopped leading term {term} while the write was pending; \
+                         it may or may not be applied"
+                    )),
+                );
+            }
+        };
+        match written {
+            // The response is for the entry applied at the index this write was appended at.
+            // It is this write's only if that entry was appended by this member in the term
+            // the write was submitted in; anything else means the write's entry was replaced.
+            Ok(resp)
+                if resp.log_id.leader_id.node_id != self.my_id
+                    || resp.log_id.leader_id.term != term =>
+            {
+                warn!(
+                    term,
+                    log_id = %resp.log_id,
+                    "a write was answered with another leader's entry; reporting it as unknown"
+                );
+                answer(
+                    items,
+                    &BatonError::OutcomeUnknown(format!(
+                        "the write's entry was replaced by {} after leadership changed",
+                        resp.log_id
+                    )),
+                )
+            }
             Ok(resp) => {
                 let zxid = resp.log_id.index;
                 let mut results = resp.data.into_iter();
@@ -239,7 +336,13 @@ impl Loop {
         }
     }
 
-    async fn forward_or_refuse(&self, batch: Vec<Item>, leader: u64, node: MemberNode) {
+    async fn forward_or_refuse(
+        &self,
+        batch: Vec<Item>,
+        leader: u64,
+        node: MemberNode,
+        stage: &AtomicU8,
+    ) {
         let (forward, refuse): (Vec<Item>, Vec<Item>) =
             batch.into_iter().partition(|it| it.forwardable);
         answer(
@@ -252,6 +355,7 @@ impl Loop {
         if forward.is_empty() {
             return;
         }
+        stage.store(Stage::Forwarding as u8, Ordering::Relaxed);
         let mut outcomes = self.forward(&forward, leader, &node).await;
         let undelivered = outcomes
             .iter()
@@ -259,10 +363,12 @@ impl Loop {
         if undelivered {
             // The leader is gone or unreachable and nothing was applied: once another leader
             // is known, hand the batch to it (or write it here if this member now leads).
+            stage.store(Stage::AwaitingNewLeader as u8, Ordering::Relaxed);
             if let Some((id, node)) = self.wait_for_new_leader(leader).await {
                 if id == self.my_id && peers::is_leader(&self.raft, self.my_id) {
-                    return Box::pin(self.write_locally(forward)).await;
+                    return Box::pin(self.write_locally(forward, stage)).await;
                 }
+                stage.store(Stage::Forwarding as u8, Ordering::Relaxed);
                 outcomes = self.forward(&forward, id, &node).await;
             }
         }
@@ -273,6 +379,7 @@ impl Loop {
             .unwrap_or(0);
         if max_zxid > 0 {
             // Read-your-writes on this member: wait (bounded) until it applied the entry.
+            stage.store(Stage::AwaitingApply as u8, Ordering::Relaxed);
             let mut applied = self.applied.clone();
             let _ =
                 tokio::time::timeout(Duration::from_secs(2), applied.wait_for(|a| *a >= max_zxid))

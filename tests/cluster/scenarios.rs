@@ -486,6 +486,129 @@ async fn lagging_member_catches_up_by_snapshot() {
     assert_eq!(d, b"123");
 }
 
+/// A leader cut off with writes pending on it, while the others elect a new leader and move
+/// on far enough that it must catch up by snapshot: once it is back, its pending writes are
+/// answered (OUTCOME_UNKNOWN: none of them was committed) instead of waiting forever, none of
+/// them is applied, and writes through it work again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deposed_leader_that_installs_a_snapshot_answers_its_pending_writes() {
+    const PENDING: usize = 4;
+    let c = TestCluster::start_with(ClusterOptions {
+        snapshot_every: 50,
+        keep_logs: 10,
+        ..ClusterOptions::default()
+    })
+    .await;
+    let old = c.wait_for_leader(SECS(10)).await;
+    let pinned = c.client_timeout(old, SECS(40)).await;
+    create_settled(&pinned, "/dep", b"").await;
+    c.wait_converged(SECS(10)).await;
+
+    c.isolate(old);
+    let mut pending = Vec::new();
+    for i in 0..PENDING {
+        let client = pinned.clone();
+        pending.push(tokio::spawn(async move {
+            let r = client
+                .create(
+                    &format!("/dep/pending{i}"),
+                    "x",
+                    CreateOptions::persistent(),
+                )
+                .await;
+            (r, Instant::now())
+        }));
+    }
+    let new = c.wait_for_new_leader(old, SECS(20)).await;
+    let via = c.client(new).await;
+    for i in 0..300 {
+        via.create(&format!("/dep/n{i:03}"), "", CreateOptions::persistent())
+            .await
+            .unwrap_or_else(|e| panic!("write {i} through the new leader: {e}"));
+    }
+    let old_last = c
+        .handle(old)
+        .raft
+        .metrics()
+        .borrow()
+        .last_log_index
+        .unwrap_or(0);
+    poll_until(
+        SECS(20),
+        || {
+            let m = c.handle(new).raft.metrics().borrow().clone();
+            m.purged.map(|l| l.index).filter(|&p| p > old_last + 1)
+        },
+        || {
+            format!(
+                "the new leader did not purge past {old_last}:\n{}",
+                c.describe()
+            )
+        },
+    )
+    .await;
+
+    c.heal();
+    let healed = Instant::now();
+    let (mut queued_ok, mut unknown) = (Vec::new(), Vec::new());
+    for (i, p) in pending.into_iter().enumerate() {
+        let (r, at) = tokio::time::timeout(SECS(20), p)
+            .await
+            .unwrap_or_else(|_| panic!("pending write {i} still unanswered 20 s after the heal"))
+            .expect("task");
+        // A write still queued when the member stepped down is passed to the new leader
+        // and succeeds; one appended to the cut-off log never commits.
+        match &r {
+            Ok(_) => queued_ok.push(i),
+            Err(e) if e.is("OUTCOME_UNKNOWN") || e.is("UNAVAILABLE") => unknown.push(i),
+            Err(e) => panic!("pending write {i}: {e}"),
+        }
+        assert!(
+            at.saturating_duration_since(healed) < SECS(10),
+            "pending write {i} answered {:?} after the heal",
+            at.saturating_duration_since(healed)
+        );
+    }
+    let snap = c
+        .handle(old)
+        .raft
+        .metrics()
+        .borrow()
+        .snapshot
+        .map(|l| l.index)
+        .unwrap_or(0);
+    assert!(
+        snap > old_last,
+        "precondition: member {old} caught up by installing a snapshot (its snapshot {snap}, \
+         its log ended at {old_last})"
+    );
+    let again = retry(SECS(10), 100, || async {
+        pinned
+            .set_data("/dep", "after", -1)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    assert!(
+        again.is_ok(),
+        "a write through member {old} after the heal: {again:?}"
+    );
+    assert!(
+        !unknown.is_empty(),
+        "precondition: some write was appended on the cut-off leader (succeeded after the \
+         heal: {queued_ok:?})"
+    );
+    for i in 0..PENDING {
+        let found = read_settled(&via, &format!("/dep/pending{i}")).await;
+        assert_eq!(
+            found.is_some(),
+            queued_ok.contains(&i),
+            "pending write {i}: applied exactly if it was acknowledged (unknown: {unknown:?})"
+        );
+    }
+    c.wait_converged(SECS(30)).await;
+}
+
 /// Membership changes: a new member joins as a learner and catches up, is promoted and then
 /// votes; a member is removed; the cluster serves throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
