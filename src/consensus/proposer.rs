@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
 use super::peers::{self, status_error, Peers};
@@ -36,7 +36,8 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
 const LEADER_WAIT: Duration = Duration::from_secs(3);
 /// How long a write submitted here may still be answered by consensus after this member
 /// stopped leading the term it was submitted in (an entry committed just before the change is
-/// then still reported as done); after that its outcome is reported as unknown.
+/// then still reported as done); after that its outcome is reported as unknown. The write
+/// gives up its in-flight place at once.
 const DEPOSED_GRACE: Duration = Duration::from_secs(2);
 /// A batch still in progress after this long is reported (and again each time it passes).
 const SLOW_BATCH: Duration = Duration::from_secs(10);
@@ -50,6 +51,23 @@ enum Stage {
     Forwarding = 2,
     AwaitingNewLeader = 3,
     AwaitingApply = 4,
+}
+
+/// One batch's in-flight slot: its stage (for the slow-batch warning) and its permit.
+struct Slot {
+    stage: AtomicU8,
+    permit: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+impl Slot {
+    fn set(&self, stage: Stage) {
+        self.stage.store(stage as u8, Ordering::Relaxed);
+    }
+
+    /// Frees the in-flight place before the batch is done (it no longer occupies consensus).
+    fn release(&self) {
+        self.permit.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
 }
 
 impl Stage {
@@ -171,8 +189,11 @@ async fn run(lp: Arc<Loop>, mut rx: mpsc::Receiver<Item>, max_batch: usize) {
         let lp = lp.clone();
         tokio::spawn(async move {
             let n = batch.len();
-            let stage = AtomicU8::new(Stage::FindingLeader as u8);
-            let work = lp.process(batch, &stage);
+            let slot = Slot {
+                stage: AtomicU8::new(Stage::FindingLeader as u8),
+                permit: std::sync::Mutex::new(Some(permit)),
+            };
+            let work = lp.process(batch, &slot);
             tokio::pin!(work);
             let started = Instant::now();
             for _ in 0..u64::MAX {
@@ -181,12 +202,12 @@ async fn run(lp: Arc<Loop>, mut rx: mpsc::Receiver<Item>, max_batch: usize) {
                     () = tokio::time::sleep(SLOW_BATCH) => warn!(
                         requests = n,
                         secs = started.elapsed().as_secs(),
-                        stage = Stage::name(stage.load(Ordering::Relaxed)),
+                        stage = Stage::name(slot.stage.load(Ordering::Relaxed)),
                         "a write batch is taking long"
                     ),
                 }
             }
-            drop(permit);
+            slot.release();
         });
     }
 }
@@ -198,7 +219,7 @@ fn answer(items: Vec<Item>, err: &BatonError) {
 }
 
 impl Loop {
-    async fn process(&self, batch: Vec<Item>, stage: &AtomicU8) {
+    async fn process(&self, batch: Vec<Item>, slot: &Slot) {
         let mut leader = peers::leader(&self.raft);
         if leader.is_none() {
             peers::wait_for_leader(&self.raft, LEADER_WAIT).await;
@@ -206,12 +227,12 @@ impl Loop {
         }
         match leader {
             Some((id, node)) if id != self.my_id => {
-                self.forward_or_refuse(batch, id, node, stage).await
+                self.forward_or_refuse(batch, id, node, slot).await
             }
             // Submit locally only while this member really leads: a write refused after
             // submission cannot be told apart from one lost with leadership (see below).
             Some(_) if peers::is_leader(&self.raft, self.my_id) => {
-                self.write_locally(batch, stage).await
+                self.write_locally(batch, slot).await
             }
             Some(_) => answer(
                 batch,
@@ -235,8 +256,8 @@ impl Loop {
         }
     }
 
-    async fn write_locally(&self, batch: Vec<Item>, stage: &AtomicU8) {
-        stage.store(Stage::Submitted as u8, Ordering::Relaxed);
+    async fn write_locally(&self, batch: Vec<Item>, slot: &Slot) {
+        slot.set(Stage::Submitted);
         let (requests, items): (Vec<Request>, Vec<Item>) = batch
             .into_iter()
             .map(|mut it| {
@@ -256,23 +277,28 @@ impl Loop {
         };
         // openraft 0.9 answers a pending write when its entry is applied or truncated, but not
         // when a deposed leader installs a snapshot that replaces its log: such a write would
-        // wait forever (and hold one of the proposer's in-flight slots). So a write is given up
-        // as "outcome unknown" once this member no longer leads the term it was submitted in
-        // (after a short grace for entries committed just before).
-        let deposed = async {
-            peers::until_not_leading(&self.raft, self.my_id, term).await;
-            tokio::time::sleep(DEPOSED_GRACE).await;
-        };
+        // wait forever (and hold one of the proposer's in-flight places). So once this member
+        // no longer leads the term the write was submitted in, the write frees its place and
+        // gets a short grace (an entry committed just before is still answered when applied);
+        // after that its outcome is reported as unknown.
+        let write = self.raft.client_write(cmd);
+        tokio::pin!(write);
         let written = tokio::select! {
-            r = self.raft.client_write(cmd) => r,
-            () = deposed => {
-                return answer(
-                    items,
-                    &BatonError::OutcomeUnknown(format!(
-                        "this member stopped leading term {term} while the write was pending; \
-                         it may or may not be applied"
-                    )),
-                );
+            r = &mut write => r,
+            () = peers::until_not_leading(&self.raft, self.my_id, term) => {
+                slot.release();
+                match tokio::time::timeout(DEPOSED_GRACE, &mut write).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        return answer(
+                            items,
+                            &BatonError::OutcomeUnknown(format!(
+                                "this member stopped leading term {term} while the write was \
+                                 pending; it may or may not be applied"
+                            )),
+                        )
+                    }
+                }
             }
         };
         match written {
@@ -341,7 +367,7 @@ impl Loop {
         batch: Vec<Item>,
         leader: u64,
         node: MemberNode,
-        stage: &AtomicU8,
+        slot: &Slot,
     ) {
         let (forward, refuse): (Vec<Item>, Vec<Item>) =
             batch.into_iter().partition(|it| it.forwardable);
@@ -355,7 +381,7 @@ impl Loop {
         if forward.is_empty() {
             return;
         }
-        stage.store(Stage::Forwarding as u8, Ordering::Relaxed);
+        slot.set(Stage::Forwarding);
         let mut outcomes = self.forward(&forward, leader, &node).await;
         let undelivered = outcomes
             .iter()
@@ -363,12 +389,12 @@ impl Loop {
         if undelivered {
             // The leader is gone or unreachable and nothing was applied: once another leader
             // is known, hand the batch to it (or write it here if this member now leads).
-            stage.store(Stage::AwaitingNewLeader as u8, Ordering::Relaxed);
+            slot.set(Stage::AwaitingNewLeader);
             if let Some((id, node)) = self.wait_for_new_leader(leader).await {
                 if id == self.my_id && peers::is_leader(&self.raft, self.my_id) {
-                    return Box::pin(self.write_locally(forward, stage)).await;
+                    return Box::pin(self.write_locally(forward, slot)).await;
                 }
-                stage.store(Stage::Forwarding as u8, Ordering::Relaxed);
+                slot.set(Stage::Forwarding);
                 outcomes = self.forward(&forward, id, &node).await;
             }
         }
@@ -379,7 +405,7 @@ impl Loop {
             .unwrap_or(0);
         if max_zxid > 0 {
             // Read-your-writes on this member: wait (bounded) until it applied the entry.
-            stage.store(Stage::AwaitingApply as u8, Ordering::Relaxed);
+            slot.set(Stage::AwaitingApply);
             let mut applied = self.applied.clone();
             let _ =
                 tokio::time::timeout(Duration::from_secs(2), applied.wait_for(|a| *a >= max_zxid))
