@@ -6,6 +6,8 @@
 //! Run with `cargo test --test cluster`; `RUST_LOG=info` shows the members' logs,
 //! `BATON_SOAK_SECS=300` lengthens the linearizability run.
 
+#[path = "../common/fenced.rs"]
+mod fenced;
 mod harness;
 mod linearizability;
 mod locks;
