@@ -38,7 +38,7 @@ const LEADER_WAIT: Duration = Duration::from_secs(3);
 /// stopped leading the term it was submitted in (an entry committed just before the change is
 /// then still reported as done); after that its outcome is reported as unknown. The write
 /// gives up its in-flight place at once.
-const DEPOSED_GRACE: Duration = Duration::from_secs(2);
+const DEPOSED_GRACE: Duration = Duration::from_millis(500);
 /// A batch still in progress after this long is reported (and again each time it passes).
 const SLOW_BATCH: Duration = Duration::from_secs(10);
 

@@ -12,8 +12,9 @@
 //!   among acknowledged creates, every acknowledged create present after healing;
 //! * **ephemerals** (`ephemerals.rs`): once a session is known closed or expired none of its
 //!   ephemerals remain; live sessions keep theirs; every session ends and `/df/eph` empties;
-//! * **locks** (`locks.rs`): a separate, not yet implemented slot (waits for the Locks
-//!   service); the summary says NOT RUN.
+//! * **locks** (`locks.rs`, the fenced counter of `tests/common/fenced.rs`): fenced
+//!   increments under the lock are exact, tokens increase along the counter, no stale or
+//!   refused write commits, and the writer held the lock at every committed increment.
 //!
 //! A nemesis (`nemesis.rs`) partitions a member or the leader from its peers, kills and
 //! restarts members, and pauses them, one fault at a time, measuring the recovery time after
@@ -23,6 +24,8 @@
 
 mod cluster;
 mod ephemerals;
+#[path = "../common/fenced.rs"]
+mod fenced;
 mod locks;
 mod nemesis;
 mod registers;
@@ -255,7 +258,10 @@ async fn run(cfg: Config) -> Vec<String> {
             seed.wrapping_add(3000 + i as u64),
         )));
     }
-    // Slot for the fenced lock counter workload (tests/docker/locks.rs): not run yet.
+    let lock_workload = match locks::Workload::start(&cluster, &setup, next_client()).await {
+        Ok(w) => w,
+        Err(e) => return vec![format!("setup: lock workload: {e}")],
+    };
 
     // ---- nemesis ----
     let Ok(probe) = connect(
@@ -320,6 +326,8 @@ async fn run(cfg: Config) -> Vec<String> {
             _ => problems.push("a session worker did not stop within 60 s".into()),
         }
     }
+    let lock_report = lock_workload.finish(&setup).await;
+    problems.extend(lock_report.problems.iter().map(|p| format!("locks: {p}")));
     let workload_secs = started.elapsed().as_secs_f64();
 
     // ---- final reads: every register key on every member (recorded, checked) ----
@@ -570,7 +578,12 @@ async fn run(cfg: Config) -> Vec<String> {
         eph_left,
         eph_final_problems.len()
     );
-    say!("locks: {}", locks::STATUS);
+    say!(
+        "locks: {} workers; {}; {} problem(s)",
+        locks::WORKERS,
+        lock_report.figures,
+        lock_report.problems.len()
+    );
     say!("faults: {} injected", faults.len());
     let mut all_recovery: Vec<u64> = Vec::new();
     for (k, (n, secs, rec_ms)) in &by_kind {
@@ -705,7 +718,11 @@ async fn run(cfg: Config) -> Vec<String> {
             "violations": eph_violations,
             "left": eph_left,
         },
-        "locks": locks::STATUS,
+        "locks": {
+            "workers": locks::WORKERS,
+            "figures": &lock_report.figures,
+            "problems": &lock_report.problems,
+        },
         "faults": faults,
         "recovery_ms": {
             "p50": pct(&all_recovery, 0.5),
