@@ -467,6 +467,42 @@ async fn dropping_a_guard_releases_the_lock() {
         .unwrap());
 }
 
+/// A waiter whose queue place another client deletes is told NO_NODE, and its session stays
+/// alive (only SESSION_EXPIRED marks a session lost).
+#[tokio::test]
+async fn a_waiter_whose_queue_place_is_deleted_gets_no_node_and_keeps_its_session() {
+    let m = start().await;
+    let c = &m.client;
+    let sa = m.session().await;
+    let sb = Arc::new(m.session().await);
+    let _a = c
+        .lock("/del", &sa, LockOptions::exclusive())
+        .await
+        .expect("lock");
+    let b = enqueue_waiter(
+        &m,
+        "/del",
+        sb.clone(),
+        LockOptions::exclusive().wait(Duration::from_secs(20)),
+        1,
+        1,
+    )
+    .await;
+    let q = inspect(c, "/del").await;
+    c.delete(&q.waiters[0].lock_node, -1)
+        .await
+        .expect("delete the waiter's node");
+    let err = match tokio::time::timeout(Duration::from_secs(10), b).await {
+        Ok(Ok(Err(e))) => e,
+        other => panic!(
+            "the waiter must fail at once: {:?}",
+            other.map(|r| r.map(|g| g.map(|g| g.fencing_token())))
+        ),
+    };
+    assert_eq!(reason(&err), "NO_NODE", "{err}");
+    assert!(sb.is_alive(), "the waiter's session is still alive");
+}
+
 #[tokio::test]
 async fn session_expiry_releases_the_lock_and_promotes_the_next_waiter() {
     let m = start().await;

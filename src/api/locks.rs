@@ -365,8 +365,15 @@ pub(crate) async fn acquire(
         }
         Ok(Ok(Wake::Gone)) => {
             let node = cand.disarm();
-            warn!(node, "contender node vanished while waiting");
-            Err(BatonError::SessionExpired(session_id))
+            // Its session ended (the usual case), or someone deleted the node.
+            if ctx.read_tree(|s| s.session(session_id).is_some()) {
+                warn!(node, "contender node deleted while waiting");
+                Err(BatonError::NoNode(format!(
+                    "the queue place {node} was deleted while waiting"
+                )))
+            } else {
+                Err(BatonError::SessionExpired(session_id))
+            }
         }
         Ok(Err(_)) => Err(BatonError::Unavailable("member is shutting down".into())),
         Err(_) => Err(BatonError::DeadlineExceeded(format!(

@@ -345,7 +345,9 @@ impl Client {
     ///
     /// # Errors
     /// `DEADLINE_EXCEEDED` if not granted within the wait (the queue place is given up);
-    /// `SESSION_EXPIRED` if the session is gone (or ends while waiting); `INVALID_PATH`,
+    /// `SESSION_EXPIRED` if the session is gone (or ends while waiting; the session is then
+    /// marked lost at once); `NO_NODE` if another client deleted the queue place while it
+    /// waited; `INVALID_PATH`,
     /// `BAD_ARGUMENTS` (root path, no session, unknown mode), `NO_AUTH` (under `/baton`),
     /// `TOO_LARGE` (data), transport errors.
     pub async fn lock(
@@ -357,7 +359,8 @@ impl Client {
         let req = options.request(path, session.id());
         let resp = self
             .enqueue(path, session.id(), Queue::Lock { wait: true }, req)
-            .await?;
+            .await
+            .inspect_err(|e| session.note_error(e))?;
         Ok(self.guard(path, session, resp.0, resp.1))
     }
 
@@ -376,7 +379,8 @@ impl Client {
         req.wait_timeout_ms = 0;
         let resp = self
             .enqueue(path, session.id(), Queue::Lock { wait: false }, req)
-            .await?;
+            .await
+            .inspect_err(|e| session.note_error(e))?;
         Ok(self.guard(path, session, resp.0, resp.1))
     }
 
@@ -555,7 +559,8 @@ impl Client {
         };
         let (leader_node, term) = self
             .enqueue(path, session.id(), Queue::Campaign, req)
-            .await?;
+            .await
+            .inspect_err(|e| session.note_error(e))?;
         Ok(Leadership {
             path: path.to_string(),
             leader_node,

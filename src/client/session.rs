@@ -150,6 +150,24 @@ impl Session {
         self.state.borrow().is_alive()
     }
 
+    /// Marks the session lost at once when a call made with it says the server no longer
+    /// knows it (instead of waiting for the keepalive to find out).
+    pub(crate) fn note_error(&self, err: &ClientError) {
+        if is_fatal(err) {
+            self.task.abort();
+            self.state.send_if_modified(|s| {
+                if s.is_alive() {
+                    *s = SessionState::Lost {
+                        reason: err.to_string(),
+                    };
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+    }
+
     /// A receiver that sees every state change.
     pub fn state_receiver(&self) -> watch::Receiver<SessionState> {
         self.state.subscribe()
@@ -397,11 +415,10 @@ mod tests {
         assert!(!SessionState::Lost { reason: "x".into() }.is_alive());
     }
 
-    #[tokio::test]
-    async fn debug_output_hides_the_secret() {
-        // No server is needed: a lazily connected client never dials.
+    /// A client that never dials (no server is needed).
+    fn offline_client() -> Client {
         let endpoint = tonic::transport::Endpoint::from_static("http://127.0.0.1:1");
-        let client = Client {
+        Client {
             shared: Arc::new(super::super::Shared {
                 endpoints: vec!["http://127.0.0.1:1".into()],
                 channels: vec![endpoint.connect_lazy()],
@@ -409,9 +426,13 @@ mod tests {
                 options: Default::default(),
             }),
             timeout: Duration::from_secs(1),
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn debug_output_hides_the_secret() {
         let session = Session::start(
-            client,
+            offline_client(),
             0x2a,
             b"hunter2".to_vec(),
             Duration::from_secs(9),
@@ -421,6 +442,29 @@ mod tests {
         assert!(shown.contains("0x2a"), "{shown}");
         assert!(!shown.contains("104"), "{shown}"); // 'h' of the secret
         assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn a_call_that_finds_the_session_expired_marks_it_lost_at_once() {
+        let session = Session::start(
+            offline_client(),
+            7,
+            b"s".to_vec(),
+            Duration::from_secs(60),
+            None,
+        );
+        session.note_error(&ClientError::from(tonic::Status::unavailable("down")));
+        assert!(
+            session.is_alive(),
+            "a transport error says nothing of the session"
+        );
+        let expired = ClientError::from(crate::error::BatonError::SessionExpired(7).to_status());
+        session.note_error(&expired);
+        assert!(
+            matches!(session.state(), SessionState::Lost { .. }),
+            "{:?}",
+            session.state()
+        );
     }
 
     #[test]
