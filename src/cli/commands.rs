@@ -310,8 +310,7 @@ async fn watch_once(
     backoff: &mut Duration,
     out: &mut Printer,
 ) -> Result<(), CliError> {
-    let mut watcher = client.watcher().await?;
-    let (_, added) = watcher.add(path, kind, *resume_from).await?;
+    let (mut watcher, _, added) = client.watch_from(path, kind, *resume_from).await?;
     eprintln!(
         "watching {path} ({}) on {} {}",
         kind.as_str_name(),

@@ -608,6 +608,36 @@ impl Client {
         Watcher::open(self).await
     }
 
+    /// Opens a watch stream and adds one watch on it; with `start_zxid`, the member first
+    /// replays every matching event after that zxid (see [`Watcher::add`]). Each member keeps
+    /// its own window of recent events, which starts when it started or last installed a
+    /// snapshot; if the current member's window no longer reaches `start_zxid`, the other
+    /// endpoints are tried in turn. Returns the watcher, the watch id and the `Added` reply.
+    ///
+    /// # Errors
+    /// [`ClientError::Compacted`] if no member still holds the events after `start_zxid`;
+    /// otherwise as [`Client::watcher`] and [`Watcher::add`].
+    pub async fn watch_from(
+        &self,
+        path: &str,
+        kind: WatchKind,
+        start_zxid: Option<u64>,
+    ) -> Result<(Watcher, u64, pb::Added), ClientError> {
+        let mut compacted = None;
+        for _ in 0..self.shared.channels.len() {
+            let mut w = self.watcher().await?;
+            match w.add(path, kind, start_zxid).await {
+                Ok((id, added)) => return Ok((w, id, added)),
+                Err(e @ ClientError::Compacted { .. }) => {
+                    self.fail_over(w.endpoint_index());
+                    compacted = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(compacted.unwrap_or(ClientError::WatchClosed))
+    }
+
     // ----- cluster -----
 
     /// The current member's status.

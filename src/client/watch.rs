@@ -42,6 +42,8 @@ pub struct Watcher {
     /// The stream has ended (with or without an error already returned).
     finished: bool,
     endpoint: String,
+    /// Index of the endpoint among the client's.
+    index: usize,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -81,6 +83,7 @@ impl Watcher {
                         timeout: client.timeout(),
                         finished: false,
                         endpoint: client.shared.endpoints[index].clone(),
+                        index,
                     });
                 }
                 Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
@@ -99,6 +102,10 @@ impl Watcher {
     /// The endpoint (member) this stream is served by.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    pub(crate) fn endpoint_index(&self) -> usize {
+        self.index
     }
 
     /// Adds a watch and waits for the server's confirmation. With `start_zxid`, the server

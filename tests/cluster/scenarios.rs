@@ -609,6 +609,62 @@ async fn deposed_leader_that_installs_a_snapshot_answers_its_pending_writes() {
     c.wait_converged(SECS(30)).await;
 }
 
+/// A member that restarted keeps only the events since it started; a watch resumed from
+/// before that through a client that lists every member is served by a member that still has
+/// the events, and replays them in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_resumed_from_before_a_restart_is_served_by_a_member_that_has_the_events() {
+    let mut c = TestCluster::start(3).await;
+    let leader = c.wait_for_leader(SECS(10)).await;
+    let via = c.client(leader).await;
+    create_settled(&via, "/wr", b"").await;
+    let mut zxids = Vec::new();
+    for name in ["a", "b", "c"] {
+        let (_, stat) = via
+            .create(&format!("/wr/{name}"), name, CreateOptions::persistent())
+            .await
+            .expect("create");
+        zxids.push(stat.czxid);
+    }
+    c.wait_converged(SECS(10)).await;
+    let restarted = followers(&c, leader)[0];
+    c.stop(restarted).await;
+    c.restart(restarted).await;
+    c.wait_converged(SECS(20)).await;
+
+    let pinned = c.client(restarted).await;
+    let mut w = pinned.watcher().await.expect("watcher");
+    let err = w
+        .add("/wr", WatchKind::PersistentRecursive, Some(zxids[0] - 1))
+        .await
+        .expect_err("precondition: the restarted member no longer has the events");
+    assert!(err.is("COMPACTED"), "{err}");
+
+    let all = c.client_from(restarted, SECS(3)).await;
+    let (mut w, _, _) = all
+        .watch_from("/wr", WatchKind::PersistentRecursive, Some(zxids[0] - 1))
+        .await
+        .expect("resumed on another member");
+    let restarted_ep = c.endpoint(restarted);
+    let restarted_ep = restarted_ep.trim_start_matches("http://");
+    assert!(
+        !w.endpoint().ends_with(restarted_ep),
+        "served by {} (the restarted member is {restarted_ep})",
+        w.endpoint()
+    );
+    for (name, zxid) in ["a", "b", "c"].iter().zip(&zxids) {
+        let (_, ev) = tokio::time::timeout(SECS(5), w.next_event())
+            .await
+            .expect("event in time")
+            .expect("event")
+            .expect("stream open");
+        assert_eq!(
+            (ev.r#type(), ev.path.as_str(), ev.zxid),
+            (EventType::Created, format!("/wr/{name}").as_str(), *zxid)
+        );
+    }
+}
+
 /// Membership changes: a new member joins as a learner and catches up, is promoted and then
 /// votes; a member is removed; the cluster serves throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -84,10 +84,10 @@ pub async fn ensure(client: &Client, path: &str, data: &[u8]) -> Result<(), Stri
 pub type Ev = (u64, EventType, String);
 
 /// A recursive watch on a subtree that follows failures: when its stream breaks it adds the
-/// watch again through the client (which may pick another member), from just before the last
-/// zxid seen, and skips the events it already has, so the record is every event of the
-/// subtree, in order, exactly once. A gap it cannot close (`COMPACTED`) ends it with a
-/// failure.
+/// watch again through the client (on whichever member still holds the events), from just
+/// before the last zxid seen, and skips the events it already has, so the record is every
+/// event of the subtree, in order, exactly once. A gap no member can close (`COMPACTED`)
+/// ends it with a failure.
 pub struct EventLog {
     events: Arc<Mutex<Vec<Ev>>>,
     failure: Arc<Mutex<Option<String>>>,
@@ -132,9 +132,12 @@ impl EventLog {
         let mut last: Option<(u64, usize)> = None;
         for _ in 0..100_000 {
             let result: Result<(), ClientError> = async {
-                let mut w = client.watcher().await?;
+                // Resumes on whichever member still holds the events after `from` (a member
+                // that restarted keeps only the events since).
                 let from = last.map(|(z, _)| z - 1);
-                w.add(&root, WatchKind::PersistentRecursive, from).await?;
+                let (mut w, _, _) = client
+                    .watch_from(&root, WatchKind::PersistentRecursive, from)
+                    .await?;
                 if let Some(r) = ready.take() {
                     let _ = r.send(());
                 }
