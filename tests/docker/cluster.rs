@@ -188,6 +188,17 @@ impl Cluster {
             .collect()
     }
 
+    /// A workload client: it starts at member `first` (modulo their number) and fails over to
+    /// the others, with the workloads' per-call timeout.
+    pub async fn workload_client(&self, first: usize) -> Result<Client, String> {
+        connect(
+            &self.endpoints_from(first),
+            crate::registers::CALL_TIMEOUT,
+            Duration::from_secs(30),
+        )
+        .await
+    }
+
     /// Status of every member (bounded per member by the pinned client's timeout).
     pub async fn statuses(&self) -> Vec<(u64, Result<StatusResponse, ClientError>)> {
         let asks = self

@@ -19,9 +19,8 @@ use std::time::{Duration, Instant};
 
 use baton::client::Client;
 
-use crate::cluster::{connect, Cluster};
+use crate::cluster::Cluster;
 use crate::fenced::{self, Board, EventLog, Figures, Outcomes, Paths, WorkerSpec};
-use crate::registers;
 
 pub const ROOT: &str = "/df/lock";
 pub const WORKERS: usize = 3;
@@ -53,23 +52,13 @@ impl Workload {
     ) -> Result<Workload, String> {
         let paths = Paths::new(ROOT);
         fenced::ensure(setup, &paths.root, b"").await?;
-        let log_client = connect(
-            &cluster.endpoints_from(first_client),
-            registers::CALL_TIMEOUT,
-            Duration::from_secs(30),
-        )
-        .await?;
+        let log_client = cluster.workload_client(first_client).await?;
         let log = EventLog::start(log_client, &paths.root).await?;
         paths.create(setup).await?;
         let board = Arc::new(Board::default());
         let mut tasks = Vec::new();
         for i in 0..WORKERS {
-            let client = connect(
-                &cluster.endpoints_from(first_client + 1 + i),
-                registers::CALL_TIMEOUT,
-                Duration::from_secs(30),
-            )
-            .await?;
+            let client = cluster.workload_client(first_client + 1 + i).await?;
             let pauser = i == 0;
             let spec = WorkerSpec {
                 id: i,

@@ -201,13 +201,7 @@ async fn run(cfg: Config) -> Vec<String> {
         clients - 1
     };
     for i in 0..REGISTER_CLIENTS {
-        let Ok(client) = connect(
-            &cluster.endpoints_from(next_client()),
-            registers::CALL_TIMEOUT,
-            Duration::from_secs(30),
-        )
-        .await
-        else {
+        let Ok(client) = cluster.workload_client(next_client()).await else {
             return vec!["setup: cannot connect a register client".into()];
         };
         reg_tasks.push(tokio::spawn(registers::client_loop(
@@ -221,13 +215,7 @@ async fn run(cfg: Config) -> Vec<String> {
         )));
     }
     for i in 0..SEQ_CLIENTS {
-        let Ok(client) = connect(
-            &cluster.endpoints_from(next_client()),
-            registers::CALL_TIMEOUT,
-            Duration::from_secs(30),
-        )
-        .await
-        else {
+        let Ok(client) = cluster.workload_client(next_client()).await else {
             return vec!["setup: cannot connect a sequential client".into()];
         };
         seq_tasks.push(tokio::spawn(sequential::client_loop(
@@ -240,13 +228,7 @@ async fn run(cfg: Config) -> Vec<String> {
         )));
     }
     for i in 0..EPH_WORKERS {
-        let Ok(client) = connect(
-            &cluster.endpoints_from(next_client()),
-            registers::CALL_TIMEOUT,
-            Duration::from_secs(30),
-        )
-        .await
-        else {
+        let Ok(client) = cluster.workload_client(next_client()).await else {
             return vec!["setup: cannot connect a session client".into()];
         };
         eph_tasks.push(tokio::spawn(ephemerals::worker(
