@@ -73,6 +73,20 @@ fn followers(c: &TestCluster, leader: u64) -> Vec<u64> {
     c.running().into_iter().filter(|&id| id != leader).collect()
 }
 
+/// Waits until member `id` has purged its log past `index` + 1 (so a member whose log ends at
+/// `index` can only catch up by snapshot); returns the purged index.
+async fn purged_past(c: &TestCluster, id: u64, index: u64) -> u64 {
+    poll_until(
+        SECS(20),
+        || {
+            let m = c.handle(id).raft.metrics().borrow().clone();
+            m.purged.map(|l| l.index).filter(|&p| p > index + 1)
+        },
+        || format!("member {id} did not purge past {index}:\n{}", c.describe()),
+    )
+    .await
+}
+
 fn reason(e: &ClientError) -> String {
     e.reason().unwrap_or_else(|| format!("{:?}", e.code()))
 }
@@ -447,20 +461,7 @@ async fn lagging_member_catches_up_by_snapshot() {
         .unwrap_or_else(|e| panic!("write {i}: {e}"));
     }
     // Precondition: the leader has purged the log the lagging member would need.
-    let purged = poll_until(
-        SECS(20),
-        || {
-            let m = c.handle(leader).raft.metrics().borrow().clone();
-            m.purged.map(|l| l.index).filter(|&p| p > lag_last + 1)
-        },
-        || {
-            format!(
-                "the leader did not purge past {lag_last}:\n{}",
-                c.describe()
-            )
-        },
-    )
-    .await;
+    let purged = purged_past(&c, leader, lag_last).await;
 
     c.restart(lagging).await;
     c.wait_converged(SECS(30)).await;
@@ -533,20 +534,7 @@ async fn deposed_leader_that_installs_a_snapshot_answers_its_pending_writes() {
         .borrow()
         .last_log_index
         .unwrap_or(0);
-    poll_until(
-        SECS(20),
-        || {
-            let m = c.handle(new).raft.metrics().borrow().clone();
-            m.purged.map(|l| l.index).filter(|&p| p > old_last + 1)
-        },
-        || {
-            format!(
-                "the new leader did not purge past {old_last}:\n{}",
-                c.describe()
-            )
-        },
-    )
-    .await;
+    purged_past(&c, new, old_last).await;
 
     c.heal();
     let healed = Instant::now();
