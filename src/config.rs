@@ -117,10 +117,14 @@ pub struct Args {
     /// Most client requests packed into one log entry (default 1024).
     #[arg(long, env = "BATON_MAX_BATCH")]
     pub max_batch: Option<usize>,
-    /// sled page-cache size in MiB (default 8). The tree is served from memory, so the cache
-    /// mostly serves replication reads of recent log entries.
+    /// sled page-cache size in MiB (default 8). sled holds the state machine; the tree is
+    /// served from memory, so the cache matters little.
     #[arg(long, env = "BATON_CACHE_MB")]
     pub cache_mb: Option<u64>,
+    /// Size of a write-ahead-log segment file in MiB (default 32). Segments are zero-filled
+    /// ahead of use and deleted whole once a snapshot covers them.
+    #[arg(long, env = "BATON_WAL_SEGMENT_MB")]
+    pub wal_segment_mb: Option<u64>,
     /// How often the leader looks for expired TTL nodes, in ms (default 500).
     #[arg(long, env = "BATON_TTL_CHECK_MS")]
     pub ttl_check_ms: Option<u64>,
@@ -180,6 +184,8 @@ pub struct Config {
     pub max_batch: usize,
     /// sled cache in bytes.
     pub cache_bytes: u64,
+    /// Write-ahead-log segment size in bytes.
+    pub wal_segment_bytes: u64,
     /// TTL reaper period.
     pub ttl_check: Duration,
     /// Graceful shutdown bound.
@@ -213,6 +219,7 @@ impl Default for Config {
             keep_logs: 5_000,
             max_batch: 1024,
             cache_bytes: 8 * 1024 * 1024,
+            wal_segment_bytes: crate::store::wal::DEFAULT_SEGMENT_BYTES,
             ttl_check: Duration::from_millis(500),
             shutdown_timeout: Duration::from_millis(10_000),
         }
@@ -322,6 +329,9 @@ impl Config {
             cache_bytes: pick!(cache_mb)
                 .map(|m| m * 1024 * 1024)
                 .unwrap_or(d.cache_bytes),
+            wal_segment_bytes: pick!(wal_segment_mb)
+                .map(|m| m * 1024 * 1024)
+                .unwrap_or(d.wal_segment_bytes),
             ttl_check: ms(pick!(ttl_check_ms), d.ttl_check),
             shutdown_timeout: ms(pick!(shutdown_timeout_ms), d.shutdown_timeout),
         };
@@ -369,6 +379,9 @@ impl Config {
         if self.snapshot_every == 0 {
             return bad("snapshot-every must be > 0".into());
         }
+        if self.wal_segment_bytes < (1 << 20) || self.wal_segment_bytes > (1 << 30) {
+            return bad("wal-segment-mb must be between 1 and 1024".into());
+        }
         Ok(())
     }
 
@@ -379,6 +392,8 @@ impl Config {
             listen_client: SocketAddr::from(([127, 0, 0, 1], 0)),
             listen_peer: SocketAddr::from(([127, 0, 0, 1], 0)),
             session_timeout_min: Duration::from_millis(200),
+            // Small segments: quick to zero-fill, and tests cross segment boundaries.
+            wal_segment_bytes: 1 << 20,
             ..Config::default()
         }
     }

@@ -25,7 +25,8 @@ use crate::consensus::state_machine::StateMachineStore;
 use crate::consensus::{MemberNode, Raft};
 use crate::proto::v1;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
-use crate::store::{log::LogStore, Store, StoreError};
+use crate::store::log::{self, LogStore};
+use crate::store::{Store, StoreError};
 use crate::watch::WatchHub;
 
 /// Why a member could not start or stopped with an error.
@@ -244,7 +245,8 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
     check_data_dir(&store, &cfg, &member_list)?;
     let hub = Arc::new(WatchHub::new(cfg.watch_history, cfg.watch_buffer, 0));
     let (sm, shared) = StateMachineStore::open(&store, hub.clone())?;
-    let log_store = LogStore::open(&store)?;
+    let log_store = LogStore::open(&store, log::wal_options(cfg.wal_segment_bytes))?;
+    let log_handle = log_store.clone();
     let applied = shared.tree.read().map(|t| t.applied_index).unwrap_or(0);
     hub.reset_history(applied);
 
@@ -332,7 +334,13 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
                 async move { s.wait().await }
             }),
     );
-    let join = tokio::spawn(serve(ctx, listener, store, shutdown, peer_server));
+    let join = tokio::spawn(serve(
+        ctx,
+        listener,
+        (store, log_handle),
+        shutdown,
+        peer_server,
+    ));
     info!(id = cfg.id, client = %client_addr, peer = %peer_addr, data_dir = %cfg.data_dir.display(), "serving");
     Ok(ServerHandle {
         client_addr,
@@ -348,7 +356,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
 async fn serve(
     ctx: Arc<Ctx>,
     listener: TcpListener,
-    store: Store,
+    (store, log_handle): (Store, LogStore),
     shutdown: Shutdown,
     peer_server: JoinHandle<Result<(), tonic::transport::Error>>,
 ) -> Result<(), ServerError> {
@@ -435,7 +443,11 @@ async fn serve(
         Ok(Err(e)) => warn!(error = %e, "consensus stopped with an error"),
         Err(_) => warn!("consensus did not stop in time"),
     }
-    let flushed = tokio::task::spawn_blocking(move || store.durable_flush()).await;
+    let flushed = tokio::task::spawn_blocking(move || {
+        log_handle.close();
+        store.durable_flush()
+    })
+    .await;
     match flushed {
         Ok(Ok(())) => info!("store flushed"),
         Ok(Err(e)) => warn!(error = %e, "store flush failed"),

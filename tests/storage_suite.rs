@@ -1,11 +1,11 @@
 //! openraft's own storage conformance suite (`openraft::testing::Suite`), run against the
-//! real sled-backed `LogStore` and `StateMachineStore`, each test on a fresh data directory.
+//! real `LogStore` (write-ahead log) and `StateMachineStore`, each test on a fresh data directory.
 
 use std::sync::Arc;
 
 use baton::consensus::state_machine::StateMachineStore;
 use baton::consensus::TypeConfig;
-use baton::store::log::LogStore;
+use baton::store::log::{wal_options, LogStore};
 use baton::store::{Store, StoreError, DEFAULT_CACHE_CAPACITY};
 use baton::watch::WatchHub;
 use openraft::testing::{StoreBuilder, Suite};
@@ -25,7 +25,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for SledBuil
         let dir =
             tempfile::tempdir().map_err(|e| open_err(StoreError::Task(format!("tempdir: {e}"))))?;
         let store = Store::open(dir.path(), DEFAULT_CACHE_CAPACITY).map_err(open_err)?;
-        let log = LogStore::open(&store).map_err(open_err)?;
+        let log = LogStore::open(&store, wal_options(1 << 20)).map_err(open_err)?;
         let hub = Arc::new(WatchHub::new(1000, 64, 0));
         let (sm, _shared) = StateMachineStore::open(&store, hub).map_err(open_err)?;
         Ok((dir, log, sm))

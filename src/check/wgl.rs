@@ -393,7 +393,7 @@ impl<'a, M: Model> Search<'a, M> {
         let mut entry = self.next[HEAD];
         loop {
             self.steps += 1;
-            if self.steps % 1024 == 0 {
+            if self.steps.is_multiple_of(1024) {
                 if ctx.stop.load(Ordering::Relaxed) {
                     return Outcome::Cancelled;
                 }

@@ -57,6 +57,7 @@
 
 pub mod codec;
 pub mod log;
+pub mod wal;
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -70,8 +71,12 @@ use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
 
 pub use codec::CodecError;
 
-/// Version of the on-disk format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the on-disk format this build writes. Version 1 kept the Raft log in sled;
+/// version 2 keeps it in the write-ahead log (`<data_dir>/wal`). A version-1 directory is
+/// upgraded when it is opened: its log moves into the write-ahead log.
+pub const FORMAT_VERSION: u32 = 2;
+/// Oldest on-disk format this build reads (and upgrades).
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
 /// Prefix of the `data_version` value, telling a Baton store from another sled database.
 const FORMAT_MAGIC: &[u8] = b"baton-store";
@@ -175,11 +180,6 @@ impl StoreError {
     /// Converts into openraft's error, naming what was being accessed.
     pub fn into_storage(self, subject: ErrorSubject<u64>, verb: ErrorVerb) -> StorageError<u64> {
         StorageIOError::new(subject, verb, AnyError::new(&self)).into()
-    }
-
-    /// As an `io::Error`, for `LogFlushed::log_io_completed`.
-    pub(crate) fn to_io(&self) -> io::Error {
-        io::Error::other(self.to_string())
     }
 }
 
@@ -295,6 +295,17 @@ impl Store {
     /// The data directory this store was opened on.
     pub fn data_dir(&self) -> &Path {
         &self.inner.data_dir
+    }
+
+    /// Records that the directory now has the current on-disk format. Not flushed.
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn set_current_format(&self) -> Result<(), StoreError> {
+        let mut v = FORMAT_MAGIC.to_vec();
+        v.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
+        self.inner.raft_meta.insert(keys::DATA_VERSION, v)?;
+        Ok(())
     }
 
     /// Where Raft snapshot files live: `<data_dir>/snapshots`.
@@ -543,7 +554,7 @@ fn check_version(db_dir: &Path, v: &[u8]) -> Result<(), StoreError> {
             path: db_dir.to_path_buf(),
             reason: "malformed data_version record".into(),
         })?;
-    if found != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&found) {
         return Err(StoreError::VersionMismatch {
             path: db_dir.to_path_buf(),
             found,
