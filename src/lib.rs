@@ -8,6 +8,7 @@ pub mod error;
 pub mod proto;
 pub mod server;
 pub mod shutdown;
+pub mod stages;
 pub mod store;
 pub mod telemetry;
 pub mod tree;

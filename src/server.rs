@@ -245,7 +245,9 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
     check_data_dir(&store, &cfg, &member_list)?;
     let hub = Arc::new(WatchHub::new(cfg.watch_history, cfg.watch_buffer, 0));
     let (sm, shared) = StateMachineStore::open(&store, hub.clone())?;
-    let log_store = LogStore::open(&store, log::wal_options(cfg.wal_segment_bytes))?;
+    let mut wal_opts = log::wal_options(cfg.wal_segment_bytes);
+    wal_opts.stages = shared.stages.clone();
+    let log_store = LogStore::open(&store, wal_opts)?;
     let log_handle = log_store.clone();
     let applied = shared.tree.read().map(|t| t.applied_index).unwrap_or(0);
     hub.reset_history(applied);
@@ -285,6 +287,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         cfg.id,
         peers.clone(),
         shared.applied.subscribe(),
+        shared.stages.clone(),
         cfg.max_batch,
     );
     let reads = ReadBarrier::start(raft.clone(), peers.clone(), shared.applied.subscribe());

@@ -230,4 +230,33 @@ impl Cluster for ClusterService {
             members: self.members(),
         }))
     }
+
+    async fn stages(
+        &self,
+        req: Request<v1::StagesRequest>,
+    ) -> Result<Response<v1::StagesResponse>, Status> {
+        let st = &self.ctx.shared.stages;
+        let window_ms = st.window().as_millis() as u64;
+        let stages = st
+            .summary()
+            .into_iter()
+            .map(|s| v1::StageStats {
+                name: s.stage.name().to_string(),
+                unit: if s.stage.is_count() { "count" } else { "us" }.to_string(),
+                count: s.count,
+                mean: s.mean,
+                p50: s.p50,
+                p99: s.p99,
+                max: s.max,
+            })
+            .collect();
+        if req.into_inner().reset {
+            st.reset();
+        }
+        Ok(Response::new(v1::StagesResponse {
+            header: self.ctx.header_at(self.ctx.reads.applied()),
+            stages,
+            window_ms,
+        }))
+    }
 }

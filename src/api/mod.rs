@@ -140,6 +140,11 @@ impl Ctx {
     /// # Errors
     /// As [`Proposer::propose`].
     pub async fn write(&self, req: crate::tree::Request) -> Result<(RequestResult, Zxid), Status> {
-        self.proposer.propose(req).await.map_err(Status::from)
+        let started = std::time::Instant::now();
+        let r = self.proposer.propose(req).await.map_err(Status::from);
+        self.shared
+            .stages
+            .since(crate::stages::Stage::ApiWrite, started);
+        r
     }
 }

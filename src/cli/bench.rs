@@ -104,6 +104,10 @@ pub struct BenchArgs {
     /// For lock: how long each holder holds the lock before releasing it, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub hold_ms: u64,
+    /// Also report where the writes spent their time on each member: the members' write-path
+    /// stages are reset before the run and printed after it (as `baton cluster stages`).
+    #[arg(long)]
+    pub breakdown: bool,
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
@@ -314,6 +318,14 @@ pub async fn run(endpoints: &[String], args: BenchArgs, out: &mut Printer) -> Re
     if endpoints.is_empty() {
         return Err(CliError::Other("BAD_ARGUMENTS: no endpoints".to_string()));
     }
+    let stage_options = ClientOptions {
+        timeout: Duration::from_secs(5),
+        ..ClientOptions::default()
+    };
+    if args.breakdown {
+        let mut quiet = Printer::sink();
+        super::commands::stages(endpoints, stage_options, true, &mut quiet).await?;
+    }
     let report = match args.workload {
         Workload::Put | Workload::Get | Workload::CreateDelete => {
             closed_loop(endpoints, &args).await?
@@ -321,6 +333,9 @@ pub async fn run(endpoints: &[String], args: BenchArgs, out: &mut Printer) -> Re
         Workload::Watch => watch(endpoints, &args).await?,
         Workload::Lock => lock(endpoints, &args).await?,
     };
+    if args.breakdown {
+        super::commands::stages(endpoints, stage_options, false, out).await?;
+    }
     eprintln!("{}", report.summary());
     if args.workload == Workload::Lock {
         let x = &report.extras;

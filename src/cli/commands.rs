@@ -473,6 +473,48 @@ pub async fn status(
     Ok(())
 }
 
+/// Each endpoint's write-path stages (`cluster stages`), read (and reset) concurrently.
+///
+/// # Errors
+/// An endpoint that does not answer.
+pub async fn stages(
+    endpoints: &[String],
+    options: ClientOptions,
+    reset: bool,
+    out: &mut Printer,
+) -> Result<(), CliError> {
+    let asks = endpoints.iter().map(|endpoint| async move {
+        let result = async {
+            let client = Client::connect_with([endpoint], options).await?;
+            client.stages(reset).await
+        }
+        .await;
+        (endpoint.clone(), result)
+    });
+    let mut failed = Vec::new();
+    for (endpoint, result) in futures::future::join_all(asks).await {
+        match result {
+            Ok(s) => {
+                if out.json() {
+                    out.value(&output::stages_json(&endpoint, &s))?;
+                } else {
+                    for line in output::stages_table(&endpoint, &s) {
+                        out.line(&line)?;
+                    }
+                }
+            }
+            Err(e) => failed.push(format!("{endpoint}: {e}")),
+        }
+    }
+    if !failed.is_empty() {
+        return Err(CliError::Other(format!(
+            "UNAVAILABLE: {}",
+            failed.join("; ")
+        )));
+    }
+    Ok(())
+}
+
 /// `members`.
 pub async fn members(client: &Client, out: &mut Printer) -> Result<(), CliError> {
     let members = client.members().await?;
@@ -489,7 +531,7 @@ pub async fn members(client: &Client, out: &mut Printer) -> Result<(), CliError>
     Ok(())
 }
 
-/// `cluster add|promote|remove|snapshot` (status and members are handled elsewhere).
+/// `cluster add|promote|remove|snapshot` (status, members and stages are handled elsewhere).
 pub async fn cluster(
     client: &Client,
     cmd: super::ClusterCommand,
@@ -513,7 +555,7 @@ pub async fn cluster(
             }
             return Ok(());
         }
-        C::Status | C::Members => return members(client, out).await,
+        C::Status | C::Members | C::Stages { .. } => return members(client, out).await,
     };
     if out.json() {
         for m in &members {

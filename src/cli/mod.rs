@@ -146,6 +146,14 @@ pub enum ClusterCommand {
     },
     /// Take a snapshot on the member now (the log behind it is then purged).
     Snapshot,
+    /// Where each endpoint's writes spend their time: per stage of the write path, the
+    /// count, mean, p50, p99 and max (µs, or a count for sizes) since the member started or
+    /// the last --reset.
+    Stages {
+        /// Empty the histograms after reading them.
+        #[arg(long)]
+        reset: bool,
+    },
 }
 
 /// A single path.
@@ -338,6 +346,9 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Status | Command::Cluster(ClusterCommand::Status) => {
             return commands::status(endpoints, options, &mut out).await
+        }
+        Command::Cluster(ClusterCommand::Stages { reset }) => {
+            return commands::stages(endpoints, options, reset, &mut out).await
         }
         Command::Bench(args) => return bench::run(endpoints, args, &mut out).await,
         _ => {}

@@ -26,7 +26,8 @@ pub enum OutputFormat {
 pub struct Printer {
     /// The chosen format.
     pub format: OutputFormat,
-    out: std::io::Stdout,
+    /// None: output is discarded.
+    out: Option<std::io::Stdout>,
 }
 
 impl Printer {
@@ -34,7 +35,15 @@ impl Printer {
     pub fn new(format: OutputFormat) -> Self {
         Printer {
             format,
-            out: std::io::stdout(),
+            out: Some(std::io::stdout()),
+        }
+    }
+
+    /// A printer that discards everything.
+    pub fn sink() -> Self {
+        Printer {
+            format: OutputFormat::Json,
+            out: None,
         }
     }
 
@@ -45,7 +54,10 @@ impl Printer {
 
     /// Writes one line.
     pub fn line(&mut self, line: &str) -> std::io::Result<()> {
-        let mut out = self.out.lock();
+        let Some(out) = &self.out else {
+            return Ok(());
+        };
+        let mut out = out.lock();
         out.write_all(line.as_bytes())?;
         out.write_all(b"\n")?;
         out.flush()
@@ -58,7 +70,10 @@ impl Printer {
 
     /// Writes raw bytes (a node's data).
     pub fn raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        let mut out = self.out.lock();
+        let Some(out) = &self.out else {
+            return Ok(());
+        };
+        let mut out = out.lock();
         out.write_all(bytes)?;
         out.flush()
     }
@@ -432,6 +447,41 @@ pub fn human_bytes(n: u64) -> String {
 /// The endpoint without its `http://` scheme, for display.
 pub fn display_endpoint(uri: &str) -> &str {
     uri.strip_prefix("http://").unwrap_or(uri)
+}
+
+/// One endpoint's write-path stages as JSON.
+pub fn stages_json(endpoint: &str, s: &crate::proto::v1::StagesResponse) -> Value {
+    json!({
+        "endpoint": endpoint,
+        "member_id": s.header.as_ref().map_or(0, |h| h.member_id),
+        "window_ms": s.window_ms,
+        "stages": s.stages.iter().map(|st| json!({
+            "name": st.name, "unit": st.unit, "count": st.count, "mean": st.mean,
+            "p50": st.p50, "p99": st.p99, "max": st.max,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// One endpoint's write-path stages as table lines (stages without samples left out).
+pub fn stages_table(endpoint: &str, s: &crate::proto::v1::StagesResponse) -> Vec<String> {
+    let member = s.header.as_ref().map_or(0, |h| h.member_id);
+    let mut lines = vec![
+        format!(
+            "{endpoint} (member {member}), over {:.1} s",
+            s.window_ms as f64 / 1000.0
+        ),
+        format!(
+            "  {:<26} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "STAGE", "UNIT", "COUNT", "MEAN", "P50", "P99", "MAX"
+        ),
+    ];
+    for st in s.stages.iter().filter(|st| st.count > 0) {
+        lines.push(format!(
+            "  {:<26} {:>5} {:>10} {:>10.1} {:>10} {:>10} {:>10}",
+            st.name, st.unit, st.count, st.mean, st.p50, st.p99, st.max
+        ));
+    }
+    lines
 }
 
 #[cfg(test)]

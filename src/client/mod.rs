@@ -79,7 +79,7 @@ pub use watch::{Watcher, WatcherStream};
 pub use crate::proto::v1::add_watch::Kind as WatchKind;
 pub use crate::proto::v1::{
     Added, Consistency, CreateMode, EventType, GetChildrenResponse, Member, MultiResponse, Op,
-    ResponseHeader, SessionInfo, Stat, StatusResponse, WatchEvent,
+    ResponseHeader, SessionInfo, StageStats, StagesResponse, Stat, StatusResponse, WatchEvent,
 };
 
 /// Connection settings.
@@ -739,6 +739,21 @@ impl Client {
             )
             .await?;
         Ok(resp.snapshot_index)
+    }
+
+    /// The write path's stage timings of the member this client is connected to (see
+    /// `Cluster.Stages`); `reset` empties them after reading.
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub async fn stages(&self, reset: bool) -> Result<StagesResponse, ClientError> {
+        let max = self.max_message_size();
+        self.unary(
+            Retry::Idempotent,
+            pb::StagesRequest { reset },
+            move |ch, r| async move { cluster(ch, max).stages(r).await },
+        )
+        .await
     }
 
     // ----- plumbing -----

@@ -18,6 +18,7 @@ use super::state_machine::SmShared;
 use super::{wire, MemberNode, Raft};
 use crate::error::BatonError;
 use crate::proto::raft::{self as pb, raft_server};
+use crate::stages::Stage;
 use crate::store::codec;
 
 /// The peer service of one member.
@@ -191,8 +192,13 @@ impl raft_server::Raft for PeerService {
         &self,
         req: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
+        let started = std::time::Instant::now();
         let rpc = wire::append_req_from_pb(req.into_inner()).map_err(bad_request)?;
+        let has_entries = !rpc.entries.is_empty();
         let resp = self.raft.append_entries(rpc).await.map_err(raft_stopped)?;
+        if has_entries {
+            self.shared.stages.since(Stage::PeerAppendEntries, started);
+        }
         Ok(Response::new(wire::append_resp_to_pb(&resp)))
     }
 
@@ -218,6 +224,7 @@ impl raft_server::Raft for PeerService {
         &self,
         req: Request<pb::ForwardRequest>,
     ) -> Result<Response<pb::ForwardResponse>, Status> {
+        let started = std::time::Instant::now();
         let r = req.into_inner();
         if let Err(e) = self.require_leader() {
             return Ok(Response::new(pb::ForwardResponse {
@@ -246,6 +253,7 @@ impl raft_server::Raft for PeerService {
                 },
             })
             .collect();
+        self.shared.stages.since(Stage::PeerForward, started);
         Ok(Response::new(pb::ForwardResponse {
             results,
             error: None,

@@ -23,6 +23,7 @@ use super::peers::{self, status_error, Peers};
 use super::{wire, MemberNode, Raft};
 use crate::error::BatonError;
 use crate::proto::raft as pb;
+use crate::stages::{Stage as Timing, Stages};
 use crate::store::codec;
 use crate::tree::{Command, Request, RequestResult, Zxid};
 
@@ -88,6 +89,7 @@ type Reply = oneshot::Sender<Outcome>;
 struct Item {
     req: Request,
     reply: Reply,
+    queued: Instant,
     /// Client requests may be forwarded; requests forwarded to us may not.
     forwardable: bool,
 }
@@ -111,6 +113,7 @@ struct Loop {
     my_id: u64,
     peers: Arc<Peers>,
     applied: watch::Receiver<u64>,
+    stages: Arc<Stages>,
 }
 
 impl Proposer {
@@ -120,6 +123,7 @@ impl Proposer {
         my_id: u64,
         peers: Arc<Peers>,
         applied: watch::Receiver<u64>,
+        stages: Arc<Stages>,
         max_batch: usize,
     ) -> Proposer {
         let (tx, rx) = mpsc::channel(max_batch.max(1) * 4);
@@ -128,6 +132,7 @@ impl Proposer {
             my_id,
             peers,
             applied,
+            stages,
         });
         tokio::spawn(run(lp, rx, max_batch.max(1)));
         Proposer { tx }
@@ -139,6 +144,7 @@ impl Proposer {
             .send(Item {
                 req,
                 reply,
+                queued: Instant::now(),
                 forwardable,
             })
             .await
@@ -186,6 +192,10 @@ async fn run(lp: Arc<Loop>, mut rx: mpsc::Receiver<Item>, max_batch: usize) {
                 Err(_) => break,
             }
         }
+        for it in &batch {
+            lp.stages.since(Timing::ProposerQueue, it.queued);
+        }
+        lp.stages.count(Timing::BatchRequests, batch.len() as u64);
         let lp = lp.clone();
         tokio::spawn(async move {
             let n = batch.len();
@@ -281,6 +291,8 @@ impl Loop {
         // no longer leads the term the write was submitted in, the write frees its place and
         // gets a short grace (an entry committed just before is still answered when applied);
         // after that its outcome is reported as unknown.
+        let submitted = Instant::now();
+        self.stages.submitting();
         let write = self.raft.client_write(cmd);
         tokio::pin!(write);
         let written = tokio::select! {
@@ -324,6 +336,10 @@ impl Loop {
             }
             Ok(resp) => {
                 let zxid = resp.log_id.index;
+                self.stages.since(Timing::RaftWrite, submitted);
+                if let Some(t) = self.stages.applied_at(zxid) {
+                    self.stages.since(Timing::ApplyToReply, t);
+                }
                 let mut results = resp.data.into_iter();
                 for it in items {
                     let r = results.next().ok_or_else(|| {
@@ -382,7 +398,9 @@ impl Loop {
             return;
         }
         slot.set(Stage::Forwarding);
+        let started = Instant::now();
         let mut outcomes = self.forward(&forward, leader, &node).await;
+        self.stages.since(Timing::Forward, started);
         let undelivered = outcomes
             .iter()
             .all(|o| matches!(o, Err(BatonError::Unavailable(_))));
@@ -406,10 +424,12 @@ impl Loop {
         if max_zxid > 0 {
             // Read-your-writes on this member: wait (bounded) until it applied the entry.
             slot.set(Stage::AwaitingApply);
+            let started = Instant::now();
             let mut applied = self.applied.clone();
             let _ =
                 tokio::time::timeout(Duration::from_secs(2), applied.wait_for(|a| *a >= max_zxid))
                     .await;
+            self.stages.since(Timing::ApplyWait, started);
         }
         for (it, o) in forward.into_iter().zip(outcomes) {
             let _ = it.reply.send(o);

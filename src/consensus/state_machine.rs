@@ -51,8 +51,9 @@ use tokio::sync::watch;
 
 use super::{CommandResult, LogId, MemberNode, StoredMembership, TypeConfig};
 use crate::proto::raft as pb;
+use crate::stages::{Stage, Stages};
 use crate::store::codec::{self, CodecError, Entry};
-use crate::store::{sync_dir, Store, StoreError};
+use crate::store::{sync_dir, Change, Store, StoreError, WRITING_KEY};
 use crate::tree::{path, Node, Session, SessionId, State};
 use crate::watch::WatchHub;
 
@@ -67,8 +68,12 @@ const LOAD_BATCH: usize = 1024;
 const NODE_PREFIX: u8 = b'n';
 /// Key prefix of session records.
 const SESSION_PREFIX: u8 = b's';
-/// Key of the meta record (`m` + `state`).
+/// Key of the meta record (`m` + `state`): last applied log id, time and zxid.
 const META_KEY: &[u8] = b"mstate";
+/// Key of the membership record (`m` + `membership`), written when the membership changes.
+/// (Format-1 directories kept the membership inside the meta record; it is read from there
+/// when this record is absent.)
+const MEMBERSHIP_KEY: &[u8] = b"mmembership";
 
 /// Snapshot meta of Baton's type configuration.
 type Meta = SnapshotMeta<u64, MemberNode>;
@@ -111,6 +116,8 @@ pub struct SmShared {
     /// Last applied log id and membership; only written with `tree`'s write lock held, so
     /// reading both under `tree`'s read lock gives a consistent pair.
     meta: RwLock<AppliedMeta>,
+    /// Write-path stage timings of this member.
+    pub stages: Arc<Stages>,
     /// Serializes writing and pruning snapshot files (a build may overlap an install).
     snapshot_files: Mutex<()>,
     /// `<data_dir>/snapshots`.
@@ -174,7 +181,34 @@ impl StateMachineStore {
         for name in store.drop_stale_sm_trees(gen)? {
             tracing::warn!(tree = %name, "dropped a state-machine tree left by an interrupted snapshot install");
         }
-        let sm = store.sm_tree(gen)?;
+        let snapshot_dir = store.snapshot_dir();
+        fs::create_dir_all(&snapshot_dir)
+            .map_err(|e| StoreError::io("create", &snapshot_dir, e))?;
+        let mut gen = gen;
+        let mut sm = store.sm_tree(gen)?;
+        if sm.get(WRITING_KEY)?.is_some() {
+            // Cut off in the middle of a group of writes (see `Store::write_behind`): rebuild
+            // from the newest snapshot file; openraft then re-applies the log after it.
+            tracing::warn!(
+                tree = %crate::store::sm_tree_name(gen),
+                "the state machine on disk was being written when the member stopped; \
+                 rebuilding it from the newest snapshot and the log"
+            );
+            let (state, applied) = match read_newest_snapshot(&store.snapshot_dir())? {
+                Some((meta, bytes)) => {
+                    let c = decode_snapshot(&bytes)?;
+                    let state = contents_state(c, &meta)?;
+                    let applied = AppliedMeta {
+                        last_applied: meta.last_log_id,
+                        membership: meta.last_membership,
+                    };
+                    (state, applied)
+                }
+                None => (State::default(), AppliedMeta::default()),
+            };
+            sm = replace_generation(store, gen, &state, &applied)?;
+            gen += 1;
+        }
         let loaded = load_tree(&sm)?;
         let applied_index = loaded.meta.last_applied.map_or(0, |l| l.index);
         let state = build_state(
@@ -185,9 +219,6 @@ impl StateMachineStore {
             applied_index,
         )?;
 
-        let snapshot_dir = store.snapshot_dir();
-        fs::create_dir_all(&snapshot_dir)
-            .map_err(|e| StoreError::io("create", &snapshot_dir, e))?;
         sync_dir(store.data_dir())?;
         let mut snapshot_index = 0;
         for (index, _, path) in list_snapshot_dir(&snapshot_dir)? {
@@ -207,6 +238,7 @@ impl StateMachineStore {
             snapshot_index: AtomicU64::new(snapshot_index),
             installs: watch::channel(0).0,
             meta: RwLock::new(loaded.meta),
+            stages: Arc::default(),
             snapshot_files: Mutex::new(()),
             snapshot_dir,
         });
@@ -248,10 +280,25 @@ fn load_tree(tree: &sled::Tree) -> Result<Loaded, StoreError> {
         let (_, v) = kv?;
         sessions.push(codec::session_from_pb(codec::decode("StoredSession", &v)?)?);
     }
-    let (meta, last_time_ms, last_zxid) = match tree.get(META_KEY)? {
+    let (mut meta, last_time_ms, last_zxid) = match tree.get(META_KEY)? {
         Some(v) => meta_from_pb(codec::decode("StateMeta", &v)?)?,
         None => (AppliedMeta::default(), 0, 0),
     };
+    match tree.get(MEMBERSHIP_KEY)? {
+        Some(v) => {
+            meta.membership =
+                codec::stored_membership_from_pb(codec::decode("StoredMembership", &v)?)?;
+        }
+        // Format 1 kept it in the meta record only: give it its own record before the next
+        // apply writes a meta record without it.
+        None if meta.membership != StoredMembership::default() => {
+            tree.insert(
+                MEMBERSHIP_KEY,
+                codec::stored_membership_to_pb(&meta.membership).encode_to_vec(),
+            )?;
+        }
+        None => {}
+    }
     Ok(Loaded {
         nodes,
         sessions,
@@ -265,6 +312,16 @@ fn meta_to_pb(meta: &AppliedMeta, last_time_ms: i64, last_zxid: u64) -> pb::Stat
     pb::StateMeta {
         last_applied: meta.last_applied.as_ref().map(codec::log_id_to_pb),
         membership: Some(codec::stored_membership_to_pb(&meta.membership)),
+        last_time_ms,
+        last_zxid,
+    }
+}
+
+/// The meta record as stored in the tree: without the membership (it has its own record).
+fn state_meta_to_pb(meta: &AppliedMeta, last_time_ms: i64, last_zxid: u64) -> pb::StateMeta {
+    pb::StateMeta {
+        last_applied: meta.last_applied.as_ref().map(codec::log_id_to_pb),
+        membership: None,
         last_time_ms,
         last_zxid,
     }
@@ -538,6 +595,25 @@ fn build_snapshot_blocking(shared: &SmShared) -> Result<(Meta, Vec<u8>), StoreEr
     Ok((meta, bytes))
 }
 
+/// The state a decoded snapshot holds, checked to form a tree.
+fn contents_state(contents: SnapshotContents, meta: &Meta) -> Result<State, StoreError> {
+    let mut nodes = Vec::with_capacity(contents.nodes.len());
+    for (path, stored) in contents.nodes {
+        nodes.push((path, codec::node_from_pb(stored)?));
+    }
+    let mut sessions = Vec::with_capacity(contents.sessions.len());
+    for stored in contents.sessions {
+        sessions.push(codec::session_from_pb(stored)?);
+    }
+    build_state(
+        nodes,
+        sessions,
+        contents.last_time_ms,
+        contents.last_zxid,
+        meta.last_log_id.map_or(0, |l| l.index),
+    )
+}
+
 /// The disk half of an install; returns the new tree and the state to swap in. Everything
 /// is decoded and checked before anything on disk changes.
 fn install_blocking(
@@ -557,21 +633,7 @@ fn install_blocking(
         )));
     }
     let rewrite_header = contents.meta.snapshot_id != meta.snapshot_id;
-    let mut nodes = Vec::with_capacity(contents.nodes.len());
-    for (path, stored) in contents.nodes {
-        nodes.push((path, codec::node_from_pb(stored)?));
-    }
-    let mut sessions = Vec::with_capacity(contents.sessions.len());
-    for stored in contents.sessions {
-        sessions.push(codec::session_from_pb(stored)?);
-    }
-    let state = build_state(
-        nodes,
-        sessions,
-        contents.last_time_ms,
-        contents.last_zxid,
-        meta.last_log_id.map_or(0, |l| l.index),
-    )?;
+    let state = contents_state(contents, meta)?;
 
     // 1. The snapshot becomes the current (and only) snapshot file.
     if rewrite_header {
@@ -594,7 +656,24 @@ fn install_blocking(
     }
     drop(bytes);
 
-    // 2. Load it into a fresh tree of the next generation, in bounded batches.
+    // 2. Load it into a fresh tree of the next generation, and point at that.
+    let applied = AppliedMeta {
+        last_applied: meta.last_log_id,
+        membership: meta.last_membership.clone(),
+    };
+    let tree = replace_generation(store, old_gen, &state, &applied)?;
+    Ok((tree, state))
+}
+
+/// Writes `state` into a fresh tree of the generation after `old_gen` (in bounded batches),
+/// flips `sm_gen` to it between two durable flushes, and drops the old tree. A crash at any
+/// point leaves either the old generation or the new one (opening drops the other).
+fn replace_generation(
+    store: &Store,
+    old_gen: u64,
+    state: &State,
+    applied: &AppliedMeta,
+) -> Result<sled::Tree, StoreError> {
     let new_gen = old_gen + 1;
     store.drop_sm_tree(new_gen)?;
     let tree = store.sm_tree(new_gen)?;
@@ -614,22 +693,20 @@ fn install_blocking(
             tree.apply_batch(std::mem::take(&mut batch))?;
         }
     }
-    let applied = AppliedMeta {
-        last_applied: meta.last_log_id,
-        membership: meta.last_membership.clone(),
-    };
+    batch.insert(
+        MEMBERSHIP_KEY,
+        codec::stored_membership_to_pb(&applied.membership).encode_to_vec(),
+    );
     batch.insert(
         META_KEY,
-        meta_to_pb(&applied, state.last_time_ms, state.last_zxid).encode_to_vec(),
+        state_meta_to_pb(applied, state.last_time_ms, state.last_zxid).encode_to_vec(),
     );
     tree.apply_batch(batch)?;
-
-    // 3. Flip the pointer between two durable flushes, then drop the old generation.
     store.durable_flush()?;
     store.set_sm_gen(new_gen)?;
     store.durable_flush()?;
     store.drop_sm_tree(old_gen)?;
-    Ok((tree, state))
+    Ok(tree)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SmSnapshotBuilder {
@@ -661,7 +738,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
+        self.store.write_behind_wait().await;
         let shared = &self.shared;
+        let started = std::time::Instant::now();
+        let mut first_index = None;
         let mut results = Vec::new();
         let last_index = {
             let mut state = shared
@@ -674,6 +754,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let mut touched_sessions = BTreeSet::new();
             for entry in entries {
                 let log_id = entry.log_id;
+                if first_index.is_none() {
+                    first_index = Some(log_id.index);
+                    shared.stages.applying(log_id.index);
+                }
                 match entry.payload {
                     EntryPayload::Normal(cmd) => {
                         let mut a = state.apply(log_id.index, &cmd);
@@ -698,34 +782,48 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 return Ok(results);
             };
 
-            let mut batch = sled::Batch::default();
+            let mut changes: Vec<Change> =
+                Vec::with_capacity(touched_nodes.len() + touched_sessions.len() + 2);
             for p in &touched_nodes {
-                match state.get(p) {
-                    Some(n) => batch.insert(node_key(p), codec::node_to_pb(n).encode_to_vec()),
-                    None => batch.remove(node_key(p)),
-                }
+                changes.push((
+                    node_key(p),
+                    state.get(p).map(|n| codec::node_to_pb(n).encode_to_vec()),
+                ));
             }
             for id in &touched_sessions {
-                match state.session(*id) {
-                    Some(s) => batch.insert(
-                        &session_key(*id),
-                        codec::session_to_pb(&s.session).encode_to_vec(),
-                    ),
-                    None => batch.remove(&session_key(*id)),
-                }
+                changes.push((
+                    session_key(*id).to_vec(),
+                    state
+                        .session(*id)
+                        .map(|s| codec::session_to_pb(&s.session).encode_to_vec()),
+                ));
             }
-            batch.insert(
-                META_KEY,
-                meta_to_pb(&meta, state.last_time_ms, state.last_zxid).encode_to_vec(),
-            );
-            self.sm
-                .apply_batch(batch)
-                .map_err(|e| sm_err(ErrorVerb::Write)(e.into()))?;
+            let membership_changed = meta.membership != shared.meta_read().membership;
+            if membership_changed {
+                changes.push((
+                    MEMBERSHIP_KEY.to_vec(),
+                    Some(codec::stored_membership_to_pb(&meta.membership).encode_to_vec()),
+                ));
+            }
+            changes.push((
+                META_KEY.to_vec(),
+                Some(state_meta_to_pb(&meta, state.last_time_ms, state.last_zxid).encode_to_vec()),
+            ));
+            // Written behind: the in-memory tree is what reads use; sled catches up on the
+            // writer thread, each batch with its applied index (so sled always holds the state
+            // after some whole batch), and before any purge or snapshot install it has caught
+            // up and been flushed (see `Store::durable_flush`).
+            self.store.write_behind(&self.sm, changes);
             *shared.meta.write().unwrap_or_else(PoisonError::into_inner) = meta;
             shared.hub.publish(&events);
             last.index
         };
         shared.applied.send_replace(last_index);
+        shared.stages.since(Stage::Apply, started);
+        shared
+            .stages
+            .count(Stage::ApplyEntries, results.len() as u64);
+        shared.stages.applied(last_index);
         Ok(results)
     }
 
@@ -1122,6 +1220,89 @@ mod tests {
         assert_eq!(store.sm_gen().expect("gen"), 0);
         let cur = sm.get_current_snapshot().await.expect("cur").expect("some");
         assert_eq!(cur.snapshot.into_inner(), snap_bytes);
+    }
+
+    #[tokio::test]
+    async fn a_tree_cut_off_mid_write_is_rebuilt_from_the_newest_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let want = {
+            let (store, mut sm, shared) = open(dir.path());
+            sm.apply(history()).await.expect("apply");
+            sm.get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .expect("build");
+            let want = shared.tree.read().expect("lock").clone();
+            sm.apply(vec![entry(
+                2,
+                6,
+                cmd(3_000, vec![create("/later", CreateMode::Persistent, 0, 0)]),
+            )])
+            .await
+            .expect("apply");
+            store.durable_flush().expect("flush");
+            // What a crash in the middle of a group of writes leaves: the marker, and some
+            // but not all of the group's changes.
+            let tree = store.sm_tree(store.sm_gen().expect("gen")).expect("tree");
+            tree.insert(WRITING_KEY, &[]).expect("insert");
+            tree.insert(node_key("/half"), b"x".to_vec())
+                .expect("insert");
+            store.durable_flush().expect("flush");
+            want
+        };
+        let (store, mut sm, shared) = open(dir.path());
+        // The snapshot's state: openraft re-applies the log after it (entry 6 here).
+        assert_eq!(*shared.tree.read().expect("lock"), want);
+        assert_eq!(
+            sm.applied_state().await.expect("applied").0,
+            Some(lid(2, 5))
+        );
+        assert_eq!(store.sm_gen().expect("gen"), 1);
+        assert!(store
+            .sm_tree(1)
+            .expect("tree")
+            .get(WRITING_KEY)
+            .expect("get")
+            .is_none());
+        drop((store, sm, shared));
+        // And it stays rebuilt.
+        let (_store, _sm, shared) = open(dir.path());
+        assert_eq!(*shared.tree.read().expect("lock"), want);
+    }
+
+    #[tokio::test]
+    async fn a_membership_kept_in_the_meta_record_by_format_1_is_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let membership = StoredMembership::new(
+            Some(lid(1, 2)),
+            openraft::Membership::new(vec![[1, 2, 3].into()], ()),
+        );
+        {
+            let store =
+                Store::open(dir.path(), crate::store::DEFAULT_CACHE_CAPACITY).expect("store");
+            let old = AppliedMeta {
+                last_applied: Some(lid(1, 2)),
+                membership: membership.clone(),
+            };
+            store
+                .sm_tree(0)
+                .expect("tree")
+                .insert(META_KEY, meta_to_pb(&old, 0, 0).encode_to_vec())
+                .expect("insert");
+            store.durable_flush().expect("flush");
+        }
+        {
+            let (store, mut sm, _shared) = open(dir.path());
+            assert_eq!(sm.applied_state().await.expect("applied").1, membership);
+            sm.apply(vec![entry(1, 3, EntryPayload::Blank)])
+                .await
+                .expect("apply");
+            store.durable_flush().expect("flush");
+        }
+        let (_store, mut sm, _shared) = open(dir.path());
+        let (applied, m) = sm.applied_state().await.expect("applied");
+        assert_eq!((applied, m), (Some(lid(1, 3)), membership));
     }
 
     #[tokio::test]

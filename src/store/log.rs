@@ -35,6 +35,7 @@ use super::wal::{self, Found, Kind, Loc, Rec, Wal, WalOptions};
 use super::{keys, Store, StoreError};
 use crate::consensus::{LogId, TypeConfig};
 use crate::proto::raft as pb;
+use crate::stages::{Stage, Stages};
 
 /// Soft cap on the bytes one replication read returns (`limited_get_log_entries`), so an
 /// AppendEntries request stays well under the peer message limit. At least one entry is
@@ -152,6 +153,7 @@ struct Inner {
     mem: Mutex<Mem>,
     /// Highest purge point recorded durably so far.
     purge_recorded: tokio::sync::watch::Sender<u64>,
+    stages: Arc<Stages>,
     /// Held while the log is open.
     _lock: std::fs::File,
 }
@@ -252,6 +254,7 @@ impl LogStore {
         let lock = lock_dir(&dir)?;
         let mut mem = Mem::default();
         let mut err = None;
+        let stages = opts.stages.clone();
         let (wal, opened) = Wal::open(&dir, opts, |f: Found<'_>| {
             replay(&mut mem, &f).inspect_err(|e| err = Some(e.to_string()))
         })?;
@@ -274,6 +277,7 @@ impl LogStore {
                 store: store.clone(),
                 mem: Mutex::new(mem),
                 purge_recorded: tokio::sync::watch::channel(0).0,
+                stages,
                 _lock: lock,
             }),
         };
@@ -635,6 +639,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             callback.log_io_completed(Ok(()));
             return Ok(());
         }
+        let stages = self.inner.stages.clone();
+        stages.appending();
+        stages.count(Stage::AppendEntries, entries.len() as u64);
+        let started = Instant::now();
+        let last = entries.last().map_or(0, |e| e.log_id.index);
         let pbs: Vec<pb::Entry> = entries.iter().map(codec::entry_to_pb).collect();
         let recs: Vec<Rec<'_>> = entries
             .iter()
@@ -648,7 +657,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .write(
                 &recs,
                 true,
-                Some(Box::new(move |r| callback.log_io_completed(r))),
+                Some(Box::new(move |r| {
+                    if r.is_ok() {
+                        stages.since(Stage::AppendFlush, started);
+                        stages.flushed(last);
+                    }
+                    callback.log_io_completed(r)
+                })),
             )
             .map_err(write_logs)?;
         for (e, loc) in entries.into_iter().zip(locs) {
@@ -694,10 +709,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
-/// Options of the log from the configuration's segment size.
+/// Options of the log from the configuration's segment size (stages recorded nowhere).
 pub fn wal_options(segment_bytes: u64) -> WalOptions {
     WalOptions {
         segment_bytes: segment_bytes.max(wal::MIN_SEGMENT_BYTES),
+        stages: Arc::default(),
     }
 }
 

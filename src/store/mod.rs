@@ -64,7 +64,8 @@ use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
@@ -202,6 +203,96 @@ struct Inner {
     raft_log: sled::Tree,
     /// Held for the whole of a durable flush: serializes flushes and guards the blob set.
     sync: Mutex<SyncState>,
+    /// Queue of the state-machine writer thread (see [`Store::write_behind`]).
+    writer: mpsc::Sender<WriterMsg>,
+    /// Changes queued to the writer and not yet written.
+    queued: Arc<AtomicUsize>,
+}
+
+/// One change to a sled tree: a key and its new value (None: removed).
+pub type Change = (Vec<u8>, Option<Vec<u8>>);
+
+enum WriterMsg {
+    Write(sled::Tree, Vec<Change>),
+    /// Answered once everything queued before it is written.
+    Barrier(mpsc::Sender<Result<(), StoreError>>),
+}
+
+/// Queued writes the writer merges into one group at most.
+const WRITER_MERGE: usize = 256;
+/// Queued changes above which [`Store::write_behind_wait`] makes appliers wait.
+const WRITER_HIGH_WATER: usize = 4096;
+
+/// Key written first and removed last by each group of changes of [`Store::write_behind`]:
+/// a tree that still holds it after a crash was cut off in the middle of a group (see
+/// [`Store::write_behind`]).
+pub const WRITING_KEY: &[u8] = b"mwriting";
+
+/// The state-machine writer: applies queued changes to sled in order, consecutive writes to
+/// the same tree as one group (see [`Store::write_behind`]). An error is kept and reported to
+/// the next barrier (a durable flush), which then fails.
+fn run_writer(rx: mpsc::Receiver<WriterMsg>, queued: Arc<AtomicUsize>) {
+    let mut failed: Option<String> = None;
+    while let Ok(first) = rx.recv() {
+        let mut msgs = vec![first];
+        while msgs.len() < WRITER_MERGE {
+            match rx.try_recv() {
+                Ok(m) => msgs.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut group: Option<(sled::Tree, Vec<Change>)> = None;
+        let write = |g: Option<(sled::Tree, Vec<Change>)>, failed: &mut Option<String>| {
+            if let Some((tree, changes)) = g {
+                let n = changes.len();
+                if let Err(e) = write_group(&tree, changes) {
+                    if failed.is_none() {
+                        tracing::error!(error = %e, "writing the state machine to sled failed");
+                        *failed = Some(e.to_string());
+                    }
+                }
+                queued.fetch_sub(n, Ordering::SeqCst);
+            }
+        };
+        for m in msgs {
+            match m {
+                WriterMsg::Write(tree, mut changes) => match &mut group {
+                    Some((t, g)) if t.name() == tree.name() => g.append(&mut changes),
+                    _ => {
+                        write(group.take(), &mut failed);
+                        group = Some((tree, changes));
+                    }
+                },
+                WriterMsg::Barrier(tx) => {
+                    write(group.take(), &mut failed);
+                    let _ = tx.send(match &failed {
+                        None => Ok(()),
+                        Some(e) => Err(StoreError::Corrupt(format!(
+                            "an earlier write of the state machine failed: {e}"
+                        ))),
+                    });
+                }
+            }
+        }
+        write(group.take(), &mut failed);
+    }
+}
+
+/// Writes one group: the marker, every change in order, then the marker's removal. Plain
+/// inserts, not a sled batch: sled 0.34 makes every `apply_batch` seal and write its I/O
+/// buffer with a synchronous `sync_file_range` (two device writes per batch), while plain
+/// inserts go to disk with sled's buffer when it fills or is flushed. sled recovers a prefix
+/// of its writes after a crash, so the marker tells a tree cut off mid-group.
+fn write_group(tree: &sled::Tree, changes: Vec<Change>) -> Result<(), sled::Error> {
+    tree.insert(WRITING_KEY, &[])?;
+    for (k, v) in changes {
+        match v {
+            Some(v) => tree.insert(k, v)?,
+            None => tree.remove(k)?,
+        };
+    }
+    tree.remove(WRITING_KEY)?;
+    Ok(())
 }
 
 struct SyncState {
@@ -272,6 +363,13 @@ impl Store {
         let data_path = db_dir.join("db");
         let data_file =
             File::open(&data_path).map_err(|e| StoreError::io("open", &data_path, e))?;
+        let (writer, rx) = mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let q = queued.clone();
+        std::thread::Builder::new()
+            .name("baton-sm-write".into())
+            .spawn(move || run_writer(rx, q))
+            .map_err(|e| StoreError::io("spawn the state-machine writer for", &db_dir, e))?;
         let store = Store {
             inner: Arc::new(Inner {
                 db,
@@ -283,6 +381,8 @@ impl Store {
                     blobs_dir: db_dir.join("blobs"),
                     synced_blobs: HashSet::new(),
                 }),
+                writer,
+                queued,
             }),
         };
         // Make the files sled may just have created reachable after a crash.
@@ -392,6 +492,7 @@ impl Store {
     /// sled or I/O errors; after one, nothing written since the last successful flush may be
     /// assumed durable.
     pub fn durable_flush(&self) -> Result<(), StoreError> {
+        self.write_behind_barrier()?;
         let mut sync = self
             .inner
             .sync
@@ -403,6 +504,50 @@ impl Store {
             .sync_data()
             .map_err(|e| StoreError::io("fdatasync", self.inner.data_dir.join("db/db"), e))?;
         Ok(())
+    }
+
+    /// Queues changes to `tree` for the writer thread, which applies them in the order queued;
+    /// [`Store::durable_flush`] first waits for everything queued before it. Consecutive writes
+    /// to one tree form a group, written between an insert and a removal of [`WRITING_KEY`]:
+    /// after a crash, a tree holds the state after some whole group, or still holds
+    /// [`WRITING_KEY`] (its owner must then rebuild it from elsewhere).
+    pub fn write_behind(&self, tree: &sled::Tree, changes: Vec<Change>) {
+        self.inner.queued.fetch_add(changes.len(), Ordering::SeqCst);
+        if self
+            .inner
+            .writer
+            .send(WriterMsg::Write(tree.clone(), changes))
+            .is_err()
+        {
+            tracing::error!("the state-machine writer stopped; a change was not written");
+        }
+    }
+
+    /// Waits (asynchronously) while more than a few thousand changes are queued, so a slow
+    /// disk slows appliers down instead of growing the queue without bound.
+    pub async fn write_behind_wait(&self) {
+        for _ in 0..10_000 {
+            if self.inner.queued.load(Ordering::SeqCst) <= WRITER_HIGH_WATER {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Changes queued to the writer and not yet written.
+    pub fn write_behind_queued(&self) -> usize {
+        self.inner.queued.load(Ordering::SeqCst)
+    }
+
+    /// Waits until everything queued so far is written (not flushed). Blocking.
+    fn write_behind_barrier(&self) -> Result<(), StoreError> {
+        let (tx, rx) = mpsc::channel();
+        self.inner
+            .writer
+            .send(WriterMsg::Barrier(tx))
+            .map_err(|_| StoreError::Task("the state-machine writer stopped".into()))?;
+        rx.recv()
+            .map_err(|_| StoreError::Task("the state-machine writer stopped".into()))?
     }
 
     /// [`Store::durable_flush`] on a blocking thread, for async callers.

@@ -66,6 +66,7 @@ use prost::Message;
 
 use super::{sync_dir, StoreError};
 use crate::proto::raft as pb;
+use crate::stages::{Stage, Stages};
 
 /// Format number written in segment headers.
 pub const FORMAT: u32 = 1;
@@ -253,16 +254,19 @@ pub struct Found<'a> {
 }
 
 /// Options of a log.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct WalOptions {
     /// Size of a segment file (a record larger than this gets a segment of its own size).
     pub segment_bytes: u64,
+    /// Where the writer records its syncs and group sizes.
+    pub stages: Arc<Stages>,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
+            stages: Arc::default(),
         }
     }
 }
@@ -516,6 +520,7 @@ impl Wal {
             failed: None,
             spare: None,
             written: Arc::new(AtomicU64::new(gpos(seq, offset))),
+            stages: opts.stages.clone(),
         };
         if fresh {
             // The first segment, with its header, made durable before anything else.
@@ -1047,6 +1052,7 @@ struct Writer {
     /// The spare segment being zero-filled.
     spare: Option<JoinHandle<io::Result<()>>>,
     written: Arc<AtomicU64>,
+    stages: Arc<Stages>,
 }
 
 impl Writer {
@@ -1089,6 +1095,7 @@ impl Writer {
             return;
         }
         self.group = self.group.wrapping_add(1);
+        self.stages.count(Stage::GroupWrites, writes.len() as u64);
         let mut need_sync = false;
         let mut dones = Vec::new();
         let mut deletes = Vec::new();
@@ -1114,7 +1121,10 @@ impl Writer {
         if need_sync && self.failed.is_none() {
             if let Some((seq, f)) = &self.current {
                 if self.dirty {
-                    match f.sync_data() {
+                    let started = std::time::Instant::now();
+                    let synced = f.sync_data();
+                    self.stages.since(Stage::Fsync, started);
+                    match synced {
                         Ok(()) => self.dirty = false,
                         Err(e) => {
                             let msg = format!("fdatasync of log segment {seq}: {e}");

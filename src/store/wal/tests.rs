@@ -11,10 +11,17 @@ type Seen = (Kind, Vec<u8>);
 
 fn open(dir: &Path) -> Result<(Wal, Vec<Seen>), StoreError> {
     let mut seen = Vec::new();
-    let (wal, _) = Wal::open(dir, WalOptions { segment_bytes: SEG }, |f| {
-        seen.push((f.kind, f.payload.to_vec()));
-        Ok(())
-    })?;
+    let (wal, _) = Wal::open(
+        dir,
+        WalOptions {
+            segment_bytes: SEG,
+            ..WalOptions::default()
+        },
+        |f| {
+            seen.push((f.kind, f.payload.to_vec()));
+            Ok(())
+        },
+    )?;
     Ok((wal, seen))
 }
 
