@@ -4,7 +4,8 @@
 use std::fmt;
 use std::io::Cursor;
 
-use crate::tree::{Command, RequestResult};
+use crate::store::codec::LogCommand;
+use crate::tree::RequestResult;
 
 pub mod faults;
 pub mod housekeeping;
@@ -37,7 +38,7 @@ pub type CommandResult = Vec<RequestResult>;
 openraft::declare_raft_types!(
     /// Baton's openraft type configuration.
     pub TypeConfig:
-        D = Command,
+        D = LogCommand,
         R = CommandResult,
         NodeId = u64,
         Node = MemberNode,

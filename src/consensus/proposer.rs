@@ -293,7 +293,7 @@ impl Loop {
         // after that its outcome is reported as unknown.
         let submitted = Instant::now();
         self.stages.submitting();
-        let write = self.raft.client_write(cmd);
+        let write = self.raft.client_write(cmd.into());
         tokio::pin!(write);
         let written = tokio::select! {
             r = &mut write => r,

@@ -941,7 +941,7 @@ mod tests {
     }
 
     fn cmd(time_ms: i64, requests: Vec<Request>) -> EntryPayload<TypeConfig> {
-        EntryPayload::Normal(Command { time_ms, requests })
+        EntryPayload::Normal(Command { time_ms, requests }.into())
     }
 
     fn entry(term: u64, index: u64, payload: EntryPayload<TypeConfig>) -> Entry {

@@ -63,7 +63,7 @@ pub fn append_req_to_pb(r: &AppendEntriesRequest<TypeConfig>) -> pb::AppendEntri
     pb::AppendEntriesRequest {
         vote: Some(codec::vote_to_pb(&r.vote)),
         prev_log_id: r.prev_log_id.as_ref().map(codec::log_id_to_pb),
-        entries: r.entries.iter().map(codec::entry_to_pb).collect(),
+        entries: r.entries.iter().map(codec::entry_to_raw).collect(),
         leader_commit: r.leader_commit.as_ref().map(codec::log_id_to_pb),
     }
 }
@@ -76,7 +76,7 @@ pub fn append_req_from_pb(r: pb::AppendEntriesRequest) -> Res<AppendEntriesReque
         entries: r
             .entries
             .into_iter()
-            .map(codec::entry_from_pb)
+            .map(codec::entry_from_raw)
             .collect::<Res<Vec<_>>>()?,
         leader_commit: opt_log_id(r.leader_commit)?,
     })

@@ -177,11 +177,116 @@ pub fn stored_membership_from_pb(m: pb::StoredMembership) -> Result<StoredMember
     Ok(StoredMembership::new(log_id, membership))
 }
 
+/// A log entry's command, shared (a clone is a reference count) and held both decoded and
+/// encoded: the proposer encodes it once; the log, replication and apply use that encoding
+/// and that decoded form, and a follower decodes what it receives once.
+#[derive(Clone)]
+pub struct LogCommand(std::sync::Arc<CommandForms>);
+
+struct CommandForms {
+    command: Command,
+    bytes: bytes::Bytes,
+}
+
+impl LogCommand {
+    /// Encodes `command`.
+    pub fn new(command: Command) -> Self {
+        let bytes = command_to_pb(&command).encode_to_vec().into();
+        LogCommand(std::sync::Arc::new(CommandForms { command, bytes }))
+    }
+
+    /// Decodes an encoded command.
+    ///
+    /// # Errors
+    /// Bytes that are not a valid command.
+    pub fn decode(bytes: bytes::Bytes) -> Result<Self, CodecError> {
+        let command = command_from_pb(decode("Command", &bytes)?)?;
+        Ok(LogCommand(std::sync::Arc::new(CommandForms {
+            command,
+            bytes,
+        })))
+    }
+
+    /// The command.
+    pub fn command(&self) -> &Command {
+        &self.0.command
+    }
+
+    /// Its encoding (a `Command` message).
+    pub fn bytes(&self) -> &bytes::Bytes {
+        &self.0.bytes
+    }
+}
+
+impl From<Command> for LogCommand {
+    fn from(c: Command) -> Self {
+        LogCommand::new(c)
+    }
+}
+
+impl std::ops::Deref for LogCommand {
+    type Target = Command;
+
+    fn deref(&self) -> &Command {
+        &self.0.command
+    }
+}
+
+impl std::fmt::Debug for LogCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.command.fmt(f)
+    }
+}
+
+impl PartialEq for LogCommand {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.command == other.0.command
+    }
+}
+
+impl Eq for LogCommand {}
+
+/// Log entry → its log and wire form (no copy of the command).
+pub fn entry_to_raw(e: &Entry) -> pb::EntryRaw {
+    let payload = match &e.payload {
+        EntryPayload::Blank => pb::entry_raw::Payload::Blank(pb::Blank {}),
+        EntryPayload::Normal(cmd) => pb::entry_raw::Payload::Command(cmd.bytes().clone()),
+        EntryPayload::Membership(m) => pb::entry_raw::Payload::Membership(membership_to_pb(m)),
+    };
+    pb::EntryRaw {
+        log_id: Some(log_id_to_pb(&e.log_id)),
+        payload: Some(payload),
+    }
+}
+
+/// Log and wire form → log entry (the command decoded once).
+pub fn entry_from_raw(e: pb::EntryRaw) -> Result<Entry, CodecError> {
+    let log_id = log_id_from_pb(
+        e.log_id
+            .ok_or_else(|| CodecError::missing("Entry", "log_id"))?,
+    )?;
+    let payload = match e
+        .payload
+        .ok_or_else(|| CodecError::missing("Entry", "payload"))?
+    {
+        pb::entry_raw::Payload::Blank(_) => EntryPayload::Blank,
+        pb::entry_raw::Payload::Command(c) => EntryPayload::Normal(LogCommand::decode(c)?),
+        pb::entry_raw::Payload::Membership(m) => EntryPayload::Membership(membership_from_pb(m)?),
+    };
+    Ok(Entry { log_id, payload })
+}
+
+/// Decodes a log entry from its log form, without copying the command's bytes out of `bytes`.
+pub fn decode_entry_raw(bytes: bytes::Bytes) -> Result<Entry, CodecError> {
+    let raw = pb::EntryRaw::decode(bytes).map_err(|e| CodecError::new("Entry", e.to_string()))?;
+    entry_from_raw(raw)
+}
+
 /// Log entry → proto.
 pub fn entry_to_pb(e: &Entry) -> pb::Entry {
     let payload = match &e.payload {
         EntryPayload::Blank => pb::entry::Payload::Blank(pb::Blank {}),
-        EntryPayload::Normal(cmd) => pb::entry::Payload::Command(command_to_pb(cmd)),
+        EntryPayload::Normal(cmd) => pb::entry::Payload::Command(command_to_pb(cmd.command())),
         EntryPayload::Membership(m) => pb::entry::Payload::Membership(membership_to_pb(m)),
     };
     pb::Entry {
@@ -201,7 +306,7 @@ pub fn entry_from_pb(e: pb::Entry) -> Result<Entry, CodecError> {
         .ok_or_else(|| CodecError::missing("Entry", "payload"))?
     {
         pb::entry::Payload::Blank(_) => EntryPayload::Blank,
-        pb::entry::Payload::Command(c) => EntryPayload::Normal(command_from_pb(c)?),
+        pb::entry::Payload::Command(c) => EntryPayload::Normal(command_from_pb(c)?.into()),
         pb::entry::Payload::Membership(m) => EntryPayload::Membership(membership_from_pb(m)?),
     };
     Ok(Entry { log_id, payload })
@@ -546,11 +651,11 @@ mod tests {
             },
             Entry {
                 log_id: lid(u64::MAX, 9, u64::MAX),
-                payload: EntryPayload::Normal(every_request()),
+                payload: EntryPayload::Normal(every_request().into()),
             },
             Entry {
                 log_id: lid(0, 0, 0),
-                payload: EntryPayload::Normal(Command::default()),
+                payload: EntryPayload::Normal(Command::default().into()),
             },
             Entry {
                 log_id: lid(4, 2, 18),
@@ -563,6 +668,11 @@ mod tests {
         ];
         for e in entries {
             let got = decode_entry(&encode_entry(&e)).expect("decodes");
+            // The log and wire form: the same bytes as the structured form.
+            let raw = entry_to_raw(&e).encode_to_vec();
+            assert_eq!(raw, encode_entry(&e));
+            let again = decode_entry_raw(raw.into()).expect("decodes raw");
+            assert_eq!(again, got);
             assert_eq!(got.log_id, e.log_id);
             match (&got.payload, &e.payload) {
                 (EntryPayload::Blank, EntryPayload::Blank) => {}

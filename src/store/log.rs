@@ -203,9 +203,9 @@ fn entry_log_id(payload: &[u8]) -> Result<LogId, StoreError> {
     ))
 }
 
-fn decode_entry_record(payload: &[u8]) -> Result<Entry, StoreError> {
-    let id = entry_log_id(payload)?;
-    let e = codec::decode_entry(&payload[ENTRY_PREFIX..])?;
+fn decode_entry_record(payload: Vec<u8>) -> Result<Entry, StoreError> {
+    let id = entry_log_id(&payload)?;
+    let e = codec::decode_entry_raw(bytes::Bytes::from(payload).slice(ENTRY_PREFIX..))?;
     if e.log_id != id {
         return Err(StoreError::Corrupt(format!(
             "entry record for {id} holds entry {}",
@@ -341,7 +341,7 @@ impl LogStore {
             }
             let vote_pb = vote.as_ref().map(codec::vote_to_pb);
             let purged_pb = purged.as_ref().map(codec::log_id_to_pb);
-            let pbs: Vec<pb::Entry> = entries.iter().map(codec::entry_to_pb).collect();
+            let pbs: Vec<pb::EntryRaw> = entries.iter().map(codec::entry_to_raw).collect();
             let mut recs = Vec::new();
             if let Some(v) = &vote_pb {
                 recs.push(Rec::Vote(v));
@@ -424,7 +424,7 @@ impl LogStore {
             match o {
                 Ok(e) => entries.push(e),
                 Err(loc) => match self.inner.wal.read(loc) {
-                    Ok(payload) => entries.push(decode_entry_record(&payload)?),
+                    Ok(payload) => entries.push(decode_entry_record(payload)?),
                     // Its segment was deleted by a purge meanwhile: the entry is gone.
                     Err(StoreError::Io { source, .. })
                         if source.kind() == std::io::ErrorKind::NotFound =>
@@ -473,7 +473,7 @@ impl LogStore {
     }
 }
 
-fn entry_rec<'a>(e: &Entry, p: &'a pb::Entry) -> Rec<'a> {
+fn entry_rec<'a>(e: &Entry, p: &'a pb::EntryRaw) -> Rec<'a> {
     Rec::Entry {
         index: e.log_id.index,
         term: e.log_id.leader_id.term,
@@ -644,7 +644,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         stages.count(Stage::AppendEntries, entries.len() as u64);
         let started = Instant::now();
         let last = entries.last().map_or(0, |e| e.log_id.index);
-        let pbs: Vec<pb::Entry> = entries.iter().map(codec::entry_to_pb).collect();
+        let pbs: Vec<pb::EntryRaw> = entries.iter().map(codec::entry_to_raw).collect();
         let recs: Vec<Rec<'_>> = entries
             .iter()
             .zip(&pbs)

@@ -93,7 +93,7 @@ pub const MIN_SEGMENT_BYTES: u64 = 64 << 10;
 pub enum Kind {
     /// [`pb::WalSegmentHeader`].
     SegmentHeader = 1,
-    /// A log entry: index, term and leader node (u64 LE each), then the `pb::Entry` bytes.
+    /// A log entry: index, term and leader node (u64 LE each), then the entry (`EntryRaw`).
     Entry = 2,
     /// A saved vote: `pb::Vote`.
     Vote = 3,
@@ -282,7 +282,7 @@ pub enum Rec<'a> {
         /// Node id of its leader.
         node: u64,
         /// The entry.
-        entry: &'a pb::Entry,
+        entry: &'a pb::EntryRaw,
     },
     /// A vote.
     Vote(&'a pb::Vote),

@@ -21,22 +21,28 @@ fn blank(term: u64, index: u64) -> Entry {
 fn normal(term: u64, index: u64) -> Entry {
     Entry {
         log_id: lid(term, index),
-        payload: EntryPayload::Normal(Command {
-            time_ms: index as i64,
-            requests: vec![Request::Noop],
-        }),
+        payload: EntryPayload::Normal(
+            Command {
+                time_ms: index as i64,
+                requests: vec![Request::Noop],
+            }
+            .into(),
+        ),
     }
 }
 
 fn big(term: u64, index: u64, kib: usize) -> Entry {
     Entry {
         log_id: lid(term, index),
-        payload: EntryPayload::Normal(Command {
-            time_ms: index as i64,
-            requests: vec![Request::ExpireTtl(vec![
-                format!("{index:>8}").repeat(kib * 128)
-            ])],
-        }),
+        payload: EntryPayload::Normal(
+            Command {
+                time_ms: index as i64,
+                requests: vec![Request::ExpireTtl(vec![
+                    format!("{index:>8}").repeat(kib * 128)
+                ])],
+            }
+            .into(),
+        ),
     }
 }
 

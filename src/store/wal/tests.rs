@@ -26,12 +26,20 @@ fn open(dir: &Path) -> Result<(Wal, Vec<Seen>), StoreError> {
 }
 
 /// An entry whose payload is `kib` KiB of letters (no zero byte anywhere).
-fn entry(index: u64, kib: usize, seed: u64) -> pb::Entry {
+fn entry(index: u64, kib: usize, seed: u64) -> pb::EntryRaw {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let text: String = (0..kib * 1024)
         .map(|_| rng.gen_range(b'a'..=b'z') as char)
         .collect();
-    pb::Entry {
+    let command = pb::Command {
+        time_ms: 0,
+        requests: vec![pb::Request {
+            request: Some(pb::request::Request::ExpireTtl(pb::ExpireTtl {
+                paths: vec![text],
+            })),
+        }],
+    };
+    pb::EntryRaw {
         log_id: Some(pb::LogId {
             leader_id: Some(pb::LeaderId {
                 term: 1,
@@ -39,18 +47,13 @@ fn entry(index: u64, kib: usize, seed: u64) -> pb::Entry {
             }),
             index,
         }),
-        payload: Some(pb::entry::Payload::Command(pb::Command {
-            time_ms: 0,
-            requests: vec![pb::Request {
-                request: Some(pb::request::Request::ExpireTtl(pb::ExpireTtl {
-                    paths: vec![text],
-                })),
-            }],
-        })),
+        payload: Some(pb::entry_raw::Payload::Command(
+            command.encode_to_vec().into(),
+        )),
     }
 }
 
-fn rec(index: u64, e: &pb::Entry) -> Rec<'_> {
+fn rec(index: u64, e: &pb::EntryRaw) -> Rec<'_> {
     Rec::Entry {
         index,
         term: 1,
@@ -95,7 +98,7 @@ fn patch(path: &Path, offset: u64, bytes: &[u8]) {
 #[test]
 fn records_come_back_in_order_across_segments() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let es: Vec<pb::Entry> = (1..=20).map(|i| entry(i, 10, i)).collect();
+    let es: Vec<pb::EntryRaw> = (1..=20).map(|i| entry(i, 10, i)).collect();
     let vote = pb::Vote {
         leader_id: Some(pb::LeaderId {
             term: 3,
@@ -158,7 +161,7 @@ fn a_record_larger_than_a_segment_gets_a_segment_of_its_own() {
 #[test]
 fn purge_deletes_only_whole_older_segments() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let es: Vec<pb::Entry> = (1..=16).map(|i| entry(i, 20, i)).collect();
+    let es: Vec<pb::EntryRaw> = (1..=16).map(|i| entry(i, 20, i)).collect();
     let (wal, _) = open(dir.path()).expect("open");
     for (i, e) in es.iter().enumerate() {
         write(&wal, &[rec(i as u64 + 1, e)]);
@@ -186,7 +189,7 @@ fn purge_deletes_only_whole_older_segments() {
 /// Writes entries 1..=n of `kib` KiB each, one write each; returns their locations.
 fn fill(dir: &Path, n: u64, kib: usize) -> Vec<Loc> {
     let (wal, _) = open(dir).expect("open");
-    let es: Vec<pb::Entry> = (1..=n).map(|i| entry(i, kib, i)).collect();
+    let es: Vec<pb::EntryRaw> = (1..=n).map(|i| entry(i, kib, i)).collect();
     let locs = es
         .iter()
         .enumerate()
