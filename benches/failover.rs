@@ -3,7 +3,9 @@
 //! kill to the first acknowledged write. Repeated `BATON_FAILOVER_KILLS` times (default 12);
 //! the killed member is restarted on its data dir before the next round.
 //!
-//! Run with `cargo bench --bench failover`. Prints one line per kill and a JSON summary.
+//! Run with `cargo bench --bench failover`. Prints one line per kill, with the phases read
+//! from the survivors' logs (evidence that the leader is gone, a survivor stepping aside, the
+//! successor elected by the fast path), and a JSON summary.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -29,9 +31,10 @@ impl Member {
             .args(["--listen-client", &self.client])
             .args(["--listen-peer", &self.peer])
             .args(["--initial-members", members])
+            .args(["--log-format", "json"])
             .env(
                 "RUST_LOG",
-                std::env::var("BATON_FAILOVER_LOG").unwrap_or_else(|_| "warn".into()),
+                std::env::var("BATON_FAILOVER_LOG").unwrap_or_else(|_| "warn,baton=info".into()),
             )
             .stdout(Stdio::null())
             .stderr(
@@ -85,6 +88,60 @@ async fn leader_of(members: &[Member]) -> Option<usize> {
     None
 }
 
+/// Seconds since the Unix epoch of an RFC 3339 UTC timestamp (`2026-12-07T01:02:03.456789Z`),
+/// as tracing's JSON logs write them; only the time of day is used, with the date of `now`.
+fn log_time(ts: &str, now_secs: f64) -> Option<f64> {
+    let t = ts.split('T').nth(1)?.trim_end_matches('Z');
+    let mut parts = t.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    let day = (now_secs / 86_400.0).floor() * 86_400.0;
+    let mut at = day + h * 3600.0 + m * 60.0 + s;
+    if at > now_secs + 3600.0 {
+        at -= 86_400.0;
+    }
+    Some(at)
+}
+
+fn unix_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Milliseconds after `kill_secs` of the first log line of `members` (other than `skip`)
+/// containing `what`.
+fn phase_ms(members: &[Member], skip: usize, what: &str, kill_secs: f64) -> Option<f64> {
+    let now = unix_secs();
+    let mut best: Option<f64> = None;
+    for (i, m) in members.iter().enumerate() {
+        if i == skip {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(m.dir.with_extension("log")) else {
+            continue;
+        };
+        for line in text.lines().filter(|l| l.contains(what)) {
+            let Some(ts) = line
+                .split("\"timestamp\":\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+            else {
+                continue;
+            };
+            if let Some(at) = log_time(ts, now) {
+                let ms = (at - kill_secs) * 1000.0;
+                if ms >= -1.0 {
+                    best = Some(best.map_or(ms, |b| b.min(ms)));
+                }
+            }
+        }
+    }
+    best
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -99,14 +156,22 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(12);
-    let base = tempfile::tempdir().expect("tempdir");
-    eprintln!("member data and logs under {}", base.path().display());
+    let guard = tempfile::tempdir().expect("tempdir");
+    let base = guard.path().to_path_buf();
+    eprintln!("member data and logs under {}", base.display());
+    // BATON_FAILOVER_KEEP=1 keeps the data and logs after the run.
+    let _guard = if std::env::var_os("BATON_FAILOVER_KEEP").is_some() {
+        let _ = guard.keep();
+        None
+    } else {
+        Some(guard)
+    };
     let mut members: Vec<Member> = (1..=3)
         .map(|id| Member {
             id,
             client: format!("127.0.0.1:{}", free_port()),
             peer: format!("127.0.0.1:{}", free_port()),
-            dir: base.path().join(format!("m{id}")),
+            dir: base.join(format!("m{id}")),
             child: None,
         })
         .collect();
@@ -119,8 +184,16 @@ async fn main() {
         m.spawn(&list);
     }
     let all: Vec<String> = members.iter().map(|m| m.client.clone()).collect();
-    let warm = Client::connect(&all).await.expect("connect");
     let deadline = Instant::now() + Duration::from_secs(30);
+    let warm = loop {
+        match Client::connect(&all).await {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "cannot connect: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
     while warm.sync("/").await.is_err() {
         assert!(Instant::now() < deadline, "cluster did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -177,6 +250,7 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(1000)).await;
         killed_at.store(epoch.elapsed().as_micros() as u64, Ordering::SeqCst);
+        let kill_secs = unix_secs();
         members[li].kill();
         let kdeadline = Instant::now() + Duration::from_secs(30);
         while first_ok.load(Ordering::SeqCst) == u64::MAX && Instant::now() < kdeadline {
@@ -191,9 +265,13 @@ async fn main() {
             eprintln!("round {round}: no write succeeded within 30 s of the kill");
         } else {
             let ms = (ok - killed_at.load(Ordering::SeqCst)) as f64 / 1000.0;
+            let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
             eprintln!(
-                "round {round}: killed member {} -> first write {ms:.1} ms",
-                members[li].id
+                "round {round}: killed member {} -> first write {ms:.1} ms (evidence {} ms, stepped aside {} ms, elected {} ms)",
+                members[li].id,
+                show(phase_ms(&members, li, "the leader is gone", kill_secs)),
+                show(phase_ms(&members, li, "stepped aside for the successor", kill_secs)),
+                show(phase_ms(&members, li, "elected by the failover fast path", kill_secs)),
             );
             results_ms.push(ms);
         }

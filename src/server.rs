@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::api::{self, Ctx};
 use crate::config::Config;
+use crate::consensus::failover::Failover;
 use crate::consensus::faults::Faults;
 use crate::consensus::housekeeping::{self, Housekeeping, Liveness};
 use crate::consensus::network::PeerNetwork;
@@ -249,6 +250,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
     wal_opts.stages = shared.stages.clone();
     let log_store = LogStore::open(&store, wal_opts)?;
     let log_handle = log_store.clone();
+    let failover_log = log_store.clone();
     let applied = shared.tree.read().map(|t| t.applied_index).unwrap_or(0);
     hub.reset_history(applied);
 
@@ -305,12 +307,16 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         },
         shutdown.clone(),
     ));
+    let failover = Failover::new(cfg.id, raft.clone(), peers.clone(), failover_log);
+    tokio::spawn(failover.clone().run(shutdown.clone()));
     let peer_service = PeerService {
         my_id: cfg.id,
         raft: raft.clone(),
         proposer: proposer.clone(),
         shared: shared.clone(),
         liveness: liveness.clone(),
+        failover: failover.clone(),
+        shutdown: shutdown.clone(),
     };
     let lock_waiters = api::locks::LockWaiters::start(shared.clone());
     let ctx = Arc::new(Ctx {
@@ -323,6 +329,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         liveness,
         peers,
         shutdown: shutdown.clone(),
+        failover,
     });
 
     let peer_server = tokio::spawn(

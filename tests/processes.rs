@@ -300,6 +300,19 @@ async fn leader_killed_with_sigkill_survivors_continue_and_restarted_member_conv
     acked.insert(("/proc/after-00".into(), "a0".into()));
     let new_leader = p.wait_for_leader(Duration::from_secs(20)).await;
     assert_ne!(new_leader, leader);
+    // The survivors found the killed leader gone by its closed connections (the failover fast
+    // path), not only by their timers.
+    for m in p.members.iter().filter(|m| m.id != leader) {
+        let c = connect(&[m.endpoint()], Duration::from_secs(2))
+            .await
+            .expect("connect to a survivor");
+        let s = c.status().await.expect("status");
+        assert!(
+            s.leaders_found_gone >= 1,
+            "member {} did not find the killed leader gone: {s:?}",
+            m.id
+        );
+    }
     for i in 1..30 {
         let path = format!("/proc/after-{i:02}");
         survivors

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use openraft::ServerState;
@@ -141,6 +142,9 @@ impl Cluster for ClusterService {
             version: env!("CARGO_PKG_VERSION").to_string(),
             state_hash,
             state_hash_index: applied,
+            term_changes: self.ctx.failover.stats.term_changes.load(Relaxed),
+            fast_elections: self.ctx.failover.stats.fast_elections.load(Relaxed),
+            leaders_found_gone: self.ctx.failover.stats.leaders_found_gone.load(Relaxed),
         }))
     }
 

@@ -48,6 +48,8 @@ pub struct Ctx {
     pub shutdown: crate::shutdown::Shutdown,
     /// Parked lock and election waiters.
     pub lock_waiters: Arc<locks::LockWaiters>,
+    /// The failover fast path (its counters are part of the status).
+    pub failover: Arc<crate::consensus::failover::Failover>,
 }
 
 impl Ctx {

@@ -392,6 +392,9 @@ pub fn status_json(endpoint: &str, s: &StatusResponse) -> Value {
         "db_size_bytes": s.db_size_bytes,
         "state_hash": s.state_hash,
         "state_hash_index": s.state_hash_index,
+        "term_changes": s.term_changes,
+        "fast_elections": s.fast_elections,
+        "leaders_found_gone": s.leaders_found_gone,
         "version": s.version,
         "members": s.members.iter().map(member_json).collect::<Vec<_>>(),
     })
@@ -403,17 +406,18 @@ pub fn status_error_json(endpoint: &str, error: &str) -> Value {
 }
 
 /// Header of `status`.
-pub const STATUS_HEADER: &str = "ENDPOINT               MEMBER  ROLE       LEADER  TERM    COMMIT      APPLIED     LAST_ZXID   SESSIONS  WATCHES  ZNODES     DB_SIZE";
+pub const STATUS_HEADER: &str = "ENDPOINT               MEMBER  ROLE       LEADER  TERM    TERM_CHG  COMMIT      APPLIED     LAST_ZXID   SESSIONS  WATCHES  ZNODES     DB_SIZE";
 
 /// One row of `status`.
 pub fn status_row(endpoint: &str, s: &StatusResponse) -> String {
     format!(
-        "{:<21}  {:<6}  {:<9}  {:<6}  {:<6}  {:<10}  {:<10}  {:<10}  {:<8}  {:<7}  {:<9}  {}",
+        "{:<21}  {:<6}  {:<9}  {:<6}  {:<6}  {:<8}  {:<10}  {:<10}  {:<10}  {:<8}  {:<7}  {:<9}  {}",
         endpoint,
         s.member_id,
         role_name(s.role),
         s.leader_id,
         s.term,
+        s.term_changes,
         s.commit_index,
         s.applied_index,
         s.last_zxid,

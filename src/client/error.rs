@@ -152,7 +152,7 @@ pub(crate) fn not_applied(status: &Status) -> bool {
 
 /// Whether a status was made on this side from a transport failure. tonic keeps the transport
 /// error as the status's source; statuses received from a server have none.
-fn is_connection_error(status: &Status) -> bool {
+pub(crate) fn is_connection_error(status: &Status) -> bool {
     crate::error::status_reason(status).is_none()
         && matches!(
             status.code(),

@@ -107,7 +107,7 @@ impl Default for ClientOptions {
 /// Whether a call may be sent again after it may have reached a server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Retry {
-    /// Reads: retried on the next endpoint after any `UNAVAILABLE`.
+    /// Reads: retried on the next endpoint after any `UNAVAILABLE` or broken connection.
     Idempotent,
     /// Writes: retried only when known not to have been applied.
     IfNotApplied,
@@ -812,7 +812,11 @@ impl Client {
                 }
                 Ok(Ok(resp)) => return Ok(resp.into_inner()),
                 Ok(Err(status)) => {
-                    if status.code() != Code::Unavailable {
+                    // A connection reset or closed under the call (the member died) moves the
+                    // client to the next endpoint like UNAVAILABLE does; a write whose call
+                    // broke that way is not sent again (it may have been applied), it is
+                    // reported as it is.
+                    if status.code() != Code::Unavailable && !error::is_connection_error(&status) {
                         return Err(status.into());
                     }
                     self.fail_over(index);

@@ -7,6 +7,7 @@ use std::io::Cursor;
 use crate::store::codec::LogCommand;
 use crate::tree::RequestResult;
 
+pub mod failover;
 pub mod faults;
 pub mod housekeeping;
 pub mod network;

@@ -6,11 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use openraft::error::{ChangeMembershipError, ClientWriteError, InstallSnapshotError, RaftError};
 use openraft::ChangeMembers;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
+use super::failover::Failover;
 use super::housekeeping::Liveness;
 use super::peers::is_leader;
 use super::proposer::Proposer;
@@ -33,6 +35,10 @@ pub struct PeerService {
     pub shared: Arc<SmShared>,
     /// Session deadlines.
     pub liveness: Arc<Liveness>,
+    /// The failover fast path (reports from other members).
+    pub failover: Arc<Failover>,
+    /// Ends Follow streams when the member shuts down.
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 fn bad_request(e: codec::CodecError) -> Status {
@@ -179,6 +185,31 @@ impl PeerService {
 
 #[tonic::async_trait]
 impl raft_server::Raft for PeerService {
+    type FollowStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<pb::FollowEvent, Status>> + Send + 'static>,
+    >;
+
+    async fn follow(
+        &self,
+        _req: Request<pb::FollowRequest>,
+    ) -> Result<Response<Self::FollowStream>, Status> {
+        // Nothing is ever sent: the stream ends when this member shuts down, and breaks with
+        // its connection when the process dies.
+        let mut shutdown = self.shutdown.clone();
+        let stream = futures::stream::once(async move { shutdown.wait().await })
+            .filter_map(|()| async { None });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn leader_gone(
+        &self,
+        req: Request<pb::LeaderGoneRequest>,
+    ) -> Result<Response<pb::LeaderGoneResponse>, Status> {
+        let failover = self.failover.clone();
+        tokio::spawn(failover.on_report(req.into_inner()));
+        Ok(Response::new(pb::LeaderGoneResponse {}))
+    }
+
     async fn vote(
         &self,
         req: Request<pb::VoteRequest>,

@@ -86,10 +86,43 @@ async fn run(raft: Raft, peers: Arc<Peers>, mut rx: mpsc::Receiver<Waiter>) {
     }
 }
 
-/// One leader-confirmed read index.
+/// One leader-confirmed read index. When the leader cannot be reached (it died), the read
+/// waits (bounded) for the next leader and asks it instead of failing at once.
 async fn confirm(raft: &Raft, peers: &Peers) -> Result<u64, BatonError> {
+    let mut r = confirm_once(raft, peers).await;
+    for _ in 0..1 {
+        let Err(BatonError::Unavailable(_)) = &r else {
+            break;
+        };
+        let Some((old, _)) = peers::leader(raft).filter(|(id, _)| *id != peers.my_id()) else {
+            break;
+        };
+        let mut rx = raft.server_metrics();
+        let changed = matches!(
+            tokio::time::timeout(
+                NEXT_LEADER_WAIT,
+                rx.wait_for(|m| m.current_leader.is_some() && m.current_leader != Some(old)),
+            )
+            .await,
+            Ok(Ok(_))
+        );
+        if !changed {
+            break;
+        }
+        r = confirm_once(raft, peers).await;
+    }
+    r
+}
+
+/// How long a read waits for a leader to be known.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+/// How long a read waits for the next leader after the known one could not be reached (the
+/// failover fast path elects one within milliseconds of a leader's death).
+const NEXT_LEADER_WAIT: Duration = Duration::from_secs(1);
+
+async fn confirm_once(raft: &Raft, peers: &Peers) -> Result<u64, BatonError> {
     if peers::leader(raft).is_none() {
-        peers::wait_for_leader(raft, Duration::from_secs(3)).await;
+        peers::wait_for_leader(raft, LEADER_WAIT).await;
     }
     if peers::is_leader(raft, peers.my_id()) {
         return match raft.ensure_linearizable().await {

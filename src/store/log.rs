@@ -297,6 +297,11 @@ impl LogStore {
         self.inner.wal.close();
     }
 
+    /// The id of the last entry in the log (or of the last purged one).
+    pub fn last_log_id(&self) -> Option<LogId> {
+        self.mem().last_log_id()
+    }
+
     /// Number of segment files.
     pub fn segment_count(&self) -> usize {
         self.inner.wal.segment_count()
@@ -454,11 +459,21 @@ impl LogStore {
     }
 
     /// Records a purge durably, after making the state machine durable, then lets the writer
-    /// delete the segments it covers.
-    async fn record_purge(&self, log_id: LogId) -> Result<(), StoreError> {
-        self.inner.store.spawn_durable_flush().await?;
+    /// delete the segments it covers. Blocking.
+    fn record_purge(&self, log_id: LogId) -> Result<(), StoreError> {
+        self.inner.store.durable_flush()?;
         let p = codec::log_id_to_pb(&log_id);
-        self.write_synced(&[Rec::Purge(&p)]).await?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.inner.wal.write(
+            &[Rec::Purge(&p)],
+            true,
+            Some(Box::new(move |r| {
+                let _ = tx.send(r);
+            })),
+        )?;
+        rx.recv()
+            .map_err(|_| StoreError::Task("the log writer stopped".into()))?
+            .map_err(|e| StoreError::io("sync", self.inner.wal.dir(), e))?;
         self.inner
             .purge_recorded
             .send_modify(|v| *v = (*v).max(log_id.index));
@@ -695,15 +710,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             advanced
         };
         if advanced {
-            // The durable half runs outside the Raft core: it needs a flush of the state
-            // machine and a sync of the log, and nothing waits for it (a purge lost in a crash
-            // is redone).
+            // The durable half runs outside the Raft core, on a thread of its own: it needs a
+            // flush of the state machine and a sync of the log, and nothing waits for it (a
+            // purge lost in a crash is redone).
             let this = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = this.record_purge(log_id).await {
-                    tracing::warn!(error = %e, purged = %log_id, "could not record a log purge; it is redone with the next one");
-                }
-            });
+            let spawned = std::thread::Builder::new()
+                .name("baton-purge".into())
+                .spawn(move || {
+                    if let Err(e) = this.record_purge(log_id) {
+                        tracing::warn!(error = %e, purged = %log_id, "could not record a log purge; it is redone with the next one");
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "could not start recording a log purge; it is redone with the next one");
+            }
         }
         Ok(())
     }

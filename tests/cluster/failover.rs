@@ -1,0 +1,97 @@
+//! The failover fast path (`src/consensus/failover.rs`): a leader whose process is gone is
+//! replaced on the evidence of its closed connections, not by the election timers; a leader
+//! that is only cut off gives no such evidence, so the timers (and only they) replace it.
+
+use std::time::Duration;
+
+use baton::client::CreateOptions;
+
+use crate::harness::{retry, TestCluster};
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// Sum of a status counter over the running members.
+async fn counters(c: &TestCluster) -> Vec<(u64, u64, u64, u64)> {
+    let mut out = Vec::new();
+    for id in c.running() {
+        let s = c
+            .client_timeout(id, SECS(3))
+            .await
+            .status()
+            .await
+            .unwrap_or_else(|e| panic!("status of member {id}: {e}"));
+        out.push((id, s.leaders_found_gone, s.fast_elections, s.term_changes));
+    }
+    out
+}
+
+/// A leader that stops (its peer port closes, as when its process dies) is found gone by both
+/// survivors, and its successor is elected by the fast path; writes then go on through every
+/// survivor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_leader_is_found_gone_and_replaced_by_the_fast_path() {
+    let mut c = TestCluster::start(3).await;
+    let old = c.wait_for_leader(SECS(10)).await;
+    let all = c.client_all().await;
+    retry(SECS(15), 300, || async {
+        match all.create("/fo", "", CreateOptions::persistent()).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is("NODE_EXISTS") => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
+    .expect("create /fo");
+    // Let both followers follow the leader.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    c.stop(old).await;
+    let new = c.wait_for_new_leader(old, SECS(10)).await;
+    let seen = counters(&c).await;
+    for (id, gone, _, _) in &seen {
+        assert!(
+            *gone >= 1,
+            "member {id} did not find the stopped leader gone: {seen:?}"
+        );
+    }
+    let fast: u64 = seen.iter().map(|s| s.2).sum();
+    assert_eq!(fast, 1, "one fast-path election expected: {seen:?}");
+    let winner = seen.iter().find(|s| s.2 == 1).map(|s| s.0);
+    assert_eq!(winner, Some(new), "the fast-path winner leads: {seen:?}");
+    for id in c.running() {
+        let via = c.client(id).await;
+        retry(SECS(10), 200, || async {
+            via.create(&format!("/fo/after-{id}"), "x", CreateOptions::persistent())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("write through member {id} after the failover: {e}"));
+    }
+    c.restart(old).await;
+    c.wait_converged(SECS(20)).await;
+}
+
+/// A leader cut off from the others (its process alive, its connections silent) gives no
+/// evidence: nobody finds it gone, the timers elect a successor, and after the heal the
+/// cluster converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cut_off_leader_gives_no_evidence_and_the_timers_replace_it() {
+    let c = TestCluster::start(3).await;
+    let old = c.wait_for_leader(SECS(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.isolate(old);
+    let new = c.wait_for_new_leader(old, SECS(10)).await;
+    assert_ne!(new, old);
+    c.heal();
+    let seen = counters(&c).await;
+    for (id, gone, fast, _) in &seen {
+        assert_eq!(
+            (*gone, *fast),
+            (0, 0),
+            "member {id} acted on a leader that was only cut off: {seen:?}"
+        );
+    }
+    c.wait_converged(SECS(20)).await;
+}
