@@ -3,6 +3,11 @@
 //! kill to the first acknowledged write. Repeated `BATON_FAILOVER_KILLS` times (default 12);
 //! the killed member is restarted on its data dir before the next round.
 //!
+//! `BATON_FAILOVER_MODE` picks how the leader goes: `kill` (SIGKILL, the default), `term`
+//! (SIGTERM: a graceful stop, as in a rolling restart; the round also reports the longest
+//! stall of acknowledged writes) or `stop` (SIGSTOP, a silent failure: no connection closes;
+//! SIGCONT after the round).
+//!
 //! Run with `cargo bench --bench failover`. Prints one line per kill, with the phases read
 //! from the survivors' logs (evidence that the leader is gone, a survivor stepping aside, the
 //! successor elected by the fast path), and a JSON summary.
@@ -48,6 +53,30 @@ impl Member {
             .spawn()
             .expect("spawn batond");
         self.child = Some(child);
+    }
+
+    /// Sends a signal by name (`TERM`, `STOP`, `CONT`).
+    fn signal(&self, name: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args([&format!("-{name}"), &c.id().to_string()])
+                .status();
+        }
+    }
+
+    /// Waits (bounded) for the process to exit after a SIGTERM.
+    fn reap(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        if let Some(c) = self.child.as_mut() {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    self.child = None;
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        self.kill();
     }
 
     fn kill(&mut self) {
@@ -202,7 +231,9 @@ async fn main() {
         .create("/fo", Vec::new(), CreateOptions::persistent())
         .await;
 
+    let mode = std::env::var("BATON_FAILOVER_MODE").unwrap_or_else(|_| "kill".into());
     let mut results_ms = Vec::new();
+    let mut stalls_ms = Vec::new();
     for round in 0..kills {
         let Some(li) = leader_of(&members).await else {
             eprintln!("round {round}: no leader found");
@@ -217,12 +248,14 @@ async fn main() {
         // Writers through the survivors only, running before and after the kill.
         let killed_at = Arc::new(AtomicU64::new(0));
         let first_ok = Arc::new(AtomicU64::new(u64::MAX));
+        let acks = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
         let epoch = Instant::now();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut tasks = Vec::new();
         for w in 0..4 {
             let eps = vec![survivors[w % survivors.len()].clone()];
             let (killed_at, first_ok, stop) = (killed_at.clone(), first_ok.clone(), stop.clone());
+            let acks = acks.clone();
             tasks.push(tokio::spawn(async move {
                 let Ok(c) = Client::connect(&eps).await else {
                     return;
@@ -238,9 +271,12 @@ async fn main() {
                         .is_ok()
                     {
                         let k = killed_at.load(Ordering::SeqCst);
+                        let now = epoch.elapsed().as_micros() as u64;
                         if k != 0 && sent >= k {
-                            let now = epoch.elapsed().as_micros() as u64;
                             first_ok.fetch_min(now, Ordering::SeqCst);
+                        }
+                        if let Ok(mut a) = acks.lock() {
+                            a.push(now);
                         }
                     } else {
                         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -251,14 +287,41 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(1000)).await;
         killed_at.store(epoch.elapsed().as_micros() as u64, Ordering::SeqCst);
         let kill_secs = unix_secs();
-        members[li].kill();
+        match mode.as_str() {
+            "term" => members[li].signal("TERM"),
+            "stop" => members[li].signal("STOP"),
+            _ => members[li].kill(),
+        }
         let kdeadline = Instant::now() + Duration::from_secs(30);
         while first_ok.load(Ordering::SeqCst) == u64::MAX && Instant::now() < kdeadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        // Writes go on for a while: the longest gap between acknowledged writes from the
+        // signal on is the stall the clients saw.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         stop.store(true, Ordering::SeqCst);
         for t in tasks {
             let _ = t.await;
+        }
+        let k = killed_at.load(Ordering::SeqCst);
+        let stall_ms = {
+            let mut a: Vec<u64> = acks
+                .lock()
+                .map(|a| a.iter().copied().filter(|t| *t >= k).collect())
+                .unwrap_or_default();
+            a.sort_unstable();
+            let mut prev = k;
+            let mut worst = 0;
+            for t in a {
+                worst = worst.max(t - prev);
+                prev = t;
+            }
+            worst as f64 / 1000.0
+        };
+        match mode.as_str() {
+            "term" => members[li].reap(Duration::from_secs(15)),
+            "stop" => members[li].signal("CONT"),
+            _ => {}
         }
         let ok = first_ok.load(Ordering::SeqCst);
         if ok == u64::MAX {
@@ -267,15 +330,18 @@ async fn main() {
             let ms = (ok - killed_at.load(Ordering::SeqCst)) as f64 / 1000.0;
             let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
             eprintln!(
-                "round {round}: killed member {} -> first write {ms:.1} ms (evidence {} ms, stepped aside {} ms, elected {} ms)",
+                "round {round}: {mode} of member {} -> first write {ms:.1} ms, longest stall {stall_ms:.1} ms (evidence {} ms, stepped aside {} ms, elected {} ms)",
                 members[li].id,
                 show(phase_ms(&members, li, "the leader is gone", kill_secs)),
                 show(phase_ms(&members, li, "stepped aside for the successor", kill_secs)),
                 show(phase_ms(&members, li, "elected by the failover fast path", kill_secs)),
             );
             results_ms.push(ms);
+            stalls_ms.push(stall_ms);
         }
-        members[li].spawn(&list);
+        if members[li].child.is_none() {
+            members[li].spawn(&list);
+        }
         let rdeadline = Instant::now() + Duration::from_secs(30);
         loop {
             let back = match Client::connect([&members[li].client]).await {
@@ -291,12 +357,15 @@ async fn main() {
     }
     let mut sorted = results_ms.clone();
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    stalls_ms.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     println!(
-        "{{\"workload\":\"failover\",\"kills\":{},\"measured\":{},\"p50_ms\":{:.1},\"max_ms\":{:.1},\"min_ms\":{:.1}}}",
+        "{{\"workload\":\"failover\",\"mode\":\"{mode}\",\"kills\":{},\"measured\":{},\"p50_ms\":{:.1},\"max_ms\":{:.1},\"min_ms\":{:.1},\"stall_p50_ms\":{:.1},\"stall_max_ms\":{:.1}}}",
         kills,
         sorted.len(),
         percentile(&sorted, 0.5),
         sorted.last().copied().unwrap_or(0.0),
-        sorted.first().copied().unwrap_or(0.0)
+        sorted.first().copied().unwrap_or(0.0),
+        percentile(&stalls_ms, 0.5),
+        stalls_ms.last().copied().unwrap_or(0.0)
     );
 }

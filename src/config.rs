@@ -97,15 +97,16 @@ pub struct Args {
     /// Largest GetChildren page (default 10000).
     #[arg(long, env = "BATON_MAX_CHILDREN_PAGE")]
     pub max_children_page: Option<usize>,
-    /// Raft heartbeat interval in ms (default 100).
+    /// Raft heartbeat interval in ms (default 50). Also the AppendEntries timeout.
     #[arg(long, env = "BATON_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
-    /// Smallest election timeout in ms (default 250). A follower campaigns once it has heard
+    /// Smallest election timeout in ms (default 150). A follower campaigns once it has heard
     /// nothing from the leader for the largest timeout (the leader lease) plus its own random
-    /// timeout in [min, max].
+    /// timeout in [min, max]; that is how a silent leader (paused, cut off) is replaced. A
+    /// leader whose process is gone is replaced at once (the failover fast path).
     #[arg(long, env = "BATON_ELECTION_TIMEOUT_MIN_MS")]
     pub election_timeout_min_ms: Option<u64>,
-    /// Largest election timeout in ms (default 400).
+    /// Largest election timeout in ms (default 250).
     #[arg(long, env = "BATON_ELECTION_TIMEOUT_MAX_MS")]
     pub election_timeout_max_ms: Option<u64>,
     /// Log entries between automatic snapshots (default 20000).
@@ -212,9 +213,9 @@ impl Default for Config {
             watch_history: 100_000,
             watch_buffer: 4096,
             max_children_page: 10_000,
-            heartbeat: Duration::from_millis(100),
-            election_timeout_min: Duration::from_millis(250),
-            election_timeout_max: Duration::from_millis(400),
+            heartbeat: Duration::from_millis(50),
+            election_timeout_min: Duration::from_millis(150),
+            election_timeout_max: Duration::from_millis(250),
             snapshot_every: 20_000,
             keep_logs: 5_000,
             max_batch: 1024,

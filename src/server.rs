@@ -309,6 +309,10 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
     ));
     let failover = Failover::new(cfg.id, raft.clone(), peers.clone(), failover_log);
     tokio::spawn(failover.clone().run(shutdown.clone()));
+    // The peer port closes only once the client port has drained (see `serve`): a leader
+    // that shuts down keeps committing the writes in flight, and followers keep forwarding to
+    // it, until then; its closed port then tells the followers to elect a successor at once.
+    let (peer_stop_trigger, peer_stop) = shutdown::channel();
     let peer_service = PeerService {
         my_id: cfg.id,
         raft: raft.clone(),
@@ -316,7 +320,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         shared: shared.clone(),
         liveness: liveness.clone(),
         failover: failover.clone(),
-        shutdown: shutdown.clone(),
+        shutdown: peer_stop.clone(),
     };
     let lock_waiters = api::locks::LockWaiters::start(shared.clone());
     let ctx = Arc::new(Ctx {
@@ -340,7 +344,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
                     .max_encoding_message_size(MAX_PEER_MESSAGE),
             )
             .serve_with_incoming_shutdown(incoming(peer_listener), {
-                let mut s = shutdown.clone();
+                let mut s = peer_stop.clone();
                 async move { s.wait().await }
             }),
     );
@@ -349,7 +353,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         listener,
         (store, log_handle),
         shutdown,
-        peer_server,
+        (peer_server, peer_stop_trigger),
     ));
     info!(id = cfg.id, client = %client_addr, peer = %peer_addr, data_dir = %cfg.data_dir.display(), "serving");
     Ok(ServerHandle {
@@ -368,7 +372,10 @@ async fn serve(
     listener: TcpListener,
     (store, log_handle): (Store, LogStore),
     shutdown: Shutdown,
-    peer_server: JoinHandle<Result<(), tonic::transport::Error>>,
+    (peer_server, peer_stop): (
+        JoinHandle<Result<(), tonic::transport::Error>>,
+        ShutdownTrigger,
+    ),
 ) -> Result<(), ServerError> {
     let cfg = ctx.cfg.clone();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -444,6 +451,7 @@ async fn serve(
             server.abort();
         }
     }
+    peer_stop.trigger();
     match tokio::time::timeout(cfg.shutdown_timeout / 4, peer_server).await {
         Ok(_) => info!("peer port closed"),
         Err(_) => warn!("peer port did not close in time"),
