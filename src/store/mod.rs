@@ -218,6 +218,8 @@ enum WriterMsg {
     Barrier(mpsc::Sender<Result<(), StoreError>>),
 }
 
+/// How long the writer lets changes gather before writing a group.
+const WRITER_GATHER: Duration = Duration::from_millis(2);
 /// Queued writes the writer merges into one group at most.
 const WRITER_MERGE: usize = 256;
 /// Queued changes above which [`Store::write_behind_wait`] makes appliers wait.
@@ -234,6 +236,9 @@ pub const WRITING_KEY: &[u8] = b"mwriting";
 fn run_writer(rx: mpsc::Receiver<WriterMsg>, queued: Arc<AtomicUsize>) {
     let mut failed: Option<String> = None;
     while let Ok(first) = rx.recv() {
+        // sled is written behind: let a few more applies queue up, so the group is larger
+        // (fewer sled operations per change under load).
+        std::thread::sleep(WRITER_GATHER);
         let mut msgs = vec![first];
         while msgs.len() < WRITER_MERGE {
             match rx.try_recv() {
@@ -284,8 +289,17 @@ fn run_writer(rx: mpsc::Receiver<WriterMsg>, queued: Arc<AtomicUsize>) {
 /// inserts go to disk with sled's buffer when it fills or is flushed. sled recovers a prefix
 /// of its writes after a crash, so the marker tells a tree cut off mid-group.
 fn write_group(tree: &sled::Tree, changes: Vec<Change>) -> Result<(), sled::Error> {
+    // Only the last change of each key matters within a group (the meta record, for one,
+    // is rewritten by every apply).
+    let mut seen = HashSet::with_capacity(changes.len());
+    let mut last: Vec<Change> = changes
+        .into_iter()
+        .rev()
+        .filter(|(k, _)| seen.insert(k.clone()))
+        .collect();
+    last.reverse();
     tree.insert(WRITING_KEY, &[])?;
-    for (k, v) in changes {
+    for (k, v) in last {
         match v {
             Some(v) => tree.insert(k, v)?,
             None => tree.remove(k)?,
