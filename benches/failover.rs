@@ -234,6 +234,7 @@ async fn main() {
     let mode = std::env::var("BATON_FAILOVER_MODE").unwrap_or_else(|_| "kill".into());
     let mut results_ms = Vec::new();
     let mut stalls_ms = Vec::new();
+    let mut reads_ms = Vec::new();
     for round in 0..kills {
         let Some(li) = leader_of(&members).await else {
             eprintln!("round {round}: no leader found");
@@ -249,6 +250,7 @@ async fn main() {
         let killed_at = Arc::new(AtomicU64::new(0));
         let first_ok = Arc::new(AtomicU64::new(u64::MAX));
         let acks = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+        let first_read = Arc::new(AtomicU64::new(u64::MAX));
         let epoch = Instant::now();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut tasks = Vec::new();
@@ -284,6 +286,30 @@ async fn main() {
                 }
             }));
         }
+        // Readers too: a linearizable read through each survivor.
+        for ep in &survivors {
+            let eps = vec![ep.clone()];
+            let (killed_at, first_read, stop) =
+                (killed_at.clone(), first_read.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let Ok(c) = Client::connect(&eps).await else {
+                    return;
+                };
+                let c = c.with_timeout(Duration::from_millis(1500));
+                while !stop.load(Ordering::SeqCst) {
+                    let sent = epoch.elapsed().as_micros() as u64;
+                    if c.get_data("/fo").await.is_ok() {
+                        let k = killed_at.load(Ordering::SeqCst);
+                        if k != 0 && sent >= k {
+                            let now = epoch.elapsed().as_micros() as u64;
+                            first_read.fetch_min(now, Ordering::SeqCst);
+                        }
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+            }));
+        }
         tokio::time::sleep(Duration::from_millis(1000)).await;
         killed_at.store(epoch.elapsed().as_micros() as u64, Ordering::SeqCst);
         let kill_secs = unix_secs();
@@ -293,7 +319,10 @@ async fn main() {
             _ => members[li].kill(),
         }
         let kdeadline = Instant::now() + Duration::from_secs(30);
-        while first_ok.load(Ordering::SeqCst) == u64::MAX && Instant::now() < kdeadline {
+        while (first_ok.load(Ordering::SeqCst) == u64::MAX
+            || first_read.load(Ordering::SeqCst) == u64::MAX)
+            && Instant::now() < kdeadline
+        {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // Writes go on for a while: the longest gap between acknowledged writes from the
@@ -329,9 +358,16 @@ async fn main() {
         } else {
             let ms = (ok - killed_at.load(Ordering::SeqCst)) as f64 / 1000.0;
             let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+            let read = first_read.load(Ordering::SeqCst);
+            let read_ms = (read != u64::MAX)
+                .then(|| (read - killed_at.load(Ordering::SeqCst)) as f64 / 1000.0);
+            if let Some(r) = read_ms {
+                reads_ms.push(r);
+            }
             eprintln!(
-                "round {round}: {mode} of member {} -> first write {ms:.1} ms, longest stall {stall_ms:.1} ms (evidence {} ms, stepped aside {} ms, elected {} ms)",
+                "round {round}: {mode} of member {} -> first write {ms:.1} ms, first read {} ms, longest stall {stall_ms:.1} ms (evidence {} ms, stepped aside {} ms, elected {} ms)",
                 members[li].id,
+                show(read_ms),
                 show(phase_ms(&members, li, "the leader is gone", kill_secs)),
                 show(phase_ms(&members, li, "stepped aside for the successor", kill_secs)),
                 show(phase_ms(&members, li, "elected by the failover fast path", kill_secs)),
@@ -358,13 +394,16 @@ async fn main() {
     let mut sorted = results_ms.clone();
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     stalls_ms.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    reads_ms.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     println!(
-        "{{\"workload\":\"failover\",\"mode\":\"{mode}\",\"kills\":{},\"measured\":{},\"p50_ms\":{:.1},\"max_ms\":{:.1},\"min_ms\":{:.1},\"stall_p50_ms\":{:.1},\"stall_max_ms\":{:.1}}}",
+        "{{\"workload\":\"failover\",\"mode\":\"{mode}\",\"kills\":{},\"measured\":{},\"p50_ms\":{:.1},\"max_ms\":{:.1},\"min_ms\":{:.1},\"read_p50_ms\":{:.1},\"read_max_ms\":{:.1},\"stall_p50_ms\":{:.1},\"stall_max_ms\":{:.1}}}",
         kills,
         sorted.len(),
         percentile(&sorted, 0.5),
         sorted.last().copied().unwrap_or(0.0),
         sorted.first().copied().unwrap_or(0.0),
+        percentile(&reads_ms, 0.5),
+        reads_ms.last().copied().unwrap_or(0.0),
         percentile(&stalls_ms, 0.5),
         stalls_ms.last().copied().unwrap_or(0.0)
     );
