@@ -132,6 +132,15 @@ pub struct Args {
     /// How long graceful shutdown may take before exiting anyway, in ms (default 10000).
     #[arg(long, env = "BATON_SHUTDOWN_TIMEOUT_MS")]
     pub shutdown_timeout_ms: Option<u64>,
+    /// Free space, in MiB, kept in reserve on the data directory's file system (default 64;
+    /// 0 turns the check off). Below it the member raises the cluster's NOSPACE alarm, and
+    /// writes are refused until the space is back.
+    #[arg(long, env = "BATON_SPACE_RESERVE_MB")]
+    pub space_reserve_mb: Option<u64>,
+    /// Most MiB the data directory may use (default 0: no quota). Above it the member raises
+    /// the NOSPACE alarm, as for the space reserve.
+    #[arg(long, env = "BATON_QUOTA_MB")]
+    pub quota_mb: Option<u64>,
 }
 
 /// The validated configuration.
@@ -191,6 +200,10 @@ pub struct Config {
     pub ttl_check: Duration,
     /// Graceful shutdown bound.
     pub shutdown_timeout: Duration,
+    /// Free bytes kept in reserve on the data directory's file system (0 = unchecked).
+    pub space_reserve_bytes: u64,
+    /// Most bytes the data directory may use (0 = no quota).
+    pub quota_bytes: u64,
 }
 
 impl Default for Config {
@@ -223,6 +236,8 @@ impl Default for Config {
             wal_segment_bytes: crate::store::wal::DEFAULT_SEGMENT_BYTES,
             ttl_check: Duration::from_millis(500),
             shutdown_timeout: Duration::from_millis(10_000),
+            space_reserve_bytes: 64 * 1024 * 1024,
+            quota_bytes: 0,
         }
     }
 }
@@ -335,6 +350,12 @@ impl Config {
                 .unwrap_or(d.wal_segment_bytes),
             ttl_check: ms(pick!(ttl_check_ms), d.ttl_check),
             shutdown_timeout: ms(pick!(shutdown_timeout_ms), d.shutdown_timeout),
+            space_reserve_bytes: pick!(space_reserve_mb)
+                .map(|m| m * 1024 * 1024)
+                .unwrap_or(d.space_reserve_bytes),
+            quota_bytes: pick!(quota_mb)
+                .map(|m| m * 1024 * 1024)
+                .unwrap_or(d.quota_bytes),
         };
         cfg.validate()?;
         Ok(cfg)

@@ -90,6 +90,11 @@ pub enum BatonError {
     /// No leader, no quorum, or the member is shutting down.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The cluster's NOSPACE alarm is raised (a member is short of disk space or over its
+    /// quota): writes that add data are refused until it clears; reads, deletes and session
+    /// close go on.
+    #[error("no space: {0}")]
+    NoSpace(String),
     /// The request was proposed but its outcome is unknown (timeout, leader change).
     #[error("outcome unknown: {0}")]
     OutcomeUnknown(String),
@@ -121,6 +126,7 @@ impl BatonError {
             BatonError::LockHeld(_) => "LOCK_HELD",
             BatonError::NotOwner { .. } => "NOT_OWNER",
             BatonError::Unavailable(_) => "UNAVAILABLE",
+            BatonError::NoSpace(_) => "NOSPACE",
             BatonError::OutcomeUnknown(_) => "OUTCOME_UNKNOWN",
             BatonError::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
             BatonError::Internal(_) => "INTERNAL",
@@ -142,7 +148,7 @@ impl BatonError {
             BatonError::NotOwner { .. } => Code::PermissionDenied,
             BatonError::InvalidPath { .. } | BatonError::BadArguments(_) => Code::InvalidArgument,
             BatonError::AuthFailed(_) => Code::Unauthenticated,
-            BatonError::TooLarge { .. } => Code::ResourceExhausted,
+            BatonError::TooLarge { .. } | BatonError::NoSpace(_) => Code::ResourceExhausted,
             BatonError::NoAuth(_) => Code::PermissionDenied,
             BatonError::Unavailable(_) => Code::Unavailable,
             BatonError::OutcomeUnknown(_) | BatonError::DeadlineExceeded(_) => {

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::api::{self, Ctx};
 use crate::config::Config;
@@ -22,6 +22,7 @@ use crate::consensus::peer_service::PeerService;
 use crate::consensus::peers::{Peers, MAX_PEER_MESSAGE};
 use crate::consensus::proposer::Proposer;
 use crate::consensus::reads::ReadBarrier;
+use crate::consensus::space::{self, SpaceAlarm};
 use crate::consensus::state_machine::StateMachineStore;
 use crate::consensus::{MemberNode, Raft};
 use crate::proto::v1;
@@ -86,6 +87,7 @@ pub struct ServerHandle {
     pub raft: Raft,
     /// Fault controller of this member's outgoing peer links.
     pub faults: Arc<Faults>,
+    store: Store,
     trigger: ShutdownTrigger,
     join: JoinHandle<Result<(), ServerError>>,
 }
@@ -104,6 +106,16 @@ impl ServerHandle {
         match self.join.await {
             Ok(r) => r,
             Err(e) => Err(ServerError::Transport(format!("server task failed: {e}"))),
+        }
+    }
+
+    /// Resolves with the reason once the member failed by itself and cannot go on: the Raft
+    /// core stopped with an error (a failed write or sync of the log, a full disk), or the
+    /// state machine could not be written.
+    pub async fn failure(&self) -> String {
+        tokio::select! {
+            e = consensus_failure(&self.raft) => format!("consensus stopped: {e}"),
+            e = self.store.failure() => e,
         }
     }
 
@@ -284,14 +296,32 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         );
     }
 
+    let space_limits = space::Limits {
+        reserve: cfg.space_reserve_bytes,
+        quota: cfg.quota_bytes,
+    };
+    let space_alarm = SpaceAlarm::new(shared.clone(), space_limits);
     let proposer = Proposer::start(
         raft.clone(),
         cfg.id,
         peers.clone(),
         shared.applied.subscribe(),
         shared.stages.clone(),
+        space_alarm.clone(),
         cfg.max_batch,
     );
+    tokio::spawn(space::run(
+        space::Guard {
+            my_id: cfg.id,
+            dir: cfg.data_dir.clone(),
+            limits: space_limits,
+            alarm: space_alarm,
+            shared: shared.clone(),
+            proposer: proposer.clone(),
+            raft: raft.clone(),
+        },
+        shutdown.clone(),
+    ));
     let reads = ReadBarrier::start(raft.clone(), peers.clone(), shared.applied.subscribe());
     let liveness = Arc::new(Liveness::default());
     tokio::spawn(housekeeping::run(
@@ -348,6 +378,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
                 async move { s.wait().await }
             }),
     );
+    let failed_store = store.clone();
     let join = tokio::spawn(serve(
         ctx,
         listener,
@@ -362,6 +393,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         id: cfg.id,
         raft,
         faults,
+        store: failed_store,
         trigger,
         join,
     })
@@ -476,11 +508,46 @@ async fn serve(
 
 /// Runs a member until SIGTERM/SIGINT, then shuts it down gracefully.
 ///
+/// The graceful stop is bounded: it ends after the shutdown timeout plus a little, or at once on
+/// a second signal. If the member fails by itself (see [`ServerHandle::failure`]), it cannot go
+/// on and this returns an error at once, so that the process exits non-zero and a supervisor
+/// restarts it. Nothing acknowledged depends on a clean stop: every acknowledged write is
+/// already durable in the log.
+///
 /// # Errors
-/// As [`start`].
+/// As [`start`]; [`ServerError::Raft`] when consensus failed or the stop was cut short.
 pub async fn run(cfg: Config) -> Result<(), ServerError> {
+    let grace = cfg.shutdown_timeout + Duration::from_secs(2);
     let handle = start(cfg).await?;
-    shutdown::os_signal().await;
-    info!("signal received");
-    handle.stop().await
+    tokio::select! {
+        _ = shutdown::os_signal() => info!("signal received"),
+        fatal = handle.failure() => {
+            error!(error = %fatal, "the member failed; exiting so that it is restarted");
+            return Err(ServerError::Raft(fatal));
+        }
+    }
+    tokio::select! {
+        r = handle.stop() => r,
+        _ = shutdown::os_signal() => {
+            warn!("second signal received; exiting without finishing the graceful stop");
+            Err(ServerError::Raft("stopped by a second signal before the graceful stop ended".into()))
+        }
+        _ = tokio::time::sleep(grace) => {
+            error!(?grace, "the graceful stop did not end in time; exiting");
+            Err(ServerError::Raft(format!("the graceful stop took more than {grace:?}")))
+        }
+    }
+}
+
+/// Resolves with the reason once the Raft core has stopped with an error.
+async fn consensus_failure(raft: &Raft) -> String {
+    let mut rx = raft.metrics();
+    let why = match rx.wait_for(|m| m.running_state.is_err()).await {
+        Ok(m) => match &m.running_state {
+            Err(e) => e.to_string(),
+            Ok(()) => "unknown".into(),
+        },
+        Err(_) => "the consensus core went away".into(),
+    };
+    why
 }

@@ -20,6 +20,8 @@ struct Member {
     peer_port: u16,
     data_dir: PathBuf,
     log: PathBuf,
+    /// Flags added to the command line.
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -27,7 +29,46 @@ struct Member {
 struct Procs {
     members: Vec<Member>,
     initial: String,
+    /// A file system made for the test (dropped before the folder that holds it).
+    mount: Option<Tmpfs>,
     _dir: tempfile::TempDir,
+}
+
+/// A tmpfs mounted by the test; unmounted when dropped.
+struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `mb` MiB at `path`, or `None` where mounting is not allowed.
+    fn mount(path: &Path, mb: u64) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path).ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(path)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Grows (or shrinks) the file system to `mb` MiB.
+    fn resize(&self, mb: u64) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,size={mb}m")])
+            .arg(&self.path)
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "remount {} to {mb} MiB", self.path.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
 }
 
 fn free_ports(n: usize) -> Vec<u16> {
@@ -82,6 +123,7 @@ impl Member {
             .arg("--initial-members")
             .arg(initial)
             .args(["--shutdown-timeout-ms", "2000"])
+            .args(&self.extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -134,6 +176,22 @@ impl Member {
         }
     }
 
+    /// Waits (bounded) for the process to exit by itself.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let c = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                self.child = None;
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Panics with the log tail if the process has exited.
     fn check_alive(&mut self) {
         if let Some(c) = self.child.as_mut() {
@@ -174,6 +232,7 @@ impl Procs {
                 peer_port: ports[2 * i + 1],
                 data_dir: dir.path().join(format!("member-{}", i + 1)),
                 log: dir.path().join(format!("member-{}.log", i + 1)),
+                extra: Vec::new(),
                 child: None,
             })
             .collect();
@@ -185,6 +244,7 @@ impl Procs {
         let mut p = Procs {
             members,
             initial,
+            mount: None,
             _dir: dir,
         };
         for i in 0..3 {
@@ -192,6 +252,32 @@ impl Procs {
             p.members[i].spawn(&initial);
         }
         p
+    }
+
+    /// One member (not started) whose data directory is on a tmpfs of `mb` MiB made for the
+    /// test; `None` where this process may not mount file systems.
+    fn single_on_tmpfs(mb: u64, extra: &[&str]) -> Option<Procs> {
+        let dir = tempfile::Builder::new()
+            .prefix("baton-disk-")
+            .tempdir()
+            .expect("temp dir");
+        let mount = Tmpfs::mount(&dir.path().join("disk"), mb)?;
+        let ports = free_ports(2);
+        let m = Member {
+            id: 1,
+            client_port: ports[0],
+            peer_port: ports[1],
+            data_dir: mount.path.join("data"),
+            log: dir.path().join("member-1.log"),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+            child: None,
+        };
+        Some(Procs {
+            initial: format!("1=127.0.0.1:{}", m.peer_port),
+            members: vec![m],
+            mount: Some(mount),
+            _dir: dir,
+        })
     }
 
     fn member(&mut self, id: u64) -> &mut Member {
@@ -620,4 +706,215 @@ async fn rolling_restart_with_sigterm_loses_no_acknowledged_write() {
         "processes: rolling restart: {} acknowledged writes, all present",
         acked.len()
     );
+}
+
+/// Value written by the full-disk tests: 128 KiB, distinct per key.
+fn big_value(i: usize) -> Vec<u8> {
+    let mut v = vec![(i % 251) as u8; 128 * 1024];
+    v[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    v
+}
+
+/// One member on a small file system with a space reserve: writes are refused with
+/// RESOURCE_EXHAUSTED / NOSPACE before the disk is full, while reads, deletes and a session's
+/// keep-alives go on; once space is freed the alarm clears by itself and writes resume;
+/// SIGTERM still ends the process cleanly, and a restart finds every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_disk_refuses_writes_with_nospace_and_resumes_once_space_is_freed() {
+    let extra = [
+        "--wal-segment-mb",
+        "1",
+        "--space-reserve-mb",
+        "16",
+        "--snapshot-every",
+        "100",
+        "--keep-logs",
+        "50",
+    ];
+    let Some(mut p) = Procs::single_on_tmpfs(64, &extra) else {
+        eprintln!("SKIPPED: this process may not mount a tmpfs");
+        return;
+    };
+    let disk = p.mount.as_ref().map(|m| m.path.clone()).expect("mounted");
+    let ballast = disk.join("ballast");
+    std::fs::write(&ballast, vec![7u8; 16 * 1024 * 1024]).expect("write the ballast");
+    let initial = p.initial.clone();
+    p.member(1).spawn(&initial);
+    p.wait_for_leader(Duration::from_secs(20)).await;
+    let eps = p.endpoints_except(None);
+    let c = connect(&eps, Duration::from_secs(5))
+        .await
+        .expect("connect");
+    let session = c
+        .open_session(Duration::from_secs(2))
+        .await
+        .expect("session");
+
+    // Write until NOSPACE has held for 2 s (bounded: 600 writes, 120 s).
+    let mut acked = Vec::new();
+    let mut refused_since: Option<Instant> = None;
+    let started = Instant::now();
+    let mut i = 0;
+    while i < 600 && started.elapsed() < Duration::from_secs(120) {
+        let path = format!("/k{i}");
+        match c
+            .create(&path, big_value(i), CreateOptions::persistent())
+            .await
+        {
+            Ok(_) => {
+                acked.push(i);
+                refused_since = None;
+                i += 1;
+            }
+            Err(e) => {
+                assert!(
+                    e.is("NOSPACE") && e.code() == tonic::Code::ResourceExhausted,
+                    "write {i} failed with {e}, not NOSPACE"
+                );
+                let since = *refused_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= Duration::from_secs(2) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert!(
+        refused_since.is_some(),
+        "600 writes of 128 KiB never met the reserve"
+    );
+    assert!(
+        acked.len() > 10,
+        "only {} writes before NOSPACE",
+        acked.len()
+    );
+    eprintln!(
+        "{} writes of 128 KiB acknowledged before NOSPACE held",
+        acked.len()
+    );
+    p.member(1).check_alive();
+    let alarms = c.get_all_children("/baton/alarms").await.expect("alarms");
+    assert_eq!(alarms, vec!["nospace-1".to_string()]);
+
+    // Reads, deletes and the session go on; new data is still refused.
+    let (d, _) = c.get_data("/k0").await.expect("read while short");
+    assert_eq!(d, big_value(0));
+    c.delete("/k0", -1).await.expect("delete while short");
+    let e = c
+        .create("/more", b"x", CreateOptions::persistent())
+        .await
+        .expect_err("still short");
+    assert!(e.is("NOSPACE"), "{e}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    c.get_session(session.id())
+        .await
+        .expect("the session outlived its 2 s timeout through keep-alives while short");
+
+    // Free space: the alarm clears by itself and writes resume.
+    std::fs::remove_file(&ballast).expect("remove the ballast");
+    eventually("writes resume", Duration::from_secs(20), || async {
+        c.create("/after", b"ok", CreateOptions::persistent())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let alarms = c.get_all_children("/baton/alarms").await.expect("alarms");
+    assert!(alarms.is_empty(), "alarm still raised: {alarms:?}");
+    drop(session);
+    drop(c);
+
+    // SIGTERM ends it cleanly; a restart has every acknowledged write.
+    p.member(1).terminate();
+    p.member(1).spawn(&initial);
+    p.wait_for_leader(Duration::from_secs(20)).await;
+    let c = connect(&eps, Duration::from_secs(5))
+        .await
+        .expect("reconnect");
+    for &i in acked.iter().filter(|&&i| i != 0) {
+        let (d, _) = c
+            .get_data(&format!("/k{i}"))
+            .await
+            .expect("acknowledged write");
+        assert!(d == big_value(i), "/k{i} has other data after the restart");
+    }
+    assert!(
+        c.exists("/k0").await.expect("exists").is_none(),
+        "the delete held"
+    );
+    assert_eq!(c.get_data("/after").await.expect("after").0, b"ok");
+}
+
+/// With the reserve turned off, the disk really fills: the member must not linger half-alive
+/// (the Raft core stopped, the process still running) but exit non-zero at once, so that a
+/// supervisor restarts it; once there is space again, the restart has every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_without_a_reserve_ends_the_process_and_a_restart_loses_nothing() {
+    let extra = ["--wal-segment-mb", "1", "--space-reserve-mb", "0"];
+    let Some(mut p) = Procs::single_on_tmpfs(40, &extra) else {
+        eprintln!("SKIPPED: this process may not mount a tmpfs");
+        return;
+    };
+    let initial = p.initial.clone();
+    p.member(1).spawn(&initial);
+    p.wait_for_leader(Duration::from_secs(20)).await;
+    let eps = p.endpoints_except(None);
+    let c = connect(&eps, Duration::from_secs(2))
+        .await
+        .expect("connect");
+
+    let mut acked = Vec::new();
+    let mut first_error: Option<(usize, String)> = None;
+    let started = Instant::now();
+    for i in 0..1000 {
+        if started.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        match c
+            .create(&format!("/k{i}"), big_value(i), CreateOptions::persistent())
+            .await
+        {
+            Ok(_) => acked.push(i),
+            Err(e) => {
+                first_error = Some((i, e.to_string()));
+                break;
+            }
+        }
+    }
+    let (at, err) = first_error.expect("1000 writes of 128 KiB fit on a 40 MiB disk");
+    eprintln!(
+        "first failed write: {at} ({err}); {} acknowledged",
+        acked.len()
+    );
+    let status = p
+        .member(1)
+        .wait_exit(Duration::from_secs(15))
+        .unwrap_or_else(|| {
+            panic!(
+                "batond still runs 15 s after the disk filled; log tail:\n{}",
+                log_tail(&p.members[0].log, 4096)
+            )
+        });
+    assert!(
+        !status.success(),
+        "batond exited with {status} on a full disk"
+    );
+    drop(c);
+
+    p.mount.as_ref().expect("mounted").resize(256);
+    p.member(1).spawn(&initial);
+    p.wait_for_leader(Duration::from_secs(30)).await;
+    let c = connect(&eps, Duration::from_secs(5))
+        .await
+        .expect("reconnect");
+    for &i in &acked {
+        let (d, _) = c
+            .get_data(&format!("/k{i}"))
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged /k{i} lost: {e}"));
+        assert!(d == big_value(i), "/k{i} has other data after the restart");
+    }
+    c.create("/after", b"ok", CreateOptions::persistent())
+        .await
+        .expect("writes work again");
 }

@@ -1,7 +1,5 @@
 //! `baton.v1.Cluster`: this member's view of the cluster.
 
-use std::path::Path;
-
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -13,6 +11,7 @@ use std::time::Duration;
 use super::Ctx;
 use crate::consensus::peer_service::PeerService;
 use crate::consensus::peers::{is_leader, status_error};
+use crate::consensus::space;
 use crate::consensus::wire;
 use crate::error::BatonError;
 use crate::proto::raft as pb;
@@ -73,25 +72,6 @@ impl ClusterService {
     }
 }
 
-/// Bytes used by the files under `dir`.
-pub fn dir_size(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            match e.metadata() {
-                Ok(m) if m.is_dir() => stack.push(e.path()),
-                Ok(m) => total += m.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
-}
-
 fn role(s: ServerState) -> v1::Role {
     match s {
         ServerState::Leader => v1::Role::Leader,
@@ -108,17 +88,18 @@ impl Cluster for ClusterService {
         &self,
         _req: Request<v1::StatusRequest>,
     ) -> Result<Response<v1::StatusResponse>, Status> {
-        let (sessions, znodes, last_zxid, applied, state_hash) = self.ctx.read_tree(|s| {
+        let (sessions, znodes, last_zxid, applied, state_hash, alarms) = self.ctx.read_tree(|s| {
             (
                 s.session_count() as u64,
                 s.node_count() as u64,
                 s.last_zxid,
                 s.applied_index,
                 s.digest(),
+                space::raised(s),
             )
         });
         let dir = self.ctx.cfg.data_dir.clone();
-        let db_size_bytes = tokio::task::spawn_blocking(move || dir_size(&dir))
+        let db_size_bytes = tokio::task::spawn_blocking(move || space::dir_usage(&dir))
             .await
             .unwrap_or(0);
         let members = self.members();
@@ -145,6 +126,14 @@ impl Cluster for ClusterService {
             term_changes: self.ctx.failover.stats.term_changes.load(Relaxed),
             fast_elections: self.ctx.failover.stats.fast_elections.load(Relaxed),
             leaders_found_gone: self.ctx.failover.stats.leaders_found_gone.load(Relaxed),
+            alarms: alarms
+                .into_iter()
+                .map(|(member, why)| v1::Alarm {
+                    kind: "NOSPACE".into(),
+                    member_id: member,
+                    reason: why,
+                })
+                .collect(),
         }))
     }
 

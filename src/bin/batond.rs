@@ -23,7 +23,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match rt.block_on(baton::server::run(cfg)) {
+    let result = rt.block_on(baton::server::run(cfg));
+    // Blocking work still running (a sync stuck on a failing disk) must not keep the process.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "batond stopped");

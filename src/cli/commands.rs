@@ -464,6 +464,14 @@ pub async fn status(
             }
         }
     }
+    // Alarms are replicated: show those of the first member that answered, once.
+    if !out.json() {
+        if let Some(s) = results.iter().find_map(|(_, r)| r.as_ref().ok()) {
+            for a in &s.alarms {
+                out.line(&output::alarm_line(a))?;
+            }
+        }
+    }
     if failed > 0 {
         return Err(CliError::Other(format!(
             "UNAVAILABLE: {failed} of {} endpoints did not answer",

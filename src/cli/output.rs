@@ -8,7 +8,7 @@ use std::io::Write;
 use serde_json::{json, Value};
 
 use crate::proto::v1::{
-    CreateMode, EventType, Member, Role, SessionInfo, Stat, StatusResponse, WatchEvent,
+    Alarm, CreateMode, EventType, Member, Role, SessionInfo, Stat, StatusResponse, WatchEvent,
 };
 
 /// Output format chosen with `-o`.
@@ -395,9 +395,22 @@ pub fn status_json(endpoint: &str, s: &StatusResponse) -> Value {
         "term_changes": s.term_changes,
         "fast_elections": s.fast_elections,
         "leaders_found_gone": s.leaders_found_gone,
+        "alarms": s.alarms.iter().map(|a| json!({
+            "kind": a.kind,
+            "member_id": a.member_id,
+            "reason": a.reason,
+        })).collect::<Vec<_>>(),
         "version": s.version,
         "members": s.members.iter().map(member_json).collect::<Vec<_>>(),
     })
+}
+
+/// One alarm, under the status table.
+pub fn alarm_line(a: &Alarm) -> String {
+    format!(
+        "ALARM {} raised by member {}: {} (writes that add data are refused)",
+        a.kind, a.member_id, a.reason
+    )
 }
 
 /// A failed status as JSON.

@@ -196,7 +196,7 @@ fn code_for_reason(reason: &str) -> Code {
         | "RUNTIME_INCONSISTENCY" => Code::FailedPrecondition,
         "INVALID_PATH" | "BAD_ARGUMENTS" => Code::InvalidArgument,
         "AUTH_FAILED" => Code::Unauthenticated,
-        "TOO_LARGE" => Code::ResourceExhausted,
+        "TOO_LARGE" | "NOSPACE" => Code::ResourceExhausted,
         "NO_AUTH" => Code::PermissionDenied,
         "UNAVAILABLE" => Code::Unavailable,
         "OUTCOME_UNKNOWN" | "DEADLINE_EXCEEDED" => Code::DeadlineExceeded,

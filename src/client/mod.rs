@@ -78,8 +78,8 @@ pub use watch::{Watcher, WatcherStream};
 
 pub use crate::proto::v1::add_watch::Kind as WatchKind;
 pub use crate::proto::v1::{
-    Added, Consistency, CreateMode, EventType, GetChildrenResponse, Member, MultiResponse, Op,
-    ResponseHeader, SessionInfo, StageStats, StagesResponse, Stat, StatusResponse, WatchEvent,
+    Added, Alarm, Consistency, CreateMode, EventType, GetChildrenResponse, Member, MultiResponse,
+    Op, ResponseHeader, SessionInfo, StageStats, StagesResponse, Stat, StatusResponse, WatchEvent,
 };
 
 /// Connection settings.

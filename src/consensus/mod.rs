@@ -15,6 +15,7 @@ pub mod peer_service;
 pub mod peers;
 pub mod proposer;
 pub mod reads;
+pub mod space;
 pub mod state_machine;
 pub mod wire;
 

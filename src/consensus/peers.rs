@@ -11,7 +11,7 @@ use std::time::Duration;
 use openraft::ServerState;
 use tonic::transport::Endpoint;
 
-use super::faults::{FaultService, Faults};
+use super::faults::{FaultService, Faults, LinkCut};
 use super::{MemberNode, Raft};
 use crate::error::BatonError;
 use crate::proto::raft::raft_client::RaftClient;
@@ -149,17 +149,31 @@ pub async fn wait_for_leader(raft: &Raft, timeout: Duration) -> Option<u64> {
     }
 }
 
-/// Maps a failed peer call to a domain error. A call that failed to connect was not
-/// delivered (`UNAVAILABLE`); any other failure may have been (`OUTCOME_UNKNOWN` if
-/// `may_have_applied`).
+/// Maps a failed peer call to a domain error. A call that cannot have reached the other
+/// member (the connection could not be made, or fault injection dropped it) was not delivered
+/// (`UNAVAILABLE`); any other failure, a connection that broke after the request was written
+/// included, may have been (`OUTCOME_UNKNOWN` if `may_have_applied`).
 pub fn status_error(what: &str, s: &tonic::Status, may_have_applied: bool) -> BatonError {
     let msg = format!("{what}: {}", s.message());
-    let not_delivered = s.code() == tonic::Code::Unavailable
-        && (s.message().contains("connect") || s.message().contains("cut by fault"))
-        || s.message().contains("cut by fault injection");
-    if not_delivered || !may_have_applied {
+    if !may_have_applied || not_delivered(s) {
         BatonError::Unavailable(msg)
     } else {
         BatonError::OutcomeUnknown(msg)
     }
 }
+
+/// Whether a failed peer call never left this member: judged by the error's type, never by its
+/// text ("connection reset" also names a connection).
+fn not_delivered(s: &tonic::Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
+    while let Some(err) = source {
+        if err.is::<tonic::ConnectError>() || err.is::<LinkCut>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests;

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
 use super::peers::{self, status_error, Peers};
+use super::space::{self, SpaceAlarm};
 use super::{wire, MemberNode, Raft};
 use crate::error::BatonError;
 use crate::proto::raft as pb;
@@ -38,7 +39,8 @@ const LEADER_WAIT: Duration = Duration::from_secs(3);
 /// How long a write submitted here may still be answered by consensus after this member
 /// stopped leading the term it was submitted in (an entry committed just before the change is
 /// then still reported as done); after that its outcome is reported as unknown. The write
-/// gives up its in-flight place at once.
+/// gives up its in-flight place at once. A write forwarded to a leader that was replaced while
+/// the call was in flight gets the same grace.
 const DEPOSED_GRACE: Duration = Duration::from_millis(500);
 /// A batch still in progress after this long is reported (and again each time it passes).
 const SLOW_BATCH: Duration = Duration::from_secs(10);
@@ -114,6 +116,7 @@ struct Loop {
     peers: Arc<Peers>,
     applied: watch::Receiver<u64>,
     stages: Arc<Stages>,
+    space: Arc<SpaceAlarm>,
 }
 
 impl Proposer {
@@ -124,6 +127,7 @@ impl Proposer {
         peers: Arc<Peers>,
         applied: watch::Receiver<u64>,
         stages: Arc<Stages>,
+        space: Arc<SpaceAlarm>,
         max_batch: usize,
     ) -> Proposer {
         let (tx, rx) = mpsc::channel(max_batch.max(1) * 4);
@@ -133,6 +137,7 @@ impl Proposer {
             peers,
             applied,
             stages,
+            space,
         });
         tokio::spawn(run(lp, rx, max_batch.max(1)));
         Proposer { tx }
@@ -267,6 +272,22 @@ impl Loop {
     }
 
     async fn write_locally(&self, batch: Vec<Item>, slot: &Slot) {
+        // While the NOSPACE alarm is raised, only what frees space (or adds none) is proposed.
+        let batch = match self.space.refusal() {
+            None => batch,
+            Some(e) => {
+                let (go, refused): (Vec<Item>, Vec<Item>) = batch
+                    .into_iter()
+                    .partition(|it| space::allowed_during_alarm(&it.req));
+                answer(refused, &e);
+                if go.is_empty() {
+                    return;
+                }
+                go
+            }
+        };
+        self.space
+            .admitted(batch.iter().map(|it| it.req.size() as u64).sum());
         slot.set(Stage::Submitted);
         let (requests, items): (Vec<Request>, Vec<Item>) = batch
             .into_iter()
@@ -453,19 +474,27 @@ impl Loop {
         req.set_timeout(FORWARD_TIMEOUT);
         debug!(leader, requests = n, "forwarding writes to the leader");
         // A leader that stops answering (paused, cut off) must not hold this member's writes
-        // for the whole forward timeout: once another leader is known, the forward is given
-        // up as "outcome unknown" (the old leader may still have proposed it).
+        // for the whole forward timeout. Once another leader is known the call still gets
+        // DEPOSED_GRACE: a reply on its way, or a connection that could not be made (the
+        // batch never left, so it is handed to the new leader), still decides. After that the
+        // forward is given up as "outcome unknown" (the old leader may have proposed it).
         let deposed = peers::until_leader_changes(&self.raft, leader);
-        let resp = tokio::select! {
-            r = client.forward(req) => match r {
-                Ok(r) => r.into_inner(),
-                Err(s) => return all(status_error("forwarding to the leader", &s, true)),
+        let call = client.forward(req);
+        tokio::pin!(call);
+        let reply = tokio::select! {
+            r = &mut call => r,
+            _ = deposed => match tokio::time::timeout(DEPOSED_GRACE, &mut call).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return all(BatonError::OutcomeUnknown(format!(
+                        "member {leader} stopped leading while the write was forwarded to it"
+                    )))
+                }
             },
-            _ = deposed => {
-                return all(BatonError::OutcomeUnknown(format!(
-                    "member {leader} stopped leading while the write was forwarded to it"
-                )))
-            }
+        };
+        let resp = match reply {
+            Ok(r) => r.into_inner(),
+            Err(s) => return all(status_error("forwarding to the leader", &s, true)),
         };
         if let Some(e) = resp.error {
             return all(wire::error_from_pb(e));

@@ -239,6 +239,7 @@ pub fn error_to_pb(e: &BatonError) -> pb::ErrorDetail {
         }
         BatonError::BadArguments(m)
         | BatonError::Unavailable(m)
+        | BatonError::NoSpace(m)
         | BatonError::OutcomeUnknown(m)
         | BatonError::DeadlineExceeded(m)
         | BatonError::Internal(m) => d.message = m.clone(),
@@ -289,6 +290,7 @@ pub fn error_from_pb(d: pb::ErrorDetail) -> BatonError {
         "BAD_ARGUMENTS" => BatonError::BadArguments(d.message),
         "RUNTIME_INCONSISTENCY" => BatonError::RuntimeInconsistency,
         "UNAVAILABLE" => BatonError::Unavailable(d.message),
+        "NOSPACE" => BatonError::NoSpace(d.message),
         "OUTCOME_UNKNOWN" => BatonError::OutcomeUnknown(d.message),
         "DEADLINE_EXCEEDED" => BatonError::DeadlineExceeded(d.message),
         _ => BatonError::Internal(d.message),
@@ -447,6 +449,7 @@ mod tests {
             },
             BatonError::RuntimeInconsistency,
             BatonError::Unavailable("no leader".into()),
+            BatonError::NoSpace("member 2 is short of disk space".into()),
             BatonError::BadFence {
                 lock_node: "/l/lock-0000000001".into(),
                 token: 99,

@@ -207,6 +207,8 @@ struct Inner {
     writer: mpsc::Sender<WriterMsg>,
     /// Changes queued to the writer and not yet written.
     queued: Arc<AtomicUsize>,
+    /// Set once the state-machine writer failed (see [`Store::failure`]).
+    failure: tokio::sync::watch::Sender<Option<String>>,
 }
 
 /// One change to a sled tree: a key and its new value (None: removed).
@@ -233,7 +235,11 @@ pub const WRITING_KEY: &[u8] = b"mwriting";
 /// The state-machine writer: applies queued changes to sled in order, consecutive writes to
 /// the same tree as one group (see [`Store::write_behind`]). An error is kept and reported to
 /// the next barrier (a durable flush), which then fails.
-fn run_writer(rx: mpsc::Receiver<WriterMsg>, queued: Arc<AtomicUsize>) {
+fn run_writer(
+    rx: mpsc::Receiver<WriterMsg>,
+    queued: Arc<AtomicUsize>,
+    failure: tokio::sync::watch::Sender<Option<String>>,
+) {
     let mut failed: Option<String> = None;
     while let Ok(first) = rx.recv() {
         // sled is written behind: let a few more applies queue up, so the group is larger
@@ -254,6 +260,9 @@ fn run_writer(rx: mpsc::Receiver<WriterMsg>, queued: Arc<AtomicUsize>) {
                     if failed.is_none() {
                         tracing::error!(error = %e, "writing the state machine to sled failed");
                         *failed = Some(e.to_string());
+                        failure.send_replace(Some(format!(
+                            "writing the state machine to sled failed: {e}"
+                        )));
                     }
                 }
                 queued.fetch_sub(n, Ordering::SeqCst);
@@ -380,9 +389,11 @@ impl Store {
         let (writer, rx) = mpsc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let q = queued.clone();
+        let (failure, _) = tokio::sync::watch::channel(None);
+        let f = failure.clone();
         std::thread::Builder::new()
             .name("baton-sm-write".into())
-            .spawn(move || run_writer(rx, q))
+            .spawn(move || run_writer(rx, q, f))
             .map_err(|e| StoreError::io("spawn the state-machine writer for", &db_dir, e))?;
         let store = Store {
             inner: Arc::new(Inner {
@@ -397,6 +408,7 @@ impl Store {
                 }),
                 writer,
                 queued,
+                failure,
             }),
         };
         // Make the files sled may just have created reachable after a crash.
@@ -518,6 +530,22 @@ impl Store {
             .sync_data()
             .map_err(|e| StoreError::io("fdatasync", self.inner.data_dir.join("db/db"), e))?;
         Ok(())
+    }
+
+    /// Resolves with the reason once the state-machine writer has failed: the member cannot
+    /// keep its state machine on disk any more and must stop (its log still holds every
+    /// acknowledged write, so a restart rebuilds the state).
+    pub async fn failure(&self) -> String {
+        let mut rx = self.inner.failure.subscribe();
+        let why = match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.clone(),
+            // The sender lives as long as the store: never reached while `self` exists.
+            Err(_) => None,
+        };
+        match why {
+            Some(why) => why,
+            None => std::future::pending().await,
+        }
     }
 
     /// Queues changes to `tree` for the writer thread, which applies them in the order queued;

@@ -290,6 +290,13 @@ impl TestCluster {
             .unwrap_or_else(|| panic!("no member {id}"))
     }
 
+    /// The member slot `id`, to change its configuration before a restart.
+    pub fn node_mut(&mut self, id: u64) -> &mut Node {
+        self.nodes
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("no member {id}"))
+    }
+
     /// The running member `id`'s server handle.
     pub fn handle(&self, id: u64) -> &ServerHandle {
         self.node(id)

@@ -1308,3 +1308,77 @@ async fn removing_the_leader_hands_over_to_the_remaining_members() {
         assert_eq!(ids, f, "members as seen by {id}");
     }
 }
+
+/// A follower over its storage quota raises the replicated NOSPACE alarm: the leader refuses
+/// writes that add data (through any member), reads and deletes go on, `status` shows the
+/// alarm; once the follower is back under its quota it clears the alarm and writes resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_over_its_quota_stops_the_clusters_writes_until_it_has_room() {
+    let mut c = TestCluster::start(3).await;
+    let leader = c.wait_for_leader(Duration::from_secs(10)).await;
+    let follower = *c
+        .ids()
+        .iter()
+        .find(|&&id| id != leader)
+        .expect("a follower");
+    let client = c.client_all().await;
+    create_settled(&client, "/keep", b"v").await;
+
+    c.stop(follower).await;
+    c.node_mut(follower).cfg.quota_bytes = 1024; // any data directory is over this
+    c.restart(follower).await;
+    let refused = retry(Duration::from_secs(20), 400, || async {
+        match client
+            .create("/new", b"x", CreateOptions::persistent())
+            .await
+        {
+            Err(e) if e.is("NOSPACE") => Ok(e),
+            Ok(_) => {
+                let _ = client.delete("/new", -1).await;
+                Err("accepted".to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
+    .expect("writes refused with NOSPACE");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        refused.to_string().contains(&format!("member {follower}")),
+        "{refused}"
+    );
+    for id in c.ids() {
+        let e = c
+            .client(id)
+            .await
+            .set_data("/keep", b"w", -1)
+            .await
+            .expect_err("refused through every member");
+        assert!(e.is("NOSPACE"), "through member {id}: {e}");
+    }
+    let status = c.synced_status(leader).await.expect("status");
+    assert_eq!(status.alarms.len(), 1, "{:?}", status.alarms);
+    assert_eq!(status.alarms[0].member_id, follower);
+    assert_eq!(status.alarms[0].kind, "NOSPACE");
+    assert_eq!(client.get_data("/keep").await.expect("read").0, b"v");
+    client
+        .create("/gone", b"", CreateOptions::persistent())
+        .await
+        .expect_err("refused");
+
+    c.stop(follower).await;
+    c.node_mut(follower).cfg.quota_bytes = 0;
+    c.restart(follower).await;
+    retry(Duration::from_secs(20), 400, || async {
+        client
+            .create("/new", b"x", CreateOptions::persistent())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .expect("writes resume once the alarm clears");
+    client.delete("/keep", -1).await.expect("delete");
+    let status = c.synced_status(leader).await.expect("status");
+    assert!(status.alarms.is_empty(), "{:?}", status.alarms);
+}

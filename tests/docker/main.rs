@@ -430,6 +430,14 @@ async fn run(cfg: Config) -> Vec<String> {
     if let Err(e) = &converged {
         problems.push(e.clone());
     }
+    // The cluster started in term 1: every later term is an election some fault caused.
+    let final_term = cluster
+        .statuses()
+        .await
+        .iter()
+        .filter_map(|(_, s)| s.as_ref().ok().map(|s| s.term))
+        .max()
+        .unwrap_or(0);
 
     // ---- linearizability ----
     let history = rec.finish();
@@ -650,6 +658,11 @@ async fn run(cfg: Config) -> Vec<String> {
         ),
         Err(e) => say!("convergence: FAILED: {e}"),
     }
+    say!(
+        "terms: final term {final_term} after {} faults ({} elections)",
+        faults.len(),
+        final_term.saturating_sub(1)
+    );
     let max_key = report.keys.iter().max_by_key(|k| k.ops);
     say!(
         "checker: {} ops ({} indeterminate) on {} keys, largest key {} ops; {} ms; verdict: {}",
@@ -715,6 +728,7 @@ async fn run(cfg: Config) -> Vec<String> {
             "writes_per_s_leader_hit": rate(avail[1]),
             "writes_per_s_follower_hit": rate(avail[0]),
         },
+        "final_term": final_term,
         "convergence": match &converged {
             Ok((i, h, t)) => serde_json::json!({"index": i, "hash": format!("{h:#018x}"), "ms": t.as_millis() as u64}),
             Err(e) => serde_json::json!({"error": e}),
