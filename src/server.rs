@@ -339,6 +339,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
     ));
     let failover = Failover::new(cfg.id, raft.clone(), peers.clone(), failover_log);
     tokio::spawn(failover.clone().run(shutdown.clone()));
+    tokio::spawn(failover.clone().guard_elections(shutdown.clone()));
     // The peer port closes only once the client port has drained (see `serve`): a leader
     // that shuts down keeps committing the writes in flight, and followers keep forwarding to
     // it, until then; its closed port then tells the followers to elect a successor at once.

@@ -65,6 +65,10 @@ const REPORT_TIMEOUT: Duration = Duration::from_millis(500);
 const ROUND_LIFETIME: Duration = Duration::from_secs(3);
 /// How long each election step waits to see its effect in the member's state.
 const STEP_WAIT: Duration = Duration::from_millis(300);
+/// How often a follower checks which voters it can reach (see [`Failover::guard_elections`]).
+const REACH_EVERY: Duration = Duration::from_millis(50);
+/// Checks in a row that found a minority reachable before this member stops campaigning.
+const CUT_OFF_AFTER: u32 = 2;
 
 /// Why a follow stream ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -350,6 +354,89 @@ impl Failover {
             Ok(Ok(_)) => Probe::Alive,
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Probe::Refused,
             Ok(Err(_)) | Err(_) => Probe::Unreachable,
+        }
+    }
+
+    /// Keeps this member from campaigning while it cannot reach a majority of the voters (a
+    /// partition cut it off): openraft 0.9 has no pre-vote, so such a member would raise its
+    /// term at every election timeout, and on healing its inflated term would depose the
+    /// healthy leader for nothing. Every [`REACH_EVERY`] a follower connects afresh to each
+    /// other voter's peer port; after [`CUT_OFF_AFTER`] checks in a row that found a minority
+    /// reachable (this member included), its election timer is turned off, and back on at the
+    /// first check that finds a majority. Only connections that cannot be made count against
+    /// a peer: a process that is merely slow still answers a connect. It never stops the
+    /// failover fast path (explicit elections) and never affects votes for others.
+    pub async fn guard_elections(self: Arc<Self>, mut shutdown: Shutdown) {
+        let mut minority_checks = 0u32;
+        let mut enabled = true;
+        loop {
+            tokio::select! {
+                () = shutdown.wait() => break,
+                () = tokio::time::sleep(REACH_EVERY) => {}
+            }
+            let (state, others) = {
+                let m = self.raft.server_metrics();
+                let m = m.borrow();
+                let mem = m.membership_config.membership();
+                let voters: Vec<u64> = mem.voter_ids().collect();
+                let others: Vec<(u64, String)> = voters
+                    .iter()
+                    .filter(|id| **id != self.my_id)
+                    .filter_map(|id| mem.get_node(id).map(|n| (*id, n.peer_addr.clone())))
+                    .collect();
+                let is_voter = voters.contains(&self.my_id);
+                (m.state, is_voter.then_some((voters.len(), others)))
+            };
+            let Some((voters, others)) = others else {
+                continue;
+            };
+            if state == ServerState::Leader || others.is_empty() {
+                minority_checks = 0;
+                if !enabled {
+                    self.raft.runtime_config().elect(true);
+                    enabled = true;
+                }
+                continue;
+            }
+            let probes = others.iter().map(|(id, addr)| self.probe(*id, addr));
+            let reachable = 1 + futures::future::join_all(probes)
+                .await
+                .into_iter()
+                .filter(|p| *p == Probe::Alive)
+                .count();
+            if reachable * 2 > voters {
+                minority_checks = 0;
+                if !enabled {
+                    // Heard from no leader for a while, this member's election deadline has
+                    // long passed: give the leader's heartbeats (which reset it) the largest
+                    // election timeout to arrive before campaigning is allowed again.
+                    let grace = Duration::from_millis(self.raft.config().election_timeout_max);
+                    tokio::select! {
+                        () = shutdown.wait() => break,
+                        () = tokio::time::sleep(grace) => {}
+                    }
+                    info!(
+                        reachable,
+                        voters, "a majority of the voters is reachable again; elections resume"
+                    );
+                    self.raft.runtime_config().elect(true);
+                    enabled = true;
+                }
+            } else {
+                minority_checks += 1;
+                if enabled && minority_checks >= CUT_OFF_AFTER {
+                    warn!(
+                        reachable,
+                        voters,
+                        "cut off from the majority of the voters: no elections of this member until it can reach them (its term stays)"
+                    );
+                    self.raft.runtime_config().elect(false);
+                    enabled = false;
+                }
+            }
+        }
+        if !enabled {
+            self.raft.runtime_config().elect(true);
         }
     }
 

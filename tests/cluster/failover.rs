@@ -95,3 +95,44 @@ async fn a_cut_off_leader_gives_no_evidence_and_the_timers_replace_it() {
     }
     c.wait_converged(SECS(20)).await;
 }
+
+/// A follower cut off from the others cannot win an election, so it must not campaign: without
+/// pre-vote its term would climb at every election timeout, and on healing the inflated term
+/// would depose the healthy leader for nothing. After 4 s cut off (several election timeouts)
+/// and the heal, every member is still in the term it started in and the leader is the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cut_off_follower_does_not_raise_its_term_or_depose_the_leader() {
+    let c = TestCluster::start(3).await;
+    let leader = c.wait_for_leader(SECS(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let term_of = |id: u64| c.handle(id).raft.metrics().borrow().current_term;
+    let term = term_of(leader);
+    let follower = *c
+        .ids()
+        .iter()
+        .find(|&&id| id != leader)
+        .expect("a follower");
+    c.isolate(follower);
+    tokio::time::sleep(SECS(4)).await;
+    assert_eq!(
+        term_of(follower),
+        term,
+        "the cut-off follower campaigned while it could not reach a majority"
+    );
+    c.heal();
+    let client = c.client(follower).await;
+    retry(SECS(10), 200, || async {
+        client
+            .create("/after-heal", b"x", CreateOptions::persistent())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .expect("a write through the healed follower");
+    for id in c.ids() {
+        assert_eq!(term_of(id), term, "member {id} is in another term");
+    }
+    assert_eq!(c.leader(), Some(leader), "the leader was deposed");
+    c.wait_converged(SECS(20)).await;
+}

@@ -420,15 +420,14 @@ pub async fn worker(client: Client, paths: Paths, board: Arc<Board>, spec: Worke
             }
             // Thawed: writes with the token it still has, at the version it read. It can
             // never commit, so retrying after an unknown outcome is safe.
-            let ops = if spec.unfenced_stale_writes {
-                unfenced(&client, &paths, token, &id).await.unwrap_or(ops)
+            let outcome = if spec.unfenced_stale_writes {
+                unfenced_increment(&client, &paths, token, &id, &ops).await
             } else {
-                ops
+                retry(RETRY_BOUND, || async {
+                    client.multi(ops.clone()).await.map_err(|e| e.to_string())
+                })
+                .await
             };
-            let outcome = retry(RETRY_BOUND, || async {
-                client.multi(ops.clone()).await.map_err(|e| e.to_string())
-            })
-            .await;
             let stale = match outcome {
                 Ok(r) if r.succeeded => Stale::Committed,
                 Ok(r) if failed_reason(&r) == "BAD_FENCE" && r.failed_op_index != 0 => {
@@ -456,6 +455,35 @@ pub async fn worker(client: Client, paths: Paths, board: Arc<Board>, spec: Worke
         let _ = s.close().await;
     }
     out
+}
+
+/// What a client that trusts its expired lock does: increments the counter without the fence,
+/// reading it again and retrying (bounded) when another holder's increment got in between
+/// (`BAD_VERSION`, `NODE_EXISTS`), as it would after any lost compare-and-set.
+async fn unfenced_increment(
+    client: &Client,
+    paths: &Paths,
+    token: u64,
+    id: &str,
+    fenced: &MultiOps,
+) -> Result<MultiResponse, String> {
+    let mut last = Err("not attempted".to_string());
+    for _ in 0..20 {
+        let ops = unfenced(client, paths, token, id)
+            .await
+            .unwrap_or_else(|| fenced.clone());
+        last = retry(RETRY_BOUND, || async {
+            client.multi(ops.clone()).await.map_err(|e| e.to_string())
+        })
+        .await;
+        match &last {
+            Ok(r)
+                if !r.succeeded
+                    && matches!(failed_reason(r).as_str(), "BAD_VERSION" | "NODE_EXISTS") => {}
+            _ => break,
+        }
+    }
+    last
 }
 
 /// The increment a client that trusts its expired lock would make: the current counter plus
