@@ -39,8 +39,7 @@ const LEADER_WAIT: Duration = Duration::from_secs(3);
 /// How long a write submitted here may still be answered by consensus after this member
 /// stopped leading the term it was submitted in (an entry committed just before the change is
 /// then still reported as done); after that its outcome is reported as unknown. The write
-/// gives up its in-flight place at once. A write forwarded to a leader that was replaced while
-/// the call was in flight gets the same grace.
+/// gives up its in-flight place at once.
 const DEPOSED_GRACE: Duration = Duration::from_millis(500);
 /// A batch still in progress after this long is reported (and again each time it passes).
 const SLOW_BATCH: Duration = Duration::from_secs(10);
@@ -474,23 +473,18 @@ impl Loop {
         req.set_timeout(FORWARD_TIMEOUT);
         debug!(leader, requests = n, "forwarding writes to the leader");
         // A leader that stops answering (paused, cut off) must not hold this member's writes
-        // for the whole forward timeout. Once another leader is known the call still gets
-        // DEPOSED_GRACE: a reply on its way, or a connection that could not be made (the
-        // batch never left, so it is handed to the new leader), still decides. After that the
-        // forward is given up as "outcome unknown" (the old leader may have proposed it).
+        // for the whole forward timeout: once another leader is known, the forward is given
+        // up as "outcome unknown" (the old leader may have proposed it). A grace for a late
+        // reply was measured: it only delayed the answer after a silent failure by its length
+        // (a paused leader sends nothing), and a refused connection fails the call at once.
         let deposed = peers::until_leader_changes(&self.raft, leader);
-        let call = client.forward(req);
-        tokio::pin!(call);
         let reply = tokio::select! {
-            r = &mut call => r,
-            _ = deposed => match tokio::time::timeout(DEPOSED_GRACE, &mut call).await {
-                Ok(r) => r,
-                Err(_) => {
-                    return all(BatonError::OutcomeUnknown(format!(
-                        "member {leader} stopped leading while the write was forwarded to it"
-                    )))
-                }
-            },
+            r = client.forward(req) => r,
+            _ = deposed => {
+                return all(BatonError::OutcomeUnknown(format!(
+                    "member {leader} stopped leading while the write was forwarded to it"
+                )))
+            }
         };
         let resp = match reply {
             Ok(r) => r.into_inner(),
