@@ -351,6 +351,33 @@ impl Drop for Procs {
     }
 }
 
+/// Once linearizable reads work again, every acknowledged `(path, data)` write under `dir` is
+/// listed there; `what` names the run in the failure message.
+async fn assert_none_lost(c: &Client, dir: &str, acked: &BTreeSet<(String, String)>, what: &str) {
+    eventually("linearizable reads", Duration::from_secs(30), || async {
+        c.sync("/").await.map(|_| ()).map_err(|e| e.to_string())
+    })
+    .await;
+    let present: BTreeSet<String> = c
+        .get_all_children(dir)
+        .await
+        .unwrap_or_else(|e| panic!("list {dir}: {e}"))
+        .into_iter()
+        .map(|n| format!("{dir}/{n}"))
+        .collect();
+    let lost: Vec<&(String, String)> = acked
+        .iter()
+        .filter(|(path, _)| !present.contains(path))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{what}: {} of {} acknowledged writes lost, e.g. {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)]
+    );
+}
+
 /// Retries `f` (bounded by count and time) until it returns `Ok`.
 async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
 where
@@ -583,28 +610,7 @@ async fn all_three_killed_with_sigkill_lose_no_acknowledged_write() {
         let c = connect(&endpoints, Duration::from_secs(5))
             .await
             .expect("connect after restart");
-        eventually("linearizable reads", Duration::from_secs(30), || async {
-            c.sync("/").await.map(|_| ()).map_err(|e| e.to_string())
-        })
-        .await;
-        let present: BTreeSet<String> = c
-            .get_all_children("/all")
-            .await
-            .expect("list /all")
-            .into_iter()
-            .map(|n| format!("/all/{n}"))
-            .collect();
-        let lost: Vec<&(String, String)> = before
-            .iter()
-            .filter(|(path, _)| !present.contains(path))
-            .collect();
-        assert!(
-            lost.is_empty(),
-            "round {round}: {} of {} acknowledged writes lost, e.g. {:?}",
-            lost.len(),
-            before.len(),
-            &lost[..lost.len().min(5)]
-        );
+        assert_none_lost(&c, "/all", &before, &format!("round {round}")).await;
         for (path, data) in before.iter().rev().take(50) {
             let (d, _) = c.get_data(path).await.expect("read back");
             assert_eq!(d, data.as_bytes(), "{path}");
@@ -680,28 +686,7 @@ async fn rolling_restart_with_sigterm_loses_no_acknowledged_write() {
     let c = connect(&endpoints, Duration::from_secs(5))
         .await
         .expect("connect after the restarts");
-    eventually("linearizable reads", Duration::from_secs(30), || async {
-        c.sync("/").await.map(|_| ()).map_err(|e| e.to_string())
-    })
-    .await;
-    let present: BTreeSet<String> = c
-        .get_all_children("/roll")
-        .await
-        .expect("list /roll")
-        .into_iter()
-        .map(|n| format!("/roll/{n}"))
-        .collect();
-    let lost: Vec<&(String, String)> = acked
-        .iter()
-        .filter(|(path, _)| !present.contains(path))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} of {} acknowledged writes lost in the rolling restart, e.g. {:?}",
-        lost.len(),
-        acked.len(),
-        &lost[..lost.len().min(5)]
-    );
+    assert_none_lost(&c, "/roll", &acked, "the rolling restart").await;
     println!(
         "processes: rolling restart: {} acknowledged writes, all present",
         acked.len()
