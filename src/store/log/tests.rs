@@ -243,8 +243,9 @@ async fn truncate_and_limited_reads() {
 async fn entries_beyond_the_cache_are_read_back_from_disk() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_store, mut ls) = open(dir.path());
-    // 12 MiB of entries: more than the cache holds.
-    let entries: Vec<Entry> = (1..=48).map(|i| big(1, i, 256)).collect();
+    // Three times what the cache holds, appended a sixteenth of it at a time.
+    let kib = CACHE_BYTES / 64 / 1024;
+    let entries: Vec<Entry> = (1..=192).map(|i| big(1, i, kib)).collect();
     for chunk in entries.chunks(4) {
         append(&mut ls, chunk.to_vec()).await;
     }
