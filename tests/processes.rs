@@ -8,6 +8,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baton::client::{Client, ClientOptions, CreateOptions, StatusResponse};
@@ -351,6 +352,48 @@ impl Drop for Procs {
     }
 }
 
+/// Writes acknowledged so far, as `(path, data)`.
+type Acked = Arc<Mutex<BTreeSet<(String, String)>>>;
+
+/// Starts `n` writers, each with its own connection, creating `<prefix>w<writer>-<i>` with
+/// distinct data until `stop` (bounded by count); acknowledged writes go to `acked`, and a
+/// failed write is followed by `pause`.
+async fn spawn_writers(
+    endpoints: &[String],
+    n: usize,
+    prefix: &str,
+    acked: &Acked,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+    pause: Duration,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut writers = Vec::new();
+    for w in 0..n {
+        let client = connect(endpoints, Duration::from_secs(2))
+            .await
+            .expect("connect writer");
+        let (acked, stop, prefix) = (acked.clone(), stop.clone(), prefix.to_string());
+        writers.push(tokio::spawn(async move {
+            for i in 0..1_000_000u64 {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let path = format!("{prefix}w{w}-{i:07}");
+                let data = format!("{prefix}{w}.{i}");
+                match client
+                    .create(&path, data.clone(), CreateOptions::persistent())
+                    .await
+                {
+                    Ok(_) => {
+                        acked.lock().expect("lock").insert((path, data));
+                    }
+                    Err(_) => tokio::time::sleep(pause).await,
+                }
+            }
+        }));
+    }
+    writers
+}
+
 /// Once linearizable reads work again, every acknowledged `(path, data)` write under `dir` is
 /// listed there; `what` names the run in the failure message.
 async fn assert_none_lost(c: &Client, dir: &str, acked: &BTreeSet<(String, String)>, what: &str) {
@@ -544,7 +587,6 @@ async fn leader_killed_with_sigkill_survivors_continue_and_restarted_member_conv
 /// the state machine is rebuilt from sled, snapshots and the log).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_three_killed_with_sigkill_lose_no_acknowledged_write() {
-    use std::sync::{Arc, Mutex};
     let mut p = Procs::start();
     p.wait_for_leader(Duration::from_secs(30)).await;
     let endpoints = p.endpoints_except(None);
@@ -559,34 +601,18 @@ async fn all_three_killed_with_sigkill_lose_no_acknowledged_write() {
         }
     })
     .await;
-    let acked: Arc<Mutex<BTreeSet<(String, String)>>> = Arc::default();
+    let acked: Acked = Arc::default();
     for round in 0..3 {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut writers = Vec::new();
-        for w in 0..6 {
-            let client = connect(&endpoints, Duration::from_secs(2))
-                .await
-                .expect("connect writer");
-            let (acked, stop) = (acked.clone(), stop.clone());
-            writers.push(tokio::spawn(async move {
-                for i in 0..100_000u64 {
-                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
-                        break;
-                    }
-                    let path = format!("/all/r{round}-w{w}-{i:06}");
-                    let data = format!("{round}.{w}.{i}");
-                    match client
-                        .create(&path, data.clone(), CreateOptions::persistent())
-                        .await
-                    {
-                        Ok(_) => {
-                            acked.lock().expect("lock").insert((path, data));
-                        }
-                        Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-                    }
-                }
-            }));
-        }
+        let writers = spawn_writers(
+            &endpoints,
+            6,
+            &format!("/all/r{round}-"),
+            &acked,
+            &stop,
+            Duration::from_millis(20),
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(1500 + 500 * round)).await;
         // Everything acknowledged so far must survive; writes in flight may go either way.
         let before: BTreeSet<(String, String)> = acked.lock().expect("lock").clone();
@@ -627,7 +653,6 @@ async fn all_three_killed_with_sigkill_lose_no_acknowledged_write() {
 /// No acknowledged write is lost, and all three end with the same state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restart_with_sigterm_loses_no_acknowledged_write() {
-    use std::sync::{Arc, Mutex};
     let mut p = Procs::start();
     p.wait_for_leader(Duration::from_secs(30)).await;
     let endpoints = p.endpoints_except(None);
@@ -642,33 +667,17 @@ async fn rolling_restart_with_sigterm_loses_no_acknowledged_write() {
         }
     })
     .await;
-    let acked: Arc<Mutex<BTreeSet<(String, String)>>> = Arc::default();
+    let acked: Acked = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut writers = Vec::new();
-    for w in 0..4 {
-        let client = connect(&endpoints, Duration::from_secs(2))
-            .await
-            .expect("connect writer");
-        let (acked, stop) = (acked.clone(), stop.clone());
-        writers.push(tokio::spawn(async move {
-            for i in 0..1_000_000u64 {
-                if stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    break;
-                }
-                let path = format!("/roll/w{w}-{i:07}");
-                let data = format!("{w}.{i}");
-                match client
-                    .create(&path, data.clone(), CreateOptions::persistent())
-                    .await
-                {
-                    Ok(_) => {
-                        acked.lock().expect("lock").insert((path, data));
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-                }
-            }
-        }));
-    }
+    let writers = spawn_writers(
+        &endpoints,
+        4,
+        "/roll/",
+        &acked,
+        &stop,
+        Duration::from_millis(10),
+    )
+    .await;
     let initial = p.initial.clone();
     for id in [1, 2, 3] {
         tokio::time::sleep(Duration::from_millis(700)).await;
