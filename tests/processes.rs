@@ -281,6 +281,30 @@ impl Procs {
         })
     }
 
+    /// Three members started, a leader elected and the persistent node `dir` created; with
+    /// the client endpoints.
+    async fn started_with_folder(dir: &str) -> (Procs, Vec<String>) {
+        let mut p = Procs::start();
+        p.wait_for_leader(Duration::from_secs(30)).await;
+        let endpoints = p.endpoints_except(None);
+        let setup = connect(&endpoints, Duration::from_secs(5))
+            .await
+            .expect("connect");
+        eventually(
+            &format!("create {dir}"),
+            Duration::from_secs(20),
+            || async {
+                match setup.create(dir, "", CreateOptions::persistent()).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.is("NODE_EXISTS") => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                }
+            },
+        )
+        .await;
+        (p, endpoints)
+    }
+
     fn member(&mut self, id: u64) -> &mut Member {
         self.members
             .iter_mut()
@@ -587,20 +611,7 @@ async fn leader_killed_with_sigkill_survivors_continue_and_restarted_member_conv
 /// the state machine is rebuilt from sled, snapshots and the log).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_three_killed_with_sigkill_lose_no_acknowledged_write() {
-    let mut p = Procs::start();
-    p.wait_for_leader(Duration::from_secs(30)).await;
-    let endpoints = p.endpoints_except(None);
-    let setup = connect(&endpoints, Duration::from_secs(5))
-        .await
-        .expect("connect");
-    eventually("create /all", Duration::from_secs(20), || async {
-        match setup.create("/all", "", CreateOptions::persistent()).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is("NODE_EXISTS") => Ok(()),
-            Err(e) => Err(e.to_string()),
-        }
-    })
-    .await;
+    let (mut p, endpoints) = Procs::started_with_folder("/all").await;
     let acked: Acked = Arc::default();
     for round in 0..3 {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -653,20 +664,7 @@ async fn all_three_killed_with_sigkill_lose_no_acknowledged_write() {
 /// No acknowledged write is lost, and all three end with the same state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restart_with_sigterm_loses_no_acknowledged_write() {
-    let mut p = Procs::start();
-    p.wait_for_leader(Duration::from_secs(30)).await;
-    let endpoints = p.endpoints_except(None);
-    let setup = connect(&endpoints, Duration::from_secs(5))
-        .await
-        .expect("connect");
-    eventually("create /roll", Duration::from_secs(20), || async {
-        match setup.create("/roll", "", CreateOptions::persistent()).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is("NODE_EXISTS") => Ok(()),
-            Err(e) => Err(e.to_string()),
-        }
-    })
-    .await;
+    let (mut p, endpoints) = Procs::started_with_folder("/roll").await;
     let acked: Acked = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers = spawn_writers(
