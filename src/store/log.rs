@@ -288,6 +288,23 @@ impl LogStore {
         Ok(ls)
     }
 
+    /// Writes `recs` to the WAL and blocks until they are durable (see
+    /// [`LogStore::write_synced`] for async callers).
+    fn write_synced_blocking(&self, recs: &[Rec<'_>]) -> Result<Vec<Loc>, StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let locs = self.inner.wal.write(
+            recs,
+            true,
+            Some(Box::new(move |r| {
+                let _ = tx.send(r);
+            })),
+        )?;
+        rx.recv()
+            .map_err(|_| StoreError::Task("the log writer stopped".into()))?
+            .map_err(|e| StoreError::io("write and sync", self.inner.wal.dir(), e))?;
+        Ok(locs)
+    }
+
     fn mem(&self) -> std::sync::MutexGuard<'_, Mem> {
         self.inner
             .mem
@@ -363,17 +380,7 @@ impl LogStore {
             self.inner
                 .wal
                 .set_committed(committed.as_ref().map(codec::log_id_to_pb));
-            let (tx, rx) = std::sync::mpsc::channel();
-            let locs = self.inner.wal.write(
-                &recs,
-                true,
-                Some(Box::new(move |r| {
-                    let _ = tx.send(r);
-                })),
-            )?;
-            rx.recv()
-                .map_err(|_| StoreError::Task("the log writer stopped".into()))?
-                .map_err(|e| StoreError::io("write", self.inner.wal.dir(), e))?;
+            let locs = self.write_synced_blocking(&recs)?;
             let mut m = self.mem();
             m.vote = vote;
             m.committed = committed;
@@ -466,17 +473,7 @@ impl LogStore {
     fn record_purge(&self, log_id: LogId) -> Result<(), StoreError> {
         self.inner.store.durable_flush()?;
         let p = codec::log_id_to_pb(&log_id);
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.inner.wal.write(
-            &[Rec::Purge(&p)],
-            true,
-            Some(Box::new(move |r| {
-                let _ = tx.send(r);
-            })),
-        )?;
-        rx.recv()
-            .map_err(|_| StoreError::Task("the log writer stopped".into()))?
-            .map_err(|e| StoreError::io("sync", self.inner.wal.dir(), e))?;
+        self.write_synced_blocking(&[Rec::Purge(&p)])?;
         self.inner
             .purge_recorded
             .send_modify(|v| *v = (*v).max(log_id.index));
