@@ -216,8 +216,11 @@ impl Drop for Candidacy {
         let ctx = self.ctx.clone();
         let node = std::mem::take(&mut self.node);
         tokio::spawn(async move {
-            // Retried (bounded) while there is no leader: a queue place left behind would
-            // block the lock until its session ends.
+            // Retried (bounded) while it may not have been applied: a queue place left behind
+            // would block the lock until its session ends. A delete of this node is safe to
+            // repeat, so an unknown outcome is retried too; so is a refusal while this member
+            // shuts down (a member that stops withdraws its waiters' places, and its forward to
+            // the leader may meet a passing failure).
             for attempt in 0..20u64 {
                 let r = ctx
                     .proposer
@@ -230,7 +233,7 @@ impl Drop for Candidacy {
                     })
                     .await;
                 match r {
-                    Err(BatonError::Unavailable(_)) if !ctx.shutdown.is_triggered() => {
+                    Err(BatonError::Unavailable(_) | BatonError::OutcomeUnknown(_)) => {
                         tokio::time::sleep(Duration::from_millis(100 * (attempt + 1).min(5))).await
                     }
                     _ => break,
