@@ -309,6 +309,7 @@ impl Config {
             };
         }
         let ms = |v: Option<u64>, def: Duration| v.map(Duration::from_millis).unwrap_or(def);
+        let mib = |v: Option<u64>, def: u64| v.map_or(def, |m| m.saturating_mul(1024 * 1024));
         let cfg = Config {
             id: pick!(id).unwrap_or(d.id),
             data_dir: pick!(data_dir).unwrap_or(d.data_dir),
@@ -342,20 +343,12 @@ impl Config {
             snapshot_every: pick!(snapshot_every).unwrap_or(d.snapshot_every),
             keep_logs: pick!(keep_logs).unwrap_or(d.keep_logs),
             max_batch: pick!(max_batch).unwrap_or(d.max_batch),
-            cache_bytes: pick!(cache_mb)
-                .map(|m| m * 1024 * 1024)
-                .unwrap_or(d.cache_bytes),
-            wal_segment_bytes: pick!(wal_segment_mb)
-                .map(|m| m * 1024 * 1024)
-                .unwrap_or(d.wal_segment_bytes),
+            cache_bytes: mib(pick!(cache_mb), d.cache_bytes),
+            wal_segment_bytes: mib(pick!(wal_segment_mb), d.wal_segment_bytes),
             ttl_check: ms(pick!(ttl_check_ms), d.ttl_check),
             shutdown_timeout: ms(pick!(shutdown_timeout_ms), d.shutdown_timeout),
-            space_reserve_bytes: pick!(space_reserve_mb)
-                .map(|m| m * 1024 * 1024)
-                .unwrap_or(d.space_reserve_bytes),
-            quota_bytes: pick!(quota_mb)
-                .map(|m| m * 1024 * 1024)
-                .unwrap_or(d.quota_bytes),
+            space_reserve_bytes: mib(pick!(space_reserve_mb), d.space_reserve_bytes),
+            quota_bytes: mib(pick!(quota_mb), d.quota_bytes),
         };
         cfg.validate()?;
         Ok(cfg)
