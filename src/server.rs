@@ -296,11 +296,13 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         );
     }
 
-    let space_limits = space::Limits {
-        reserve: cfg.space_reserve_bytes,
-        quota: cfg.quota_bytes,
-    };
-    let space_alarm = SpaceAlarm::new(shared.clone(), space_limits);
+    let space_alarm = SpaceAlarm::new(
+        shared.clone(),
+        space::Limits {
+            reserve: cfg.space_reserve_bytes,
+            quota: cfg.quota_bytes,
+        },
+    );
     let proposer = Proposer::start(
         raft.clone(),
         cfg.id,
@@ -314,7 +316,6 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         space::Guard {
             my_id: cfg.id,
             dir: cfg.data_dir.clone(),
-            limits: space_limits,
             alarm: space_alarm,
             shared: shared.clone(),
             proposer: proposer.clone(),

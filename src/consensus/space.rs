@@ -298,8 +298,6 @@ pub struct Guard {
     pub my_id: u64,
     /// The data directory measured.
     pub dir: PathBuf,
-    /// Its thresholds (the same as the alarm's).
-    pub limits: Limits,
     /// Where refusals are decided.
     pub alarm: Arc<SpaceAlarm>,
     /// The replicated tree.
@@ -314,7 +312,8 @@ pub struct Guard {
 pub async fn run(g: Guard, mut shutdown: Shutdown) {
     // With both limits off nothing is measured, but an alarm this member raised before (with
     // other settings) is still cleared.
-    let unchecked = g.limits.reserve == 0 && g.limits.quota == 0;
+    let limits = g.alarm.limits;
+    let unchecked = limits.reserve == 0 && limits.quota == 0;
     let mut reported = false;
     for round in 0u64.. {
         if round > 0 {
@@ -362,12 +361,12 @@ pub async fn run(g: Guard, mut shutdown: Shutdown) {
                 .collect();
             (mine, stale)
         };
-        let short = g.limits.short(&space);
+        let short = limits.short(&space);
         // While short, stay short until clear of the margin (no flapping at the threshold).
         let was_short = g.alarm.local().short.clone();
         let verdict = match (&short, was_short) {
             (Some(why), _) => Some(why.clone()),
-            (None, Some(why)) if !g.limits.recovered(&space) => Some(why),
+            (None, Some(why)) if !limits.recovered(&space) => Some(why),
             (None, _) => None,
         };
         g.alarm.measured(space, verdict.clone());
@@ -383,7 +382,7 @@ pub async fn run(g: Guard, mut shutdown: Shutdown) {
                     warn!(error = %e, "could not raise the NOSPACE alarm; will retry");
                 }
             }
-        } else if mine && g.limits.recovered(&space) {
+        } else if mine && limits.recovered(&space) {
             info!(
                 free_bytes = space.free,
                 used_bytes = space.used,
