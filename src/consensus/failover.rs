@@ -341,12 +341,16 @@ impl Failover {
             .trim_start_matches("http://")
             .trim_start_matches("https://")
             .to_string();
-        let resolved = tokio::task::spawn_blocking(move || {
-            addr.to_socket_addrs().ok().and_then(|mut a| a.next())
-        })
-        .await
-        .ok()
-        .flatten();
+        // An address given as ip:port needs no lookup (the cut-off guard probes every 50 ms).
+        let resolved = match addr.parse::<std::net::SocketAddr>() {
+            Ok(sa) => Some(sa),
+            Err(_) => tokio::task::spawn_blocking(move || {
+                addr.to_socket_addrs().ok().and_then(|mut a| a.next())
+            })
+            .await
+            .ok()
+            .flatten(),
+        };
         let Some(sa) = resolved else {
             return Probe::Unreachable;
         };
