@@ -8,7 +8,8 @@
 # Both contain the server and the CLI:
 #   /usr/local/bin/batond   entrypoint (PID 1; handles SIGTERM/SIGINT: stops accepting,
 #                           finishes in-flight requests, flushes, exits 0)
-#   /usr/local/bin/baton    CLI, used by the health check
+#   /usr/local/bin/baton    CLI, used by the health check (`baton probe`: /readyz on the
+#                           metrics port 7422)
 # The data directory is /data: mount a volume there (the image declares none, so containers
 # never create anonymous volumes behind your back).
 
@@ -35,10 +36,11 @@ COPY --from=build --chown=65532:65532 /out/data /data
 ENV BATON_DATA_DIR=/data \
     BATON_LISTEN_CLIENT=0.0.0.0:7420 \
     BATON_LISTEN_PEER=0.0.0.0:7421 \
+    BATON_METRICS_ADDR=0.0.0.0:7422 \
     NO_COLOR=1
 USER 65532:65532
-EXPOSE 7420 7421
+EXPOSE 7420 7421 7422
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["/usr/local/bin/baton", "--endpoints", "127.0.0.1:7420", "status"]
+  CMD ["/usr/local/bin/baton", "probe", "--addr", "127.0.0.1:7422"]
 ENTRYPOINT ["/usr/local/bin/batond"]

@@ -35,6 +35,7 @@ impl Member {
             .args(["--data-dir", &self.dir.display().to_string()])
             .args(["--listen-client", &self.client])
             .args(["--listen-peer", &self.peer])
+            .args(["--metrics-addr", "127.0.0.1:0"])
             .args(["--initial-members", members])
             .args(["--log-format", "json"])
             .env(

@@ -18,10 +18,11 @@ COPY --chown=65532:65532 data/ /data/
 ENV BATON_DATA_DIR=/data \
     BATON_LISTEN_CLIENT=0.0.0.0:7420 \
     BATON_LISTEN_PEER=0.0.0.0:7421 \
+    BATON_METRICS_ADDR=0.0.0.0:7422 \
     NO_COLOR=1
 USER 65532:65532
-EXPOSE 7420 7421
+EXPOSE 7420 7421 7422
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["/usr/local/bin/baton", "--endpoints", "127.0.0.1:7420", "status"]
+  CMD ["/usr/local/bin/baton", "probe", "--addr", "127.0.0.1:7422"]
 ENTRYPOINT ["/usr/local/bin/batond"]

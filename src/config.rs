@@ -141,6 +141,42 @@ pub struct Args {
     /// the NOSPACE alarm, as for the space reserve.
     #[arg(long, env = "BATON_QUOTA_MB")]
     pub quota_mb: Option<u64>,
+    /// Address of the HTTP port serving /metrics, /livez, /readyz and /health (default
+    /// 127.0.0.1 with the client port + 2, e.g. 127.0.0.1:7422; `off` for none).
+    #[arg(long, env = "BATON_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+    /// Most client connections from one IP address (default 1000).
+    #[arg(long, env = "BATON_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Most client connections in all (default 10000).
+    #[arg(long, env = "BATON_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Most concurrent streams (calls) on one client connection (default 256).
+    #[arg(long, env = "BATON_MAX_STREAMS_PER_CONNECTION")]
+    pub max_streams_per_connection: Option<u32>,
+    /// Most short requests served at once; more are refused with RESOURCE_EXHAUSTED /
+    /// OVERLOADED (default 2000). Streams and waits (watch, keep-alive, lock acquire) are not
+    /// counted.
+    #[arg(long, env = "BATON_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<usize>,
+    /// Most watches one watch stream may hold (default 10000).
+    #[arg(long, env = "BATON_MAX_WATCHES_PER_STREAM")]
+    pub max_watches_per_stream: Option<usize>,
+    /// Most watches on this member (default 1000000).
+    #[arg(long, env = "BATON_MAX_WATCHES")]
+    pub max_watches: Option<usize>,
+    /// A client request slower than this many ms is logged "request took too long" (default 300).
+    #[arg(long, env = "BATON_SLOW_REQUEST_MS")]
+    pub slow_request_ms: Option<u64>,
+    /// An apply slower than this many ms is logged "operation took too long" (default 100).
+    #[arg(long, env = "BATON_SLOW_APPLY_MS")]
+    pub slow_apply_ms: Option<u64>,
+    /// A log sync slower than this many ms is logged (default 1000).
+    #[arg(long, env = "BATON_SLOW_FLUSH_MS")]
+    pub slow_flush_ms: Option<u64>,
+    /// A snapshot build or install slower than this many ms is logged (default 10000).
+    #[arg(long, env = "BATON_SLOW_SNAPSHOT_MS")]
+    pub slow_snapshot_ms: Option<u64>,
 }
 
 /// The validated configuration.
@@ -204,6 +240,22 @@ pub struct Config {
     pub space_reserve_bytes: u64,
     /// Most bytes the data directory may use (0 = no quota).
     pub quota_bytes: u64,
+    /// The metrics port (`None`: off).
+    pub metrics_addr: Option<SocketAddr>,
+    /// Client connections per IP address.
+    pub max_connections_per_ip: usize,
+    /// Client connections in all.
+    pub max_connections: usize,
+    /// Concurrent streams per client connection.
+    pub max_streams_per_connection: u32,
+    /// Short requests served at once.
+    pub max_in_flight: usize,
+    /// Watches per watch stream.
+    pub max_watches_per_stream: usize,
+    /// Watches on this member.
+    pub max_watches: usize,
+    /// Slow-operation thresholds.
+    pub slow: crate::stages::SlowThresholds,
 }
 
 impl Default for Config {
@@ -238,6 +290,14 @@ impl Default for Config {
             shutdown_timeout: Duration::from_millis(10_000),
             space_reserve_bytes: 64 * 1024 * 1024,
             quota_bytes: 0,
+            metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 7422))),
+            max_connections_per_ip: 1000,
+            max_connections: 10_000,
+            max_streams_per_connection: 256,
+            max_in_flight: 2000,
+            max_watches_per_stream: 10_000,
+            max_watches: 1_000_000,
+            slow: crate::stages::SlowThresholds::default(),
         }
     }
 }
@@ -259,6 +319,15 @@ fn parse_addr(what: &str, s: &str) -> Result<SocketAddr, ConfigError> {
         .map_err(|e| ConfigError::Invalid(format!("{what} {s:?}: {e}")))?
         .next()
         .ok_or_else(|| ConfigError::Invalid(format!("{what} {s:?}: no address")))
+}
+
+/// The metrics port when none is configured: 127.0.0.1, the client port + 2 (port 0 stays 0).
+pub fn default_metrics_addr(client: SocketAddr) -> SocketAddr {
+    let port = match client.port() {
+        0 => 0,
+        p => p.saturating_add(2),
+    };
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// Parses `id=host:port,...`.
@@ -310,13 +379,19 @@ impl Config {
         }
         let ms = |v: Option<u64>, def: Duration| v.map(Duration::from_millis).unwrap_or(def);
         let mib = |v: Option<u64>, def: u64| v.map_or(def, |m| m.saturating_mul(1024 * 1024));
+        let listen_client = match pick!(listen_client) {
+            Some(s) => parse_addr("listen-client", &s)?,
+            None => d.listen_client,
+        };
+        let metrics_addr = match pick!(metrics_addr) {
+            Some(s) if s == "off" => None,
+            Some(s) => Some(parse_addr("metrics-addr", &s)?),
+            None => Some(default_metrics_addr(listen_client)),
+        };
         let cfg = Config {
             id: pick!(id).unwrap_or(d.id),
             data_dir: pick!(data_dir).unwrap_or(d.data_dir),
-            listen_client: match pick!(listen_client) {
-                Some(s) => parse_addr("listen-client", &s)?,
-                None => d.listen_client,
-            },
+            listen_client,
             listen_peer: match pick!(listen_peer) {
                 Some(s) => parse_addr("listen-peer", &s)?,
                 None => d.listen_peer,
@@ -349,6 +424,23 @@ impl Config {
             shutdown_timeout: ms(pick!(shutdown_timeout_ms), d.shutdown_timeout),
             space_reserve_bytes: mib(pick!(space_reserve_mb), d.space_reserve_bytes),
             quota_bytes: mib(pick!(quota_mb), d.quota_bytes),
+            metrics_addr,
+            max_connections_per_ip: pick!(max_connections_per_ip)
+                .unwrap_or(d.max_connections_per_ip),
+            max_connections: pick!(max_connections).unwrap_or(d.max_connections),
+            max_streams_per_connection: pick!(max_streams_per_connection)
+                .unwrap_or(d.max_streams_per_connection),
+            max_in_flight: pick!(max_in_flight).unwrap_or(d.max_in_flight),
+            max_watches_per_stream: pick!(max_watches_per_stream)
+                .unwrap_or(d.max_watches_per_stream),
+            max_watches: pick!(max_watches).unwrap_or(d.max_watches),
+            slow: crate::stages::SlowThresholds {
+                member_id: 0,
+                apply: ms(pick!(slow_apply_ms), d.slow.apply),
+                flush: ms(pick!(slow_flush_ms), d.slow.flush),
+                snapshot: ms(pick!(slow_snapshot_ms), d.slow.snapshot),
+                request: ms(pick!(slow_request_ms), d.slow.request),
+            },
         };
         cfg.validate()?;
         Ok(cfg)
@@ -397,6 +489,19 @@ impl Config {
         if self.wal_segment_bytes < (1 << 20) || self.wal_segment_bytes > (1 << 30) {
             return bad("wal-segment-mb must be between 1 and 1024".into());
         }
+        if self.max_connections_per_ip == 0
+            || self.max_connections == 0
+            || self.max_streams_per_connection == 0
+            || self.max_in_flight == 0
+            || self.max_watches_per_stream == 0
+            || self.max_watches == 0
+        {
+            return bad(
+                "max-connections, max-connections-per-ip, max-streams-per-connection, \
+                 max-in-flight, max-watches and max-watches-per-stream must be > 0"
+                    .into(),
+            );
+        }
         Ok(())
     }
 
@@ -406,6 +511,7 @@ impl Config {
             data_dir: data_dir.into(),
             listen_client: SocketAddr::from(([127, 0, 0, 1], 0)),
             listen_peer: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             session_timeout_min: Duration::from_millis(200),
             // Small segments: quick to zero-fill, and tests cross segment boundaries.
             wal_segment_bytes: 1 << 20,

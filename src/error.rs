@@ -57,6 +57,17 @@ pub enum BatonError {
         /// The limit.
         limit: u64,
     },
+    /// A count limit was reached (watches per stream or member, connections).
+    #[error("too many {what}: the limit is {limit}")]
+    TooMany {
+        /// What there are too many of.
+        what: &'static str,
+        /// The limit.
+        limit: u64,
+    },
+    /// The member has too many requests in flight and sheds this one; retry after a pause.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
     /// The request is malformed.
     #[error("bad arguments: {0}")]
     BadArguments(String),
@@ -119,6 +130,8 @@ impl BatonError {
             BatonError::SessionExpired(_) => "SESSION_EXPIRED",
             BatonError::AuthFailed(_) => "AUTH_FAILED",
             BatonError::TooLarge { .. } => "TOO_LARGE",
+            BatonError::TooMany { .. } => "TOO_MANY",
+            BatonError::Overloaded(_) => "OVERLOADED",
             BatonError::BadArguments(_) => "BAD_ARGUMENTS",
             BatonError::NoAuth(_) => "NO_AUTH",
             BatonError::RuntimeInconsistency => "RUNTIME_INCONSISTENCY",
@@ -148,7 +161,10 @@ impl BatonError {
             BatonError::NotOwner { .. } => Code::PermissionDenied,
             BatonError::InvalidPath { .. } | BatonError::BadArguments(_) => Code::InvalidArgument,
             BatonError::AuthFailed(_) => Code::Unauthenticated,
-            BatonError::TooLarge { .. } | BatonError::NoSpace(_) => Code::ResourceExhausted,
+            BatonError::TooLarge { .. }
+            | BatonError::TooMany { .. }
+            | BatonError::Overloaded(_)
+            | BatonError::NoSpace(_) => Code::ResourceExhausted,
             BatonError::NoAuth(_) => Code::PermissionDenied,
             BatonError::Unavailable(_) => Code::Unavailable,
             BatonError::OutcomeUnknown(_) | BatonError::DeadlineExceeded(_) => {
@@ -161,7 +177,7 @@ impl BatonError {
     /// Whether retrying the same request may succeed (the request was not applied, or is
     /// idempotent to retry after `Unavailable`).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, BatonError::Unavailable(_))
+        matches!(self, BatonError::Unavailable(_) | BatonError::Overloaded(_))
     }
 
     fn metadata(&self) -> HashMap<String, String> {
@@ -207,6 +223,10 @@ impl BatonError {
                 m.insert("limit_name".into(), (*what).to_string());
                 m.insert("limit".into(), limit.to_string());
                 m.insert("size".into(), size.to_string());
+            }
+            BatonError::TooMany { what, limit } => {
+                m.insert("limit_name".into(), (*what).to_string());
+                m.insert("limit".into(), limit.to_string());
             }
             _ => {}
         }

@@ -5,6 +5,7 @@ pub mod client;
 pub mod config;
 pub mod consensus;
 pub mod error;
+pub mod ops;
 pub mod proto;
 pub mod server;
 pub mod shutdown;

@@ -25,11 +25,19 @@ use crate::consensus::reads::ReadBarrier;
 use crate::consensus::space::{self, SpaceAlarm};
 use crate::consensus::state_machine::StateMachineStore;
 use crate::consensus::{MemberNode, Raft};
+use crate::ops::{
+    self,
+    conns::{Admit, ConnLimits},
+    grpc::RequestLayer,
+    health::{Health, Probe},
+    metrics::Metrics,
+};
 use crate::proto::v1;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::stages::SlowThresholds;
 use crate::store::log::{self, LogStore};
 use crate::store::{Store, StoreError};
-use crate::watch::WatchHub;
+use crate::watch::{WatchHub, WatchLimits};
 
 /// Why a member could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +81,8 @@ pub struct StartOptions {
     pub peer_listener: Option<TcpListener>,
     /// Fault controller for this member's outgoing peer links (default: none).
     pub faults: Option<Arc<Faults>>,
+    /// Metrics-port listener to use instead of binding `metrics_addr` (if that is set).
+    pub metrics_listener: Option<TcpListener>,
 }
 
 /// A running member.
@@ -87,6 +97,8 @@ pub struct ServerHandle {
     pub raft: Raft,
     /// Fault controller of this member's outgoing peer links.
     pub faults: Arc<Faults>,
+    /// Bound address of the metrics port, if it is on.
+    pub metrics_addr: Option<SocketAddr>,
     store: Store,
     trigger: ShutdownTrigger,
     join: JoinHandle<Result<(), ServerError>>,
@@ -254,10 +266,30 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
             .join(",")
     };
 
+    let metrics_listener = match cfg.metrics_addr {
+        Some(addr) => Some(bind(addr, opts.metrics_listener).await?),
+        None => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(
+            l.local_addr()
+                .map_err(|e| ServerError::Transport(e.to_string()))?,
+        ),
+        None => None,
+    };
     let store = Store::open(&cfg.data_dir, cfg.cache_bytes)?;
     check_data_dir(&store, &cfg, &member_list)?;
-    let hub = Arc::new(WatchHub::new(cfg.watch_history, cfg.watch_buffer, 0));
+    let hub = Arc::new(
+        WatchHub::new(cfg.watch_history, cfg.watch_buffer, 0).with_limits(WatchLimits {
+            per_stream: cfg.max_watches_per_stream,
+            total: cfg.max_watches,
+        }),
+    );
     let (sm, shared) = StateMachineStore::open(&store, hub.clone())?;
+    shared.stages.set_slow(SlowThresholds {
+        member_id: cfg.id,
+        ..cfg.slow.clone()
+    });
     let mut wal_opts = log::wal_options(cfg.wal_segment_bytes);
     wal_opts.stages = shared.stages.clone();
     let log_store = LogStore::open(&store, wal_opts)?;
@@ -312,6 +344,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         space_alarm.clone(),
         cfg.max_batch,
     );
+    let space = space_alarm.clone();
     tokio::spawn(space::run(
         space::Guard {
             my_id: cfg.id,
@@ -338,7 +371,13 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         },
         shutdown.clone(),
     ));
-    let failover = Failover::new(cfg.id, raft.clone(), peers.clone(), failover_log);
+    let failover = Failover::new(
+        cfg.id,
+        raft.clone(),
+        peers.clone(),
+        failover_log,
+        shared.stages.clone(),
+    );
     tokio::spawn(failover.clone().run(shutdown.clone()));
     tokio::spawn(failover.clone().guard_elections(shutdown.clone()));
     // The peer port closes only once the client port has drained (see `serve`): a leader
@@ -366,7 +405,19 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         peers,
         shutdown: shutdown.clone(),
         failover,
+        space,
     });
+    let metrics = Arc::new(Metrics::new());
+    if let Some(listener) = metrics_listener {
+        let registry = metrics.registry(ctx.clone());
+        let health = Health::new(ctx.clone(), store.clone(), metrics.clone());
+        tokio::spawn(ops::http::serve(
+            listener,
+            registry,
+            health,
+            shutdown.clone(),
+        ));
+    }
 
     let peer_server = tokio::spawn(
         Server::builder()
@@ -383,7 +434,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
     let failed_store = store.clone();
     let join = tokio::spawn(serve(
         ctx,
-        listener,
+        (listener, metrics),
         (store, log_handle),
         shutdown,
         (peer_server, peer_stop_trigger),
@@ -395,6 +446,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         id: cfg.id,
         raft,
         faults,
+        metrics_addr,
         store: failed_store,
         trigger,
         join,
@@ -403,7 +455,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
 
 async fn serve(
     ctx: Arc<Ctx>,
-    listener: TcpListener,
+    (listener, metrics): (TcpListener, Arc<Metrics>),
     (store, log_handle): (Store, LogStore),
     shutdown: Shutdown,
     (peer_server, peer_stop): (
@@ -413,12 +465,8 @@ async fn serve(
 ) -> Result<(), ServerError> {
     let cfg = ctx.cfg.clone();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<v1::z_nodes_server::ZNodesServer<api::znodes::ZNodesService>>()
-        .await;
-    health_reporter
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
+    // NOT_SERVING until the readiness checks first pass (see `report_readiness`).
+    set_serving(&health_reporter, false).await;
     // Both reflection protocols: v1, and v1alpha for older tools (grpcurl 1.8 speaks only it).
     let reflection_builder = || {
         tonic_reflection::server::Builder::configure()
@@ -433,9 +481,30 @@ async fn serve(
         .map_err(|e| ServerError::Transport(e.to_string()))?;
     let max_msg = (cfg.max_data_bytes * 2 + 1024 * 1024).max(4 * 1024 * 1024);
 
+    let health = Health::new(ctx.clone(), store.clone(), metrics.clone());
+    tokio::spawn(report_readiness(
+        health,
+        health_reporter.clone(),
+        shutdown.clone(),
+    ));
     let mut stop = shutdown.clone();
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let incoming = Admit::new(
+        incoming(listener),
+        ConnLimits {
+            per_ip: cfg.max_connections_per_ip,
+            total: cfg.max_connections,
+        },
+        metrics.clone(),
+    );
     let router = Server::builder()
+        .max_concurrent_streams(cfg.max_streams_per_connection)
+        .http2_max_pending_accept_reset_streams(Some(64))
+        .layer(RequestLayer::new(
+            metrics,
+            ctx.shared.stages.clone(),
+            cfg.max_in_flight,
+        ))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
@@ -459,21 +528,13 @@ async fn serve(
         .add_service(v1::elections_server::ElectionsServer::new(
             api::elections::ElectionsService::new(ctx.clone()),
         ));
-    let mut server = tokio::spawn(router.serve_with_incoming_shutdown(
-        incoming(listener),
-        async move {
-            let _ = drain_rx.await;
-        },
-    ));
+    let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+        let _ = drain_rx.await;
+    }));
 
     stop.wait().await;
     info!("shutting down: no longer serving");
-    health_reporter
-        .set_service_status("", tonic_health::ServingStatus::NotServing)
-        .await;
-    health_reporter
-        .set_not_serving::<v1::z_nodes_server::ZNodesServer<api::znodes::ZNodesService>>()
-        .await;
+    set_serving(&health_reporter, false).await;
     let _ = drain_tx.send(());
     // Streams (watches, keepalives) never finish on their own: bound the drain.
     match tokio::time::timeout(cfg.shutdown_timeout / 2, &mut server).await {
@@ -537,6 +598,59 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
         _ = tokio::time::sleep(grace) => {
             error!(?grace, "the graceful stop did not end in time; exiting");
             Err(ServerError::Raft(format!("the graceful stop took more than {grace:?}")))
+        }
+    }
+}
+
+/// Sets the gRPC health status of the whole server ("") and of each client service.
+async fn set_serving(reporter: &tonic_health::server::HealthReporter, serving: bool) {
+    let status = if serving {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    for service in [
+        "",
+        "baton.v1.ZNodes",
+        "baton.v1.Sessions",
+        "baton.v1.Watches",
+        "baton.v1.Cluster",
+        "baton.v1.Locks",
+        "baton.v1.Elections",
+    ] {
+        reporter.set_service_status(service, status).await;
+    }
+}
+
+/// How often the gRPC health status follows the readiness checks.
+const READINESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Keeps the gRPC health service in step with `/readyz` until shutdown (which sets it to
+/// NOT_SERVING itself).
+async fn report_readiness(
+    health: Health,
+    reporter: tonic_health::server::HealthReporter,
+    mut shutdown: Shutdown,
+) {
+    let mut last = None;
+    loop {
+        let ready = tokio::select! {
+            _ = shutdown.wait() => return,
+            o = health.run(Probe::Ready, &[]) => o.iter().all(|o| o.failure.is_none()),
+        };
+        if last != Some(ready) {
+            if last.is_some() {
+                info!(ready, "readiness changed");
+            }
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                () = set_serving(&reporter, ready) => {}
+            }
+            last = Some(ready);
+        }
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(READINESS_EVERY) => {}
         }
     }
 }

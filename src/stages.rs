@@ -13,10 +13,13 @@
 //! it too); the follower's own share of replication is `peer.append_entries`.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram as PromHistogram};
+use tracing::warn;
 
 /// A stage of the write path, or a size measured on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,9 +60,13 @@ pub enum Stage {
     PeerAppendEntries,
     /// Leader: a Forward call from a follower, received to answered.
     PeerForward,
+    /// Building a snapshot of the state machine (not on the write path; listed last).
+    SnapshotBuild,
+    /// Installing a snapshot received from the leader (not on the write path; listed last).
+    SnapshotInstall,
 }
 
-const ALL: [Stage; 17] = [
+const ALL: [Stage; 19] = [
     Stage::ApiWrite,
     Stage::ProposerQueue,
     Stage::BatchRequests,
@@ -77,6 +84,8 @@ const ALL: [Stage; 17] = [
     Stage::ApplyWait,
     Stage::PeerAppendEntries,
     Stage::PeerForward,
+    Stage::SnapshotBuild,
+    Stage::SnapshotInstall,
 ];
 
 impl Stage {
@@ -100,6 +109,78 @@ impl Stage {
             Stage::ApplyWait => "proposer.apply_wait",
             Stage::PeerAppendEntries => "peer.append_entries",
             Stage::PeerForward => "peer.forward",
+            Stage::SnapshotBuild => "snapshot.build",
+            Stage::SnapshotInstall => "snapshot.install",
+        }
+    }
+
+    /// Its Prometheus histogram: name (without the `baton_` prefix) and help.
+    pub fn metric(self) -> (&'static str, &'static str) {
+        match self {
+            Stage::ApiWrite => (
+                "write_duration_seconds",
+                "Client writes on this member, from the handler's start to its reply.",
+            ),
+            Stage::ProposerQueue => (
+                "proposer_queue_duration_seconds",
+                "Time a write waits in the proposer's queue for its batch.",
+            ),
+            Stage::BatchRequests => ("proposer_batch_requests", "Requests per proposed batch."),
+            Stage::SubmitToAppend => (
+                "raft_submit_to_append_duration_seconds",
+                "Leader: from handing a batch to the consensus core to its log append.",
+            ),
+            Stage::RaftWrite => (
+                "proposal_duration_seconds",
+                "Leader: a batch from its proposal to its commit and apply.",
+            ),
+            Stage::AppendFlush => (
+                "disk_log_append_duration_seconds",
+                "Appending entries to the log until they are durable.",
+            ),
+            Stage::AppendEntries => ("disk_log_append_entries", "Entries per log append."),
+            Stage::Fsync => (
+                "disk_wal_fsync_duration_seconds",
+                "The log's fdatasync calls.",
+            ),
+            Stage::GroupWrites => ("disk_wal_group_writes", "Log writes sharing one fdatasync."),
+            Stage::FlushToApply => (
+                "raft_commit_duration_seconds",
+                "From an entry being durable here to its apply: replication and commit.",
+            ),
+            Stage::Apply => (
+                "apply_duration_seconds",
+                "Applying a batch of entries to the state machine.",
+            ),
+            Stage::ApplyEntries => ("apply_entries", "Entries per apply."),
+            Stage::ApplyToReply => (
+                "raft_apply_to_reply_duration_seconds",
+                "Leader: from the end of an apply to the proposer's answer.",
+            ),
+            Stage::Forward => (
+                "forward_duration_seconds",
+                "Follower: writes forwarded to the leader, until its answer.",
+            ),
+            Stage::ApplyWait => (
+                "forward_apply_wait_duration_seconds",
+                "Follower: after the leader's answer, waiting to apply the write here.",
+            ),
+            Stage::PeerAppendEntries => (
+                "peer_append_entries_duration_seconds",
+                "Follower: an append call from the leader, received to answered.",
+            ),
+            Stage::PeerForward => (
+                "peer_forward_duration_seconds",
+                "Leader: a forwarded batch from a follower, received to answered.",
+            ),
+            Stage::SnapshotBuild => (
+                "snapshot_build_duration_seconds",
+                "Building a snapshot of the state machine.",
+            ),
+            Stage::SnapshotInstall => (
+                "snapshot_install_duration_seconds",
+                "Installing a snapshot received from the leader.",
+            ),
         }
     }
 
@@ -132,9 +213,64 @@ pub struct StageSummary {
 /// Entries remembered for [`Stages::flushed`]/[`Stages::applying`] matching.
 const RECENT: usize = 4096;
 
+/// Events of one member counted for its metrics (read at each scrape).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Client requests proposed by this member's proposer that were committed.
+    pub proposals_committed: AtomicU64,
+    /// Client requests proposed by this member that failed (no leader, lost leadership,
+    /// refused, timed out).
+    pub proposals_failed: AtomicU64,
+    /// Times this member saw a new leader.
+    pub leader_changes: AtomicU64,
+    /// Applies slower than the slow-apply threshold.
+    pub slow_applies: AtomicU64,
+    /// Log syncs slower than the slow-flush threshold.
+    pub slow_flushes: AtomicU64,
+    /// Snapshot builds or installs slower than the slow-snapshot threshold.
+    pub slow_snapshots: AtomicU64,
+    /// Client requests slower than the slow-request threshold.
+    pub slow_requests: AtomicU64,
+}
+
+/// When an operation counts as slow and is logged, and who logs it.
+#[derive(Clone, Debug)]
+pub struct SlowThresholds {
+    /// This member's id (in every slow-operation line).
+    pub member_id: u64,
+    /// Applying one batch of entries.
+    pub apply: Duration,
+    /// One sync of the log.
+    pub flush: Duration,
+    /// Building or installing a snapshot.
+    pub snapshot: Duration,
+    /// A client request, received to answered.
+    pub request: Duration,
+}
+
+impl Default for SlowThresholds {
+    fn default() -> Self {
+        SlowThresholds {
+            member_id: 0,
+            apply: Duration::from_millis(100),
+            flush: Duration::from_secs(1),
+            snapshot: Duration::from_secs(10),
+            request: Duration::from_millis(300),
+        }
+    }
+}
+
 /// One member's stage histograms.
 pub struct Stages {
     hists: Vec<Mutex<Histogram<u64>>>,
+    /// The same stages as Prometheus histograms (never reset).
+    prom: Vec<PromHistogram>,
+    /// Counted events.
+    pub counters: Counters,
+    /// Thresholds of the slow-operation log (defaults until [`Stages::set_slow`]).
+    slow: OnceLock<SlowThresholds>,
+    /// The term this member is in, for slow-operation lines.
+    term: AtomicU64,
     /// When recent entries became durable here: (index, instant), oldest first.
     flushed: Mutex<VecDeque<(u64, Instant)>>,
     /// When recent entries were applied here: (index, instant), oldest first.
@@ -164,6 +300,20 @@ impl Default for Stages {
                     )
                 })
                 .collect(),
+            prom: ALL
+                .iter()
+                .map(|stage| {
+                    if stage.is_count() {
+                        PromHistogram::new(exponential_buckets(1.0, 2.0, 12))
+                    } else {
+                        // 50 µs .. 13 s.
+                        PromHistogram::new(exponential_buckets(0.000_05, 2.0, 19))
+                    }
+                })
+                .collect(),
+            counters: Counters::default(),
+            slow: OnceLock::new(),
+            term: AtomicU64::new(0),
             flushed: Mutex::new(VecDeque::with_capacity(RECENT)),
             applied: Mutex::new(VecDeque::with_capacity(RECENT)),
             submitted: Mutex::new(None),
@@ -190,10 +340,70 @@ fn find(q: &Mutex<VecDeque<(u64, Instant)>>, index: u64) -> Option<Instant> {
 }
 
 impl Stages {
-    /// Records a duration.
+    /// Records a duration, and logs it if the stage has a slow-operation threshold that it
+    /// exceeds.
     pub fn time(&self, stage: Stage, d: Duration) {
         let us = (d.as_micros() as u64).max(1);
         let _ = lock(&self.hists[stage as usize]).record(us);
+        self.prom[stage as usize].observe(d.as_secs_f64());
+        let slow = self.slow();
+        let (limit, counter, what) = match stage {
+            Stage::Apply => (slow.apply, &self.counters.slow_applies, "apply"),
+            Stage::Fsync => (slow.flush, &self.counters.slow_flushes, "log sync"),
+            Stage::SnapshotBuild => (
+                slow.snapshot,
+                &self.counters.slow_snapshots,
+                "snapshot build",
+            ),
+            Stage::SnapshotInstall => (
+                slow.snapshot,
+                &self.counters.slow_snapshots,
+                "snapshot install",
+            ),
+            _ => return,
+        };
+        if d > limit {
+            counter.fetch_add(1, Relaxed);
+            warn!(
+                member = slow.member_id,
+                term = self.term(),
+                op = what,
+                took_ms = d.as_millis() as u64,
+                expected_ms = limit.as_millis() as u64,
+                "operation took too long"
+            );
+        }
+    }
+
+    /// Sets the slow-operation thresholds (once; later calls are ignored).
+    pub fn set_slow(&self, thresholds: SlowThresholds) {
+        let _ = self.slow.set(thresholds);
+    }
+
+    /// The slow-operation thresholds.
+    pub fn slow(&self) -> &SlowThresholds {
+        static DEFAULT: OnceLock<SlowThresholds> = OnceLock::new();
+        self.slow
+            .get()
+            .unwrap_or_else(|| DEFAULT.get_or_init(SlowThresholds::default))
+    }
+
+    /// Notes the term this member is in.
+    pub fn set_term(&self, term: u64) {
+        self.term.store(term, Relaxed);
+    }
+
+    /// The term this member was last seen in.
+    pub fn term(&self) -> u64 {
+        self.term.load(Relaxed)
+    }
+
+    /// Every stage's Prometheus histogram with its name and help.
+    pub fn histograms(&self) -> impl Iterator<Item = (&'static str, &'static str, &PromHistogram)> {
+        ALL.iter().map(|&s| {
+            let (name, help) = s.metric();
+            (name, help, &self.prom[s as usize])
+        })
     }
 
     /// Records the time since `start`.
@@ -204,6 +414,7 @@ impl Stages {
     /// Records a count.
     pub fn count(&self, stage: Stage, n: u64) {
         let _ = lock(&self.hists[stage as usize]).record(n.max(1));
+        self.prom[stage as usize].observe(n as f64);
     }
 
     /// Notes that entries up to `last` became durable here now.

@@ -129,6 +129,7 @@ impl Batond {
             .arg(self.addr.to_string())
             .arg("--listen-peer")
             .arg(format!("127.0.0.1:{}", free_port()))
+            .args(["--metrics-addr", "127.0.0.1:0"])
             .args(&self.extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")

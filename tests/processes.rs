@@ -121,6 +121,7 @@ impl Member {
             .arg(self.endpoint())
             .arg("--listen-peer")
             .arg(format!("127.0.0.1:{}", self.peer_port))
+            .args(["--metrics-addr", "127.0.0.1:0"])
             .arg("--initial-members")
             .arg(initial)
             .args(["--shutdown-timeout-ms", "2000"])

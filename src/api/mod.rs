@@ -50,6 +50,8 @@ pub struct Ctx {
     pub lock_waiters: Arc<locks::LockWaiters>,
     /// The failover fast path (its counters are part of the status).
     pub failover: Arc<crate::consensus::failover::Failover>,
+    /// Disk-space measurements and limits.
+    pub space: Arc<crate::consensus::space::SpaceAlarm>,
 }
 
 impl Ctx {
@@ -107,6 +109,7 @@ impl Ctx {
     /// # Errors
     /// `INVALID_PATH`.
     pub fn check_path(&self, p: &str) -> Result<(), BatonError> {
+        crate::ops::grpc::note_path(p);
         path::validate(p, false, &self.path_limits())
     }
 
@@ -115,6 +118,7 @@ impl Ctx {
     /// # Errors
     /// `INVALID_PATH`, or `NO_AUTH` under `/baton`.
     pub fn check_write_path(&self, p: &str, sequential: bool) -> Result<(), BatonError> {
+        crate::ops::grpc::note_path(p);
         path::validate(p, sequential, &self.path_limits())?;
         if path::is_reserved(p) {
             return Err(BatonError::NoAuth(p.to_string()));

@@ -76,6 +76,13 @@ fn add(ctx: &Ctx, stream: u64, a: v1::AddWatch) -> v1::WatchResponse {
                     stat: node.map(|n| (&n.stat).into()),
                 })),
             },
+            AddOutcome::Limit { what, limit } => watch_error(
+                a.request_id,
+                &BatonError::TooMany {
+                    what,
+                    limit: limit as u64,
+                },
+            ),
             AddOutcome::Compacted { oldest_zxid } => v1::WatchResponse {
                 watch_id: 0,
                 response: Some(v1::watch_response::Response::Compacted(v1::Compacted {

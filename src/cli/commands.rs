@@ -357,6 +357,40 @@ pub async fn sync(client: &Client, path: &str, out: &mut Printer) -> Result<(), 
     Ok(())
 }
 
+/// `probe`: one GET of /readyz or /livez, verbose.
+pub async fn probe(
+    args: &super::ProbeArgs,
+    timeout: Duration,
+    out: &mut Printer,
+) -> Result<(), CliError> {
+    let path = if args.live {
+        "/livez?verbose"
+    } else {
+        "/readyz?verbose"
+    };
+    let (code, body) = crate::ops::http::get(&args.addr, path, timeout)
+        .await
+        .map_err(|e| CliError::Other(format!("UNAVAILABLE: {}{path}: {e}", args.addr)))?;
+    if out.json() {
+        out.value(&json!({
+            "addr": args.addr,
+            "probe": if args.live { "livez" } else { "readyz" },
+            "ok": code == 200,
+            "status": code,
+            "checks": body.lines().collect::<Vec<_>>(),
+        }))?;
+    } else {
+        for line in body.lines() {
+            out.line(line)?;
+        }
+    }
+    if code == 200 {
+        Ok(())
+    } else {
+        Err(CliError::Exit(1))
+    }
+}
+
 /// `session open|ls|get`.
 pub async fn session(
     client: &Client,

@@ -93,6 +93,10 @@ pub enum Command {
     Session(SessionCommand),
     /// Show the status of each endpoint's member.
     Status,
+    /// Ask a member's metrics port whether it is ready (/readyz) or alive (--live, /livez);
+    /// prints each check and exits 0 if it passes, 1 if not (for health checks of
+    /// containers and supervisors).
+    Probe(ProbeArgs),
     /// List the cluster's members.
     Members,
     /// Run a command while holding a lock, or inspect a lock's holders and waiters.
@@ -154,6 +158,17 @@ pub enum ClusterCommand {
         #[arg(long)]
         reset: bool,
     },
+}
+
+/// `probe` arguments.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The member's metrics address (its --metrics-addr).
+    #[arg(long, default_value = "127.0.0.1:7422")]
+    pub addr: String,
+    /// Ask /livez (is the process working) instead of /readyz (can it serve).
+    #[arg(long)]
+    pub live: bool,
 }
 
 /// A single path.
@@ -351,6 +366,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
             return commands::stages(endpoints, options, reset, &mut out).await
         }
         Command::Bench(args) => return bench::run(endpoints, args, &mut out).await,
+        Command::Probe(args) => return commands::probe(&args, options.timeout, &mut out).await,
         _ => {}
     }
     let client = Client::connect_with(endpoints, options).await?;
@@ -370,7 +386,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Cluster(cmd) => commands::cluster(&client, cmd, &mut out).await,
         Command::Lock(args) => locks::lock(&client, args, &mut out).await,
         Command::Elect(args) => locks::elect(&client, args, &mut out).await,
-        Command::Status | Command::Bench(_) => Ok(()),
+        Command::Status | Command::Bench(_) | Command::Probe(_) => Ok(()),
     }
 }
 

@@ -110,7 +110,10 @@ impl ClientError {
         match self {
             ClientError::Status(s) => {
                 s.code() == Code::Unavailable
-                    || crate::error::status_reason(s).as_deref() == Some("UNAVAILABLE")
+                    || matches!(
+                        crate::error::status_reason(s).as_deref(),
+                        Some("UNAVAILABLE" | "OVERLOADED")
+                    )
                     || is_connection_error(s)
             }
             ClientError::Connect { .. } | ClientError::WatchClosed => true,

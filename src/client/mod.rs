@@ -797,7 +797,9 @@ impl Client {
         let deadline = Instant::now() + self.timeout;
         let attempts = self.shared.channels.len();
         let mut last = None;
-        for _ in 0..attempts {
+        let mut tried = 0;
+        let mut pause = OVERLOAD_PAUSE;
+        while tried < attempts {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 break;
@@ -811,7 +813,18 @@ impl Client {
                     return Err(ClientError::Timeout(self.timeout));
                 }
                 Ok(Ok(resp)) => return Ok(resp.into_inner()),
+                Ok(Err(status))
+                    if crate::error::status_reason(&status).as_deref() == Some("OVERLOADED") =>
+                {
+                    // Shed before it was looked at: safe to send again, after a pause that
+                    // grows while the member stays overloaded.
+                    let jitter = rand::random::<f64>() * 0.5 + 0.75;
+                    tokio::time::sleep(pause.mul_f64(jitter).min(remaining)).await;
+                    pause = (pause * 2).min(OVERLOAD_PAUSE_MAX);
+                    last = Some(status);
+                }
                 Ok(Err(status)) => {
+                    tried += 1;
                     // A connection reset or closed under the call (the member died) moves the
                     // client to the next endpoint like UNAVAILABLE does; a write whose call
                     // broke that way is not sent again (it may have been applied), it is
@@ -833,6 +846,11 @@ impl Client {
         })
     }
 }
+
+/// First pause before a request shed by an overloaded member is sent again.
+const OVERLOAD_PAUSE: Duration = Duration::from_millis(10);
+/// Longest pause between resends of a shed request.
+const OVERLOAD_PAUSE_MAX: Duration = Duration::from_millis(500);
 
 fn configure(endpoint: Endpoint, options: &ClientOptions) -> Endpoint {
     endpoint

@@ -43,6 +43,7 @@ use super::peers::Peers;
 use super::{LogId, Raft};
 use crate::proto::raft as pb;
 use crate::shutdown::Shutdown;
+use crate::stages::Stages;
 use crate::store::codec;
 use crate::store::log::LogStore;
 
@@ -127,6 +128,8 @@ pub struct Failover {
     round: Mutex<Option<Round>>,
     /// Counters.
     pub stats: FailoverStats,
+    /// The member's recorder: leader changes and the current term are noted there.
+    stages: Arc<Stages>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -169,9 +172,16 @@ fn is_reset(e: &(dyn std::error::Error + 'static)) -> bool {
 
 impl Failover {
     /// The fast path of member `my_id`; start it with [`Failover::run`].
-    pub fn new(my_id: u64, raft: Raft, peers: Arc<Peers>, log: LogStore) -> Arc<Failover> {
+    pub fn new(
+        my_id: u64,
+        raft: Raft,
+        peers: Arc<Peers>,
+        log: LogStore,
+        stages: Arc<Stages>,
+    ) -> Arc<Failover> {
         Arc::new(Failover {
             my_id,
+            stages,
             raft,
             peers,
             log,
@@ -185,6 +195,7 @@ impl Failover {
     pub async fn run(self: Arc<Self>, mut shutdown: Shutdown) {
         let mut rx = self.raft.server_metrics();
         let mut term = rx.borrow().vote.leader_id().term;
+        let mut seen_leader = None;
         loop {
             let (state, leader, t) = {
                 let m = rx.borrow_and_update();
@@ -193,6 +204,16 @@ impl Failover {
             if t != term {
                 term = t;
                 self.stats.term_changes.fetch_add(1, Ordering::Relaxed);
+            }
+            self.stages.set_term(t);
+            if leader.is_some() && leader != seen_leader {
+                self.stages
+                    .counters
+                    .leader_changes
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            if leader.is_some() {
+                seen_leader = leader;
             }
             if state == ServerState::Leader && leader == Some(self.my_id) {
                 self.note_leadership(t);

@@ -99,6 +99,7 @@ struct Item {
 #[derive(Clone)]
 pub struct Proposer {
     tx: mpsc::Sender<Item>,
+    stages: Arc<Stages>,
 }
 
 /// Unix time in milliseconds.
@@ -138,8 +139,9 @@ impl Proposer {
             stages,
             space,
         });
+        let stages = lp.stages.clone();
         tokio::spawn(run(lp, rx, max_batch.max(1)));
-        Proposer { tx }
+        Proposer { tx, stages }
     }
 
     async fn submit(&self, req: Request, forwardable: bool) -> Outcome {
@@ -153,8 +155,15 @@ impl Proposer {
             })
             .await
             .map_err(|_| BatonError::Unavailable("shutting down".into()))?;
-        rx.await
-            .map_err(|_| BatonError::OutcomeUnknown("proposal dropped".into()))?
+        let outcome = rx
+            .await
+            .map_err(|_| BatonError::OutcomeUnknown("proposal dropped".into()))?;
+        let counter = match &outcome {
+            Ok(_) => &self.stages.counters.proposals_committed,
+            Err(_) => &self.stages.counters.proposals_failed,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        outcome
     }
 
     /// Proposes one request (through the leader if this member follows) and waits for its

@@ -211,6 +211,16 @@ impl SpaceAlarm {
         l.short = short;
     }
 
+    /// The last measurement of the data directory (none yet, or with both limits off).
+    pub fn last_measured(&self) -> Option<Space> {
+        self.local().measured
+    }
+
+    /// This member's limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// Counts request bytes the leader admitted since the last measurement.
     pub fn admitted(&self, bytes: u64) {
         let mut l = self.local();

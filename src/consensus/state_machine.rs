@@ -109,6 +109,8 @@ pub struct SmShared {
     pub applied: watch::Sender<u64>,
     /// Log index covered by the newest snapshot file (0 if none).
     pub snapshot_index: AtomicU64,
+    /// Size in bytes of the newest snapshot built or installed since the member started.
+    pub snapshot_bytes: AtomicU64,
     /// Snapshots installed since the member started. Bumped under `tree`'s write lock, before
     /// any later entry is applied: an install skips the events of every entry it covers, so
     /// watch streams open on this member must end (their clients resume elsewhere).
@@ -236,6 +238,7 @@ impl StateMachineStore {
             hub,
             applied,
             snapshot_index: AtomicU64::new(snapshot_index),
+            snapshot_bytes: AtomicU64::new(0),
             installs: watch::channel(0).0,
             meta: RwLock::new(loaded.meta),
             stages: Arc::default(),
@@ -712,10 +715,15 @@ fn replace_generation(
 impl RaftSnapshotBuilder<TypeConfig> for SmSnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
         let shared = self.shared.clone();
+        let started = std::time::Instant::now();
         let (meta, bytes) = tokio::task::spawn_blocking(move || build_snapshot_blocking(&shared))
             .await
             .map_err(|e| snap_err(ErrorVerb::Write)(e.into()))?
             .map_err(snap_err(ErrorVerb::Write))?;
+        self.shared.stages.since(Stage::SnapshotBuild, started);
+        self.shared
+            .snapshot_bytes
+            .store(bytes.len() as u64, Ordering::Relaxed);
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes)),
@@ -851,6 +859,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             )
         };
         let bytes = snapshot.into_inner();
+        let started = std::time::Instant::now();
+        let size = bytes.len() as u64;
         let (store, shared, old_gen, m) = (
             self.store.clone(),
             self.shared.clone(),
@@ -888,7 +898,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.shared
             .snapshot_index
             .fetch_max(index, Ordering::SeqCst);
+        self.shared.snapshot_bytes.store(size, Ordering::Relaxed);
         self.shared.applied.send_replace(index);
+        self.shared.stages.since(Stage::SnapshotInstall, started);
         Ok(())
     }
 

@@ -237,7 +237,12 @@ pub fn error_to_pb(e: &BatonError) -> pb::ErrorDetail {
             d.size = *size;
             d.limit = *limit;
         }
+        BatonError::TooMany { what, limit } => {
+            d.what = (*what).to_string();
+            d.limit = *limit;
+        }
         BatonError::BadArguments(m)
+        | BatonError::Overloaded(m)
         | BatonError::Unavailable(m)
         | BatonError::NoSpace(m)
         | BatonError::OutcomeUnknown(m)
@@ -287,6 +292,15 @@ pub fn error_from_pb(d: pb::ErrorDetail) -> BatonError {
             size: d.size,
             limit: d.limit,
         },
+        "TOO_MANY" => BatonError::TooMany {
+            what: match d.what.as_str() {
+                "watches per stream" => "watches per stream",
+                "watches on this member" => "watches on this member",
+                _ => "requests",
+            },
+            limit: d.limit,
+        },
+        "OVERLOADED" => BatonError::Overloaded(d.message),
         "BAD_ARGUMENTS" => BatonError::BadArguments(d.message),
         "RUNTIME_INCONSISTENCY" => BatonError::RuntimeInconsistency,
         "UNAVAILABLE" => BatonError::Unavailable(d.message),

@@ -536,6 +536,15 @@ impl Store {
     /// keep its state machine on disk any more and must stop (its log still holds every
     /// acknowledged write, so a restart rebuilds the state).
     pub async fn failure(&self) -> String {
+        self.wait_failure().await
+    }
+
+    /// Why the state-machine writer failed, if it has.
+    pub fn failed(&self) -> Option<String> {
+        self.inner.failure.borrow().clone()
+    }
+
+    async fn wait_failure(&self) -> String {
         let mut rx = self.inner.failure.subscribe();
         let why = match rx.wait_for(Option::is_some).await {
             Ok(v) => v.clone(),

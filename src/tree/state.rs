@@ -204,6 +204,11 @@ impl State {
         self.sessions.len()
     }
 
+    /// Number of ephemeral nodes.
+    pub fn ephemeral_count(&self) -> usize {
+        self.sessions.values().map(|s| s.ephemerals.len()).sum()
+    }
+
     /// Children of `path` after `start_after` (exclusive), at most `limit`, and whether more
     /// remain.
     pub fn children_page(

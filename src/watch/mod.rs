@@ -9,8 +9,8 @@
 //! off (its watches removed, the stream ended with `RESOURCE_EXHAUSTED`) rather than letting
 //! it hold up the write path or grow without bound.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
@@ -34,6 +34,17 @@ pub enum WatchKind {
 }
 
 impl WatchKind {
+    /// Its name in metrics and listings.
+    pub fn name(self) -> &'static str {
+        match self {
+            WatchKind::Data => "data",
+            WatchKind::Children => "children",
+            WatchKind::Exists => "exists",
+            WatchKind::Persistent => "persistent",
+            WatchKind::PersistentRecursive => "recursive",
+        }
+    }
+
     /// Whether the watch is removed after its first event.
     pub fn one_shot(self) -> bool {
         matches!(
@@ -85,6 +96,42 @@ pub enum AddOutcome {
         /// Oldest zxid whose events are all still held.
         oldest_zxid: Zxid,
     },
+    /// A limit on watches is reached; nothing was registered.
+    Limit {
+        /// Which limit.
+        what: &'static str,
+        /// Its value.
+        limit: usize,
+    },
+}
+
+/// Bounds on registered watches.
+#[derive(Clone, Copy, Debug)]
+pub struct WatchLimits {
+    /// Watches one client stream may hold.
+    pub per_stream: usize,
+    /// Watches the member holds in all.
+    pub total: usize,
+}
+
+impl Default for WatchLimits {
+    fn default() -> Self {
+        WatchLimits {
+            per_stream: 10_000,
+            total: 1_000_000,
+        }
+    }
+}
+
+/// What the hub has done since it was made (for metrics).
+#[derive(Debug, Default)]
+pub struct HubCounters {
+    /// Events delivered to client streams.
+    pub events_sent: AtomicU64,
+    /// Client streams cut off because they did not read their events fast enough.
+    pub slow_streams_cut: AtomicU64,
+    /// Watches refused by a limit.
+    pub watches_refused: AtomicU64,
 }
 
 /// The receiving end of a client stream.
@@ -118,6 +165,7 @@ struct Inner {
     history: VecDeque<Event>,
     /// Every event with zxid > floor is in `history`.
     floor: Zxid,
+    counters: Arc<HubCounters>,
 }
 
 /// The member's watch registry and event history.
@@ -125,6 +173,9 @@ pub struct WatchHub {
     inner: Mutex<Inner>,
     history_capacity: usize,
     stream_buffer: usize,
+    limits: WatchLimits,
+    /// Counted events.
+    pub counters: Arc<HubCounters>,
 }
 
 impl WatchHub {
@@ -132,6 +183,7 @@ impl WatchHub {
     /// pending deliveries per client stream. `floor` is the applied zxid at start-up: the
     /// history covers only what is applied from then on.
     pub fn new(history_capacity: usize, stream_buffer: usize, floor: Zxid) -> Self {
+        let counters = Arc::new(HubCounters::default());
         WatchHub {
             inner: Mutex::new(Inner {
                 next_id: 1,
@@ -141,10 +193,19 @@ impl WatchHub {
                 streams: HashMap::new(),
                 history: VecDeque::new(),
                 floor,
+                counters: counters.clone(),
             }),
             history_capacity: history_capacity.max(1),
             stream_buffer: stream_buffer.max(1),
+            limits: WatchLimits::default(),
+            counters,
         }
+    }
+
+    /// The same hub with other watch limits.
+    pub fn with_limits(mut self, limits: WatchLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -188,9 +249,22 @@ impl WatchHub {
         start_zxid: Option<Zxid>,
     ) -> AddOutcome {
         let mut g = self.lock();
-        if !g.streams.contains_key(&stream) {
+        let Some(held) = g.streams.get(&stream).map(|s| s.watches.len()) else {
             // The stream was cut off; registering would leak the watch.
             return AddOutcome::Added { watch_id: 0 };
+        };
+        let refused = if held >= self.limits.per_stream {
+            Some(("watches per stream", self.limits.per_stream))
+        } else if g.watches.len() >= self.limits.total {
+            Some(("watches on this member", self.limits.total))
+        } else {
+            None
+        };
+        if let Some((what, limit)) = refused {
+            self.counters
+                .watches_refused
+                .fetch_add(1, Ordering::Relaxed);
+            return AddOutcome::Limit { what, limit };
         }
         let id = g.next_id;
         g.next_id += 1;
@@ -346,6 +420,16 @@ impl WatchHub {
         self.lock().watches.len()
     }
 
+    /// Registered watches by kind, and open client streams.
+    pub fn census(&self) -> (BTreeMap<&'static str, usize>, usize) {
+        let g = self.lock();
+        let mut kinds = BTreeMap::new();
+        for w in g.watches.values() {
+            *kinds.entry(w.kind.name()).or_insert(0) += 1;
+        }
+        (kinds, g.streams.len())
+    }
+
     /// Oldest zxid for which every later event is held.
     pub fn oldest_zxid(&self) -> Zxid {
         self.lock().floor + 1
@@ -354,20 +438,24 @@ impl WatchHub {
 
 impl Inner {
     fn deliver(&mut self, stream: u64, d: Delivery) {
-        let full = match self.streams.get(&stream) {
-            Some(s) => match s.tx.try_send(d) {
-                Ok(()) => false,
-                Err(mpsc::error::TrySendError::Full(_)) => true,
-                Err(mpsc::error::TrySendError::Closed(_)) => true,
-            },
-            None => false,
+        let n = d.events.len() as u64;
+        let Some(s) = self.streams.get(&stream) else {
+            return;
         };
-        if full {
-            if let Some(s) = self.streams.get(&stream) {
-                s.overflowed.store(true, Ordering::SeqCst);
+        match s.tx.try_send(d) {
+            Ok(()) => {
+                self.counters.events_sent.fetch_add(n, Ordering::Relaxed);
+                return;
             }
-            self.drop_stream(stream);
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                s.overflowed.store(true, Ordering::SeqCst);
+                self.counters
+                    .slow_streams_cut
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
+        self.drop_stream(stream);
     }
 
     fn drop_stream(&mut self, stream: u64) {

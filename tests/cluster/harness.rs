@@ -245,6 +245,7 @@ impl TestCluster {
                 client_listener: Some(client_l),
                 peer_listener: Some(peer_l),
                 faults: Some(node.faults.clone()),
+                metrics_listener: None,
             };
             match server::start_with(node.cfg.clone(), opts).await {
                 Ok(h) => {

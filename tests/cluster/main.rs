@@ -12,4 +12,5 @@ mod fenced;
 mod harness;
 mod linearizability;
 mod locks;
+mod ops;
 mod scenarios;

