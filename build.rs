@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/baton/v1/cluster.proto",
         "proto/baton/v1/locks.proto",
         "proto/baton/v1/elections.proto",
+        "proto/baton/v1/maintenance.proto",
     ];
     let internal = [
         "proto/baton/raft/v1/raft.proto",
@@ -24,6 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("baton_descriptor.bin"))
+        // Backup chunks are slices of one encoded snapshot, sent without a copy.
+        .bytes(".baton.v1.BackupChunk")
         .compile_protos(&public, &["proto"])?;
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("baton_internal_descriptor.bin"))

@@ -115,6 +115,20 @@ pub enum BatonError {
     /// A server-side failure (storage, encoding).
     #[error("internal error: {0}")]
     Internal(String),
+    /// A backup of this member is already being taken (one at a time per member).
+    #[error("a backup of this member is already in progress; try again when it is done")]
+    BackupInProgress,
+    /// A peer request came from a member of another cluster (see
+    /// [`crate::consensus::identity`]).
+    #[error(
+        "cluster mismatch: this member belongs to cluster {mine}, the request to cluster {theirs}"
+    )]
+    ClusterMismatch {
+        /// This member's cluster id (or "none").
+        mine: String,
+        /// The id the request carried (or "none").
+        theirs: String,
+    },
 }
 
 impl BatonError {
@@ -143,6 +157,8 @@ impl BatonError {
             BatonError::OutcomeUnknown(_) => "OUTCOME_UNKNOWN",
             BatonError::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
             BatonError::Internal(_) => "INTERNAL",
+            BatonError::BackupInProgress => "BACKUP_IN_PROGRESS",
+            BatonError::ClusterMismatch { .. } => "CLUSTER_MISMATCH",
         }
     }
 
@@ -157,14 +173,16 @@ impl BatonError {
             | BatonError::SessionExpired(_)
             | BatonError::RuntimeInconsistency
             | BatonError::BadFence { .. }
-            | BatonError::LockHeld(_) => Code::FailedPrecondition,
+            | BatonError::LockHeld(_)
+            | BatonError::ClusterMismatch { .. } => Code::FailedPrecondition,
             BatonError::NotOwner { .. } => Code::PermissionDenied,
             BatonError::InvalidPath { .. } | BatonError::BadArguments(_) => Code::InvalidArgument,
             BatonError::AuthFailed(_) => Code::Unauthenticated,
             BatonError::TooLarge { .. }
             | BatonError::TooMany { .. }
             | BatonError::Overloaded(_)
-            | BatonError::NoSpace(_) => Code::ResourceExhausted,
+            | BatonError::NoSpace(_)
+            | BatonError::BackupInProgress => Code::ResourceExhausted,
             BatonError::NoAuth(_) => Code::PermissionDenied,
             BatonError::Unavailable(_) => Code::Unavailable,
             BatonError::OutcomeUnknown(_) | BatonError::DeadlineExceeded(_) => {
@@ -215,6 +233,10 @@ impl BatonError {
                 m.insert("path".into(), path.clone());
                 m.insert("expected_version".into(), expected.to_string());
                 m.insert("actual_version".into(), actual.to_string());
+            }
+            BatonError::ClusterMismatch { mine, theirs } => {
+                m.insert("cluster_id".into(), mine.clone());
+                m.insert("request_cluster_id".into(), theirs.clone());
             }
             BatonError::SessionExpired(id) | BatonError::AuthFailed(id) => {
                 m.insert("session_id".into(), id.to_string());

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::consensus::failover::Failover;
 use crate::consensus::faults::Faults;
 use crate::consensus::housekeeping::{self, Housekeeping, Liveness};
+use crate::consensus::identity::{self, ClusterCheck, ClusterIdentity};
 use crate::consensus::network::PeerNetwork;
 use crate::consensus::peer_service::PeerService;
 use crate::consensus::peers::{Peers, MAX_PEER_MESSAGE};
@@ -184,19 +185,19 @@ fn incoming(listener: TcpListener) -> TcpIncoming {
         .with_keepalive(Some(Duration::from_secs(30)))
 }
 
-/// Key in `raft_meta` recording which member and cluster a data dir belongs to.
-const CLUSTER_KEY: &[u8] = b"baton_cluster";
-
 /// Checks (or, on a fresh data dir, records) the member id and initial member list the data
 /// dir was created with, so a member started with the wrong list or id fails clearly.
 fn check_data_dir(store: &Store, cfg: &Config, members: &str) -> Result<(), ServerError> {
-    let record = format!("id={};members={members}", cfg.id);
+    let record = identity::member_record(cfg.id, members);
     let wrong = |why: String| ServerError::WrongDataDir {
         dir: cfg.data_dir.display().to_string(),
         why,
     };
     let meta = store.raft_meta();
-    match meta.get(CLUSTER_KEY).map_err(|e| wrong(e.to_string()))? {
+    match meta
+        .get(identity::MEMBER_RECORD_KEY)
+        .map_err(|e| wrong(e.to_string()))?
+    {
         Some(v) => {
             let stored = String::from_utf8_lossy(&v).to_string();
             if stored != record {
@@ -207,7 +208,7 @@ fn check_data_dir(store: &Store, cfg: &Config, members: &str) -> Result<(), Serv
             }
         }
         None => {
-            meta.insert(CLUSTER_KEY, record.as_bytes())
+            meta.insert(identity::MEMBER_RECORD_KEY, record.as_bytes())
                 .map_err(|e| wrong(e.to_string()))?;
             store.durable_flush()?;
         }
@@ -256,15 +257,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         })
         .collect();
     members.insert(cfg.id, me.clone());
-    let member_list = if cfg.initial_members.is_empty() {
-        format!("{} (single member)", cfg.id)
-    } else {
-        cfg.initial_members
-            .iter()
-            .map(|(id, addr)| format!("{id}={addr}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let member_list = identity::member_list(cfg.id, &cfg.initial_members);
 
     let metrics_listener = match cfg.metrics_addr {
         Some(addr) => Some(bind(addr, opts.metrics_listener).await?),
@@ -279,6 +272,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
     };
     let store = Store::open(&cfg.data_dir, cfg.cache_bytes)?;
     check_data_dir(&store, &cfg, &member_list)?;
+    let cluster = ClusterIdentity::load(&store)?;
     let hub = Arc::new(
         WatchHub::new(cfg.watch_history, cfg.watch_buffer, 0).with_limits(WatchLimits {
             per_stream: cfg.max_watches_per_stream,
@@ -299,7 +293,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
     hub.reset_history(applied);
 
     let faults = opts.faults.unwrap_or_default();
-    let peers = Peers::new(cfg.id, faults.clone());
+    let peers = Peers::new(cfg.id, cluster.clone(), faults.clone());
     let raft = Raft::new(
         cfg.id,
         Arc::new(raft_config(&cfg)?),
@@ -317,7 +311,13 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
     // Exactly one member initialises a new cluster: the lowest id of the initial members.
     let initializer = members.keys().next().copied() == Some(cfg.id);
     if !initialized && initializer {
-        info!(id = cfg.id, members = %member_list, "initialising a new cluster");
+        let cluster_id = cluster.create()?;
+        info!(
+            id = cfg.id,
+            members = %member_list,
+            cluster_id = %identity::format_id(cluster_id),
+            "initialising a new cluster"
+        );
         raft.initialize(members)
             .await
             .map_err(|e| ServerError::Raft(e.to_string()))?;
@@ -421,11 +421,13 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
 
     let peer_server = tokio::spawn(
         Server::builder()
-            .add_service(
+            .add_service(ClusterCheck::new(
                 crate::proto::raft::raft_server::RaftServer::new(peer_service)
                     .max_decoding_message_size(MAX_PEER_MESSAGE)
                     .max_encoding_message_size(MAX_PEER_MESSAGE),
-            )
+                cluster,
+                raft.clone(),
+            ))
             .serve_with_incoming_shutdown(incoming(peer_listener), {
                 let mut s = peer_stop.clone();
                 async move { s.wait().await }
@@ -527,6 +529,9 @@ async fn serve(
         ))
         .add_service(v1::elections_server::ElectionsServer::new(
             api::elections::ElectionsService::new(ctx.clone()),
+        ))
+        .add_service(v1::maintenance_server::MaintenanceServer::new(
+            api::maintenance::MaintenanceService::new(ctx.clone()),
         ));
     let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
         let _ = drain_rx.await;
@@ -617,6 +622,7 @@ async fn set_serving(reporter: &tonic_health::server::HealthReporter, serving: b
         "baton.v1.Cluster",
         "baton.v1.Locks",
         "baton.v1.Elections",
+        "baton.v1.Maintenance",
     ] {
         reporter.set_service_status(service, status).await;
     }

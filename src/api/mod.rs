@@ -21,6 +21,7 @@ use crate::tree::{RequestResult, State, Zxid};
 pub mod cluster;
 pub mod elections;
 pub mod locks;
+pub mod maintenance;
 pub mod sessions;
 pub mod watches;
 pub mod znodes;

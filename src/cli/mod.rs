@@ -9,6 +9,7 @@ mod bench;
 mod commands;
 mod locks;
 pub mod output;
+mod snapshot;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use crate::client::{Client, ClientError, ClientOptions};
 pub use bench::{BenchArgs, Workload};
 pub use locks::{ElectArgs, LockArgs};
 pub use output::OutputFormat;
+pub use snapshot::SnapshotCommand;
 
 /// Command-line client for Baton, a replicated coordination service.
 #[derive(Debug, Parser)]
@@ -118,6 +120,10 @@ pub enum Command {
     /// Cluster administration: status, members, add/promote/remove a member, snapshot.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Backups: save a running cluster's state to a file, verify and describe a backup file,
+    /// restore one into the data directories of a new cluster.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
 }
 
 /// `cluster` subcommands. Changes are executed by the leader whichever member receives them.
@@ -367,6 +373,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         }
         Command::Bench(args) => return bench::run(endpoints, args, &mut out).await,
         Command::Probe(args) => return commands::probe(&args, options.timeout, &mut out).await,
+        Command::Snapshot(cmd) => return snapshot::run(endpoints, options, cmd, &mut out).await,
         _ => {}
     }
     let client = Client::connect_with(endpoints, options).await?;
@@ -386,7 +393,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Cluster(cmd) => commands::cluster(&client, cmd, &mut out).await,
         Command::Lock(args) => locks::lock(&client, args, &mut out).await,
         Command::Elect(args) => locks::elect(&client, args, &mut out).await,
-        Command::Status | Command::Bench(_) | Command::Probe(_) => Ok(()),
+        Command::Status | Command::Bench(_) | Command::Probe(_) | Command::Snapshot(_) => Ok(()),
     }
 }
 
@@ -524,6 +531,36 @@ mod tests {
         assert!(matches!(
             parse(&["sync"]).map(|c| c.command),
             Ok(Command::Sync(SyncArgs { path })) if path == "/"
+        ));
+        match parse(&[
+            "snapshot",
+            "restore",
+            "b.snap",
+            "--data-dir",
+            "d",
+            "--id",
+            "2",
+            "--initial-members",
+            "1=a:1,2=b:2",
+        ])
+        .map(|c| c.command)
+        {
+            Ok(Command::Snapshot(SnapshotCommand::Restore {
+                id,
+                initial_members,
+                cluster_token,
+                ..
+            })) => {
+                assert_eq!(id, 2);
+                assert_eq!(initial_members, "1=a:1,2=b:2");
+                assert_eq!(cluster_token, "");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["snapshot", "restore", "b.snap", "--id", "1"]).is_err());
+        assert!(matches!(
+            parse(&["snapshot", "save", "b.snap"]).map(|c| c.command),
+            Ok(Command::Snapshot(SnapshotCommand::Save { .. }))
         ));
         assert!(parse(&["nope"]).is_err());
         assert!(parse(&["get"]).is_err());

@@ -65,6 +65,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
 
 use crate::proto::v1::cluster_client::ClusterClient;
+use crate::proto::v1::maintenance_client::MaintenanceClient;
 use crate::proto::v1::sessions_client::SessionsClient;
 use crate::proto::v1::z_nodes_client::ZNodesClient;
 use crate::proto::v1::{self as pb};
@@ -739,6 +740,30 @@ impl Client {
             )
             .await?;
         Ok(resp.snapshot_index)
+    }
+
+    /// Opens a backup stream on the member this client is connected to (see
+    /// `Maintenance.Backup`; [`crate::backup::save`] writes one to a file). The call returns
+    /// once the member has encoded the backup, within the client's timeout; the stream then
+    /// has no deadline of its own.
+    ///
+    /// # Errors
+    /// `RESOURCE_EXHAUSTED` / `BACKUP_IN_PROGRESS` while another backup of that member runs;
+    /// `UNAVAILABLE` without quorum; transport errors.
+    pub async fn backup(&self) -> Result<tonic::Streaming<pb::BackupChunk>, ClientError> {
+        let max = self.max_message_size();
+        self.unary(
+            Retry::Idempotent,
+            pb::BackupRequest {},
+            move |ch, r| async move {
+                MaintenanceClient::new(ch)
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max)
+                    .backup(r)
+                    .await
+            },
+        )
+        .await
     }
 
     /// The write path's stage timings of the member this client is connected to (see

@@ -10,6 +10,7 @@ use crate::tree::RequestResult;
 pub mod failover;
 pub mod faults;
 pub mod housekeeping;
+pub mod identity;
 pub mod network;
 pub mod peer_service;
 pub mod peers;

@@ -9,9 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::ServerState;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Endpoint;
 
 use super::faults::{FaultService, Faults, LinkCut};
+use super::identity::{ClusterIdentity, ClusterStamp};
 use super::{MemberNode, Raft};
 use crate::error::BatonError;
 use crate::proto::raft::raft_client::RaftClient;
@@ -19,21 +21,23 @@ use crate::proto::raft::raft_client::RaftClient;
 /// Largest peer message (AppendEntries batches, snapshot chunks, forwarded writes).
 pub const MAX_PEER_MESSAGE: usize = 64 * 1024 * 1024;
 
-/// A peer RPC client.
-pub type PeerClient = RaftClient<FaultService>;
+/// A peer RPC client: every request carries the member's cluster id.
+pub type PeerClient = RaftClient<InterceptedService<FaultService, ClusterStamp>>;
 
 /// The member's outgoing peer connections.
 pub struct Peers {
     my_id: u64,
+    identity: Arc<ClusterIdentity>,
     faults: Arc<Faults>,
     clients: Mutex<HashMap<u64, (String, PeerClient)>>,
 }
 
 impl Peers {
-    /// Connections of member `my_id`, subject to `faults`.
-    pub fn new(my_id: u64, faults: Arc<Faults>) -> Arc<Peers> {
+    /// Connections of member `my_id` of the cluster `identity`, subject to `faults`.
+    pub fn new(my_id: u64, identity: Arc<ClusterIdentity>, faults: Arc<Faults>) -> Arc<Peers> {
         Arc::new(Peers {
             my_id,
+            identity,
             faults,
             clients: Mutex::new(HashMap::new()),
         })
@@ -72,12 +76,10 @@ impl Peers {
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
             .connect_lazy();
-        let client = RaftClient::new(FaultService::new(
-            channel,
-            self.my_id,
-            id,
-            self.faults.clone(),
-        ))
+        let client = RaftClient::with_interceptor(
+            FaultService::new(channel, self.my_id, id, self.faults.clone()),
+            ClusterStamp(self.identity.clone()),
+        )
         .max_decoding_message_size(MAX_PEER_MESSAGE)
         .max_encoding_message_size(MAX_PEER_MESSAGE);
         g.insert(id, (addr.to_string(), client.clone()));

@@ -598,6 +598,140 @@ fn build_snapshot_blocking(shared: &SmShared) -> Result<(Meta, Vec<u8>), StoreEr
     Ok((meta, bytes))
 }
 
+/// What a snapshot holds, without its records: shown for backups (`baton snapshot status`)
+/// and checked by a restore.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotSummary {
+    /// Last log entry the snapshot covers (its index is the backup's index).
+    pub last_log_id: Option<LogId>,
+    /// Membership as of that entry.
+    pub membership: StoredMembership,
+    /// zxid of the last change to the tree or sessions (at most the index).
+    pub last_zxid: u64,
+    /// Largest proposer time applied (Unix ms): when the state was last written.
+    pub last_time_ms: i64,
+    /// Znode records.
+    pub znodes: u64,
+    /// Session records.
+    pub sessions: u64,
+    /// Snapshot id.
+    pub snapshot_id: String,
+}
+
+impl SnapshotSummary {
+    fn of(meta: &Meta, header: &pb::SnapshotHeader, last_time_ms: i64, last_zxid: u64) -> Self {
+        SnapshotSummary {
+            last_log_id: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+            last_zxid,
+            last_time_ms,
+            znodes: header.nodes,
+            sessions: header.sessions,
+            snapshot_id: meta.snapshot_id.clone(),
+        }
+    }
+}
+
+/// Encodes the current state in the snapshot format, for a backup, without writing a
+/// snapshot file or touching the member's own snapshots. Blocking: it holds the tree's read
+/// lock while encoding (applies wait, reads do not), exactly as a snapshot build does; call it
+/// in `spawn_blocking`.
+///
+/// # Errors
+/// A poisoned state-machine lock, or a record that cannot be encoded.
+pub fn encode_backup(shared: &SmShared) -> Result<(SnapshotSummary, Vec<u8>), StoreError> {
+    let state = shared.tree.read().map_err(|_| poisoned())?;
+    let applied = shared.meta_read().clone();
+    let (index, term) = applied
+        .last_applied
+        .map_or((0, 0), |l| (l.index, l.leader_id.term));
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let snapshot_id = format!("{index}-{term}-backup-{nanos:x}");
+    let bytes = encode_snapshot(&state, &applied, &snapshot_id)?;
+    let summary = SnapshotSummary {
+        last_log_id: applied.last_applied,
+        membership: applied.membership,
+        last_zxid: state.last_zxid,
+        last_time_ms: state.last_time_ms,
+        znodes: state.node_count() as u64,
+        sessions: state.session_count() as u64,
+        snapshot_id,
+    };
+    Ok((summary, bytes))
+}
+
+/// Decodes a whole snapshot, checks that its records form a tree, and returns what it holds
+/// with the digest of its state (the `state_hash` a member reports once it has applied
+/// exactly this state; see [`State::digest`]).
+///
+/// # Errors
+/// [`StoreError::Codec`] for bytes that do not decode (truncated, another format, trailing
+/// bytes), [`StoreError::Corrupt`] for records that do not form a tree.
+pub fn inspect_snapshot(bytes: &[u8]) -> Result<(SnapshotSummary, u64), StoreError> {
+    let header = decode_header(&mut &bytes[..])?;
+    let contents = decode_snapshot(bytes)?;
+    let summary = SnapshotSummary::of(
+        &contents.meta,
+        &header,
+        contents.last_time_ms,
+        contents.last_zxid,
+    );
+    let meta = contents.meta.clone();
+    let state = contents_state(contents, &meta)?;
+    Ok((summary, state.digest()))
+}
+
+/// Makes a snapshot the whole state machine of a new, empty data directory: the state is
+/// loaded into the store's state-machine tree and the snapshot is saved as its newest
+/// snapshot file (members that join later are sent it), both with `membership` in place of
+/// the membership the snapshot was taken with. Offline and blocking: the store must not be
+/// in use by a member.
+///
+/// # Errors
+/// As [`inspect_snapshot`]; [`StoreError::Corrupt`] for a snapshot that covers no log entry;
+/// storage errors.
+pub fn restore_snapshot(
+    store: &Store,
+    bytes: &[u8],
+    membership: StoredMembership,
+) -> Result<SnapshotSummary, StoreError> {
+    let mut rest = bytes;
+    let mut header = decode_header(&mut rest)?;
+    let contents = decode_snapshot(bytes)?;
+    let Some(last) = contents.meta.last_log_id else {
+        return Err(StoreError::Corrupt(
+            "the snapshot covers no log entry: there is nothing to restore".into(),
+        ));
+    };
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let meta = Meta {
+        last_log_id: Some(last),
+        last_membership: membership,
+        snapshot_id: format!("{}-{}-restored-{nanos:x}", last.index, last.leader_id.term),
+    };
+    let applied = AppliedMeta {
+        last_applied: meta.last_log_id,
+        membership: meta.last_membership.clone(),
+    };
+    let summary = SnapshotSummary::of(&meta, &header, contents.last_time_ms, contents.last_zxid);
+    let state = contents_state(contents, &meta)?;
+
+    header.meta = Some(meta_to_pb(&applied, state.last_time_ms, state.last_zxid));
+    header.snapshot_id = meta.snapshot_id.clone();
+    let mut rewritten = Vec::with_capacity(bytes.len() + 256);
+    put_delimited(&mut rewritten, &header)?;
+    rewritten.extend_from_slice(rest);
+    let dir = store.snapshot_dir();
+    fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
+    write_snapshot_file(&dir, &snapshot_file_name(&meta), &rewritten)?;
+    replace_generation(store, store.sm_gen()?, &state, &applied)?;
+    Ok(summary)
+}
+
 /// The state a decoded snapshot holds, checked to form a tree.
 fn contents_state(contents: SnapshotContents, meta: &Meta) -> Result<State, StoreError> {
     let mut nodes = Vec::with_capacity(contents.nodes.len());
@@ -1151,6 +1285,58 @@ mod tests {
             .collect();
         assert!(names.contains(&"sm_gen".to_string()));
         assert!(fstore.drop_stale_sm_trees(1).expect("trees").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_backup_restores_as_an_equal_state_with_the_new_membership() {
+        let src_dir = tempfile::tempdir().expect("tempdir");
+        let dst_dir = tempfile::tempdir().expect("tempdir");
+        let (_s, mut sm, shared) = open(src_dir.path());
+        sm.apply(history()).await.expect("apply");
+        let (summary, bytes) = encode_backup(&shared).expect("backup");
+        assert_eq!(summary.last_log_id, Some(lid(2, 5)));
+        let want = shared.tree.read().expect("lock").clone();
+        assert_eq!(
+            (summary.znodes, summary.sessions),
+            (want.node_count() as u64, 1)
+        );
+        assert_eq!(
+            shared.snapshot_index.load(Ordering::SeqCst),
+            0,
+            "no snapshot file"
+        );
+        let (inspected, hash) = inspect_snapshot(&bytes).expect("inspect");
+        assert_eq!(inspected, summary);
+        assert_eq!(hash, want.digest());
+
+        let membership =
+            StoredMembership::new(Some(lid(2, 5)), Membership::new(vec![[7, 8].into()], ()));
+        {
+            let store =
+                Store::open(dst_dir.path(), crate::store::DEFAULT_CACHE_CAPACITY).expect("store");
+            let restored = restore_snapshot(&store, &bytes, membership.clone()).expect("restore");
+            assert_eq!(restored.membership, membership);
+            assert_eq!(restored.last_zxid, summary.last_zxid);
+            store.durable_flush().expect("flush");
+        }
+        let (_d, mut dst, dshared) = open(dst_dir.path());
+        assert_eq!(*dshared.tree.read().expect("lock"), want);
+        assert_eq!(
+            dst.applied_state().await.expect("applied"),
+            (Some(lid(2, 5)), membership.clone())
+        );
+        let cur = dst
+            .get_current_snapshot()
+            .await
+            .expect("cur")
+            .expect("some");
+        assert_eq!(cur.meta.last_log_id, Some(lid(2, 5)));
+        assert_eq!(cur.meta.last_membership, membership);
+        assert_eq!(dshared.hub.oldest_zxid(), 6);
+
+        let mut cut = bytes.clone();
+        cut.truncate(bytes.len() / 2);
+        assert!(inspect_snapshot(&cut).is_err());
     }
 
     #[tokio::test]

@@ -249,6 +249,10 @@ pub fn error_to_pb(e: &BatonError) -> pb::ErrorDetail {
         | BatonError::DeadlineExceeded(m)
         | BatonError::Internal(m) => d.message = m.clone(),
         BatonError::RuntimeInconsistency => {}
+        // Never forwarded; kept readable should one be.
+        e @ (BatonError::BackupInProgress | BatonError::ClusterMismatch { .. }) => {
+            d.message = e.to_string();
+        }
     }
     d
 }

@@ -162,6 +162,17 @@ impl TestCluster {
 
     /// Starts `opts.size` members and waits for a leader.
     pub async fn start_with(opts: ClusterOptions) -> TestCluster {
+        TestCluster::start_prepared(opts, |_, _, _| async {}).await
+    }
+
+    /// Starts `opts.size` members whose data directories `prepare` writes first (it is called
+    /// with each member's id, data directory and the initial-members map, e.g. to restore a
+    /// backup into it), and waits for a leader.
+    pub async fn start_prepared<F, Fut>(opts: ClusterOptions, mut prepare: F) -> TestCluster
+    where
+        F: FnMut(u64, PathBuf, BTreeMap<u64, String>) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
         init_tracing();
         let root = tempfile::Builder::new()
             .prefix("baton-cluster-")
@@ -182,6 +193,10 @@ impl TestCluster {
         };
         for (id, (client_l, peer_l)) in listeners {
             cluster.insert_node(id, client_l, peer_l, initial.clone());
+        }
+        for id in cluster.ids() {
+            let dir = cluster.node(id).dir.clone();
+            prepare(id, dir, initial.clone()).await;
         }
         let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
         for id in ids {

@@ -22,7 +22,7 @@ async fn a_refused_connection_was_not_delivered() {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap().to_string();
     drop(l);
-    let peers = Peers::new(1, Faults::new(1));
+    let peers = Peers::new(1, ClusterIdentity::detached(None), Faults::new(1));
     let s = forward_to(&peers, 2, &addr).await;
     let e = status_error("forwarding", &s, true);
     assert!(matches!(e, BatonError::Unavailable(_)), "{s:?} -> {e:?}");
@@ -34,7 +34,7 @@ async fn a_link_cut_by_fault_injection_was_not_delivered() {
     let addr = l.local_addr().unwrap().to_string();
     let faults = Faults::new(1);
     faults.block(1, [2]);
-    let peers = Peers::new(1, faults);
+    let peers = Peers::new(1, ClusterIdentity::detached(None), faults);
     let s = forward_to(&peers, 2, &addr).await;
     let e = status_error("forwarding", &s, true);
     assert!(matches!(e, BatonError::Unavailable(_)), "{s:?} -> {e:?}");
@@ -66,7 +66,7 @@ async fn call_dropped_after_the_request(reset: bool) -> tonic::Status {
         }
         got
     });
-    let peers = Peers::new(1, Faults::new(1));
+    let peers = Peers::new(1, ClusterIdentity::detached(None), Faults::new(1));
     let s = forward_to(&peers, 2, &addr).await;
     let got = server.await.unwrap();
     assert!(got >= 24, "the peer received the request ({got} bytes)");
