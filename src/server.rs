@@ -284,6 +284,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         member_id: cfg.id,
         ..cfg.slow.clone()
     });
+    shared.stages.set_export(cfg.metrics_addr.is_some());
     let mut wal_opts = log::wal_options(cfg.wal_segment_bytes);
     wal_opts.stages = shared.stages.clone();
     let log_store = LogStore::open(&store, wal_opts)?;
@@ -506,6 +507,7 @@ async fn serve(
             metrics,
             ctx.shared.stages.clone(),
             cfg.max_in_flight,
+            cfg.metrics_addr.is_some(),
         ))
         .add_service(health_service)
         .add_service(reflection)

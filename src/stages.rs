@@ -271,6 +271,8 @@ pub struct Stages {
     slow: OnceLock<SlowThresholds>,
     /// The term this member is in, for slow-operation lines.
     term: AtomicU64,
+    /// Whether the Prometheus histograms are fed (off when the member serves no metrics).
+    export: std::sync::atomic::AtomicBool,
     /// When recent entries became durable here: (index, instant), oldest first.
     flushed: Mutex<VecDeque<(u64, Instant)>>,
     /// When recent entries were applied here: (index, instant), oldest first.
@@ -314,6 +316,7 @@ impl Default for Stages {
             counters: Counters::default(),
             slow: OnceLock::new(),
             term: AtomicU64::new(0),
+            export: std::sync::atomic::AtomicBool::new(true),
             flushed: Mutex::new(VecDeque::with_capacity(RECENT)),
             applied: Mutex::new(VecDeque::with_capacity(RECENT)),
             submitted: Mutex::new(None),
@@ -345,7 +348,9 @@ impl Stages {
     pub fn time(&self, stage: Stage, d: Duration) {
         let us = (d.as_micros() as u64).max(1);
         let _ = lock(&self.hists[stage as usize]).record(us);
-        self.prom[stage as usize].observe(d.as_secs_f64());
+        if self.export.load(Relaxed) {
+            self.prom[stage as usize].observe(d.as_secs_f64());
+        }
         let slow = self.slow();
         let (limit, counter, what) = match stage {
             Stage::Apply => (slow.apply, &self.counters.slow_applies, "apply"),
@@ -388,6 +393,11 @@ impl Stages {
             .unwrap_or_else(|| DEFAULT.get_or_init(SlowThresholds::default))
     }
 
+    /// Stops (or resumes) feeding the Prometheus histograms.
+    pub fn set_export(&self, on: bool) {
+        self.export.store(on, Relaxed);
+    }
+
     /// Notes the term this member is in.
     pub fn set_term(&self, term: u64) {
         self.term.store(term, Relaxed);
@@ -414,7 +424,9 @@ impl Stages {
     /// Records a count.
     pub fn count(&self, stage: Stage, n: u64) {
         let _ = lock(&self.hists[stage as usize]).record(n.max(1));
-        self.prom[stage as usize].observe(n as f64);
+        if self.export.load(Relaxed) {
+            self.prom[stage as usize].observe(n as f64);
+        }
     }
 
     /// Notes that entries up to `last` became durable here now.

@@ -222,6 +222,11 @@ async fn connect(endpoints: &[String], timeout: Duration) -> Option<Client> {
 
 impl Procs {
     fn start() -> Procs {
+        Procs::start_with(&[])
+    }
+
+    /// Three members started with `extra` flags each.
+    fn start_with(extra: &[&str]) -> Procs {
         let dir = tempfile::Builder::new()
             .prefix("baton-procs-")
             .tempdir()
@@ -234,7 +239,7 @@ impl Procs {
                 peer_port: ports[2 * i + 1],
                 data_dir: dir.path().join(format!("member-{}", i + 1)),
                 log: dir.path().join(format!("member-{}.log", i + 1)),
-                extra: Vec::new(),
+                extra: extra.iter().map(|a| a.to_string()).collect(),
                 child: None,
             })
             .collect();
@@ -910,4 +915,108 @@ async fn a_full_disk_without_a_reserve_ends_the_process_and_a_restart_loses_noth
     c.create("/after", b"ok", CreateOptions::persistent())
         .await
         .expect("writes work again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_filter_changes_while_the_member_runs() {
+    let (p, endpoints) = Procs::started_with_folder("/logs").await;
+    let one = connect(&endpoints[..1], Duration::from_secs(5))
+        .await
+        .expect("connect");
+    let log = &p.members[0].log;
+    let debug_lines = || {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("DEBUG"))
+            .count()
+    };
+    assert_eq!(debug_lines(), 0, "info by default");
+    let previous = one.set_log_level("debug,h2=warn").await.expect("set debug");
+    assert_eq!(
+        previous, "info",
+        "the filter the process was started with (RUST_LOG)"
+    );
+    for i in 0..20 {
+        one.create(&format!("/logs/{i}"), "", CreateOptions::persistent())
+            .await
+            .expect("write");
+    }
+    eventually(
+        "debug lines in the log",
+        Duration::from_secs(10),
+        || async {
+            if debug_lines() > 0 {
+                Ok(())
+            } else {
+                Err("no DEBUG line yet".to_string())
+            }
+        },
+    )
+    .await;
+    let err = one
+        .set_log_level("info,=[")
+        .await
+        .expect_err("invalid filter");
+    assert!(err.is("BAD_ARGUMENTS"), "{err}");
+    assert_eq!(
+        one.set_log_level("info").await.expect("back"),
+        "debug,h2=warn"
+    );
+    let before = debug_lines();
+    for i in 20..40 {
+        one.create(&format!("/logs/{i}"), "", CreateOptions::persistent())
+            .await
+            .expect("write");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(debug_lines(), before, "no DEBUG line once back at info");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_operations_are_logged_with_their_place_and_never_their_data() {
+    let mut p = Procs::start_with(&["--slow-request-ms", "0", "--slow-apply-ms", "0"]);
+    p.wait_for_leader(Duration::from_secs(30)).await;
+    let endpoints = p.endpoints_except(None);
+    let c = connect(&endpoints, Duration::from_secs(5))
+        .await
+        .expect("connect");
+    eventually("a write", Duration::from_secs(20), || async {
+        c.create("/slow-op", "canary-7f3a-data", CreateOptions::persistent())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let logs = || {
+        p.members
+            .iter()
+            .map(|m| std::fs::read_to_string(&m.log).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    eventually("slow-operation lines", Duration::from_secs(10), || async {
+        let text = logs();
+        let request = text.lines().any(|l| {
+            l.contains("request took too long")
+                && l.contains("baton.v1.ZNodes/Create")
+                && l.contains("/slow-op")
+                && l.contains("took_ms")
+                && l.contains("member")
+                && l.contains("term")
+        });
+        let apply = text
+            .lines()
+            .any(|l| l.contains("operation took too long") && l.contains("apply"));
+        if request && apply {
+            Ok(())
+        } else {
+            Err(format!("request line {request}, apply line {apply}"))
+        }
+    })
+    .await;
+    assert!(
+        !logs().contains("canary-7f3a"),
+        "data never appears in the log"
+    );
 }

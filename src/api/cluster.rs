@@ -16,16 +16,21 @@ use crate::consensus::wire;
 use crate::error::BatonError;
 use crate::proto::raft as pb;
 use crate::proto::v1::{self, cluster_server::Cluster};
+use crate::telemetry;
 
 /// The Cluster service.
 pub struct ClusterService {
     ctx: Arc<Ctx>,
+    listings: RateLimit,
 }
 
 impl ClusterService {
     /// A service over the member's core.
     pub fn new(ctx: Arc<Ctx>) -> Self {
-        ClusterService { ctx }
+        ClusterService {
+            ctx,
+            listings: RateLimit::new(LISTINGS_PER_SECOND),
+        }
     }
 
     /// Runs an administration request on the leader (here, or forwarded to it), then waits
@@ -251,5 +256,104 @@ impl Cluster for ClusterService {
             stages,
             window_ms,
         }))
+    }
+
+    async fn watches(
+        &self,
+        req: Request<v1::WatchesRequest>,
+    ) -> Result<Response<v1::WatchesResponse>, Status> {
+        let r = req.into_inner();
+        self.listings.take().map_err(Status::from)?;
+        let limit = match r.page_size {
+            0 => MAX_WATCH_PAGE,
+            n => (n as usize).min(MAX_WATCH_PAGE),
+        };
+        let hub = self.ctx.shared.hub.clone();
+        let (rows, more, kinds, streams) = tokio::task::spawn_blocking(move || {
+            let (rows, more) = hub.list(&r.prefix, r.after_watch_id, limit);
+            let (kinds, streams) = hub.census();
+            (rows, more, kinds, streams)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(v1::WatchesResponse {
+            header: self.ctx.header_at(self.ctx.reads.applied()),
+            watches: rows
+                .into_iter()
+                .map(|w| v1::WatchInfo {
+                    watch_id: w.watch_id,
+                    stream_id: w.stream_id,
+                    client: w.owner,
+                    path: w.path,
+                    kind: w.kind.name().to_string(),
+                })
+                .collect(),
+            more,
+            total: kinds.values().sum::<usize>() as u64,
+            streams: streams as u64,
+            by_kind: kinds
+                .into_iter()
+                .map(|(k, n)| (k.to_string(), n as u64))
+                .collect(),
+        }))
+    }
+
+    async fn set_log_level(
+        &self,
+        req: Request<v1::SetLogLevelRequest>,
+    ) -> Result<Response<v1::SetLogLevelResponse>, Status> {
+        let filter = req.into_inner().filter;
+        let previous = telemetry::set_filter(&filter).map_err(|e| match e {
+            telemetry::FilterError::Invalid(..) => BatonError::BadArguments(e.to_string()),
+            telemetry::FilterError::NotInstalled => BatonError::Unavailable(e.to_string()),
+        })?;
+        tracing::warn!(member = self.ctx.cfg.id, %previous, filter = %filter, "log filter changed");
+        Ok(Response::new(v1::SetLogLevelResponse {
+            header: self.ctx.header_at(self.ctx.reads.applied()),
+            previous,
+        }))
+    }
+}
+
+/// Most watches in one page of `Cluster.Watches`.
+const MAX_WATCH_PAGE: usize = 1000;
+/// Watch listings allowed per second on one member (each walks every watch under the hub's
+/// lock, which the apply also takes).
+const LISTINGS_PER_SECOND: u32 = 5;
+
+/// A token bucket bounding expensive listings.
+pub struct RateLimit {
+    per_second: u32,
+    state: std::sync::Mutex<(f64, std::time::Instant)>,
+}
+
+impl RateLimit {
+    /// At most `per_second` takes a second (a burst of `per_second`).
+    pub fn new(per_second: u32) -> Self {
+        RateLimit {
+            per_second,
+            state: std::sync::Mutex::new((f64::from(per_second), std::time::Instant::now())),
+        }
+    }
+
+    /// Takes a token.
+    ///
+    /// # Errors
+    /// `OVERLOADED` if none is left.
+    pub fn take(&self) -> Result<(), BatonError> {
+        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        let rate = f64::from(self.per_second);
+        g.0 = (g.0 + now.duration_since(g.1).as_secs_f64() * rate).min(rate);
+        g.1 = now;
+        if g.0 >= 1.0 {
+            g.0 -= 1.0;
+            Ok(())
+        } else {
+            Err(BatonError::Overloaded(format!(
+                "at most {} watch listings a second on one member",
+                self.per_second
+            )))
+        }
     }
 }

@@ -127,9 +127,9 @@ fn delivery(d: Delivery) -> Vec<v1::WatchResponse> {
     out
 }
 
-async fn serve(ctx: Arc<Ctx>, mut inbound: Streaming<v1::WatchRequest>, out: Out) {
+async fn serve(ctx: Arc<Ctx>, mut inbound: Streaming<v1::WatchRequest>, out: Out, owner: String) {
     let hub = ctx.shared.hub.clone();
-    let mut handle = hub.open_stream();
+    let mut handle = hub.open_stream_for(&owner);
     let id = handle.id;
     let mut shutdown = ctx.shutdown.clone();
     // Checked before deliveries: once this member has installed a snapshot, the events it
@@ -225,7 +225,10 @@ impl Watches for WatchesService {
         req: Request<Streaming<v1::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(serve(self.ctx.clone(), req.into_inner(), tx));
+        let owner = req
+            .remote_addr()
+            .map_or_else(|| "unknown".to_string(), |a| a.to_string());
+        tokio::spawn(serve(self.ctx.clone(), req.into_inner(), tx, owner));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

@@ -357,6 +357,91 @@ pub async fn sync(client: &Client, path: &str, out: &mut Printer) -> Result<(), 
     Ok(())
 }
 
+/// `cluster watches`: every page of the member's watches, listed or summarised.
+async fn watches(
+    client: &Client,
+    prefix: &str,
+    by: super::WatchesBy,
+    out: &mut Printer,
+) -> Result<(), CliError> {
+    use std::collections::BTreeMap;
+    let mut rows = Vec::new();
+    let mut after = 0;
+    let first = loop {
+        let page = client.watches(prefix, 1000, after).await?;
+        after = page.watches.last().map_or(after, |w| w.watch_id);
+        let more = page.more;
+        rows.extend(page.watches.iter().cloned());
+        if !more {
+            break page;
+        }
+    };
+    let member = first.header.as_ref().map_or(0, |h| h.member_id);
+    let key = |w: &crate::client::WatchInfo| match by {
+        super::WatchesBy::Stream => format!("{} {}", w.stream_id, w.client),
+        super::WatchesBy::Path => w.path.clone(),
+        super::WatchesBy::None => String::new(),
+    };
+    if by == super::WatchesBy::None {
+        if out.json() {
+            for w in &rows {
+                out.value(&json!({
+                    "member_id": member, "watch_id": w.watch_id, "stream_id": w.stream_id,
+                    "client": w.client, "path": w.path, "kind": w.kind,
+                }))?;
+            }
+        } else {
+            out.line(&format!(
+                "{:>10} {:>8} {:<22} {:<10} PATH",
+                "WATCH", "STREAM", "CLIENT", "KIND"
+            ))?;
+            for w in &rows {
+                out.line(&format!(
+                    "{:>10} {:>8} {:<22} {:<10} {}",
+                    w.watch_id, w.stream_id, w.client, w.kind, w.path
+                ))?;
+            }
+        }
+        return Ok(());
+    }
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for w in &rows {
+        *counts.entry(key(w)).or_insert(0) += 1;
+    }
+    if out.json() {
+        out.value(&json!({
+            "member_id": member,
+            "total": first.total,
+            "streams": first.streams,
+            "by_kind": first.by_kind,
+            "listed": rows.len(),
+            "counts": counts,
+        }))?;
+    } else {
+        let kinds: Vec<String> = first
+            .by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        out.line(&format!(
+            "member {member}: {} watches on {} streams ({})",
+            first.total,
+            first.streams,
+            kinds.join(", ")
+        ))?;
+        let what = if by == super::WatchesBy::Path {
+            "PATH"
+        } else {
+            "STREAM CLIENT"
+        };
+        out.line(&format!("{:>8}  {what}", "WATCHES"))?;
+        for (k, n) in &counts {
+            out.line(&format!("{n:>8}  {k}"))?;
+        }
+    }
+    Ok(())
+}
+
 /// `probe`: one GET of /readyz or /livez, verbose.
 pub async fn probe(
     args: &super::ProbeArgs,
@@ -594,6 +679,16 @@ pub async fn cluster(
                 out.value(&serde_json::json!({ "snapshot_index": index }))?;
             } else {
                 out.line(&format!("snapshot at index {index}"))?;
+            }
+            return Ok(());
+        }
+        C::Watches { prefix, by } => return watches(client, &prefix, by, out).await,
+        C::LogLevel { filter } => {
+            let previous = client.set_log_level(&filter).await?;
+            if out.json() {
+                out.value(&serde_json::json!({ "filter": filter, "previous": previous }))?;
+            } else {
+                out.line(&format!("log filter now {filter:?} (was {previous:?})"))?;
             }
             return Ok(());
         }

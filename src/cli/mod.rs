@@ -164,6 +164,33 @@ pub enum ClusterCommand {
         #[arg(long)]
         reset: bool,
     },
+    /// The watches registered on the member (the first endpoint that answers): a summary by
+    /// stream or by path, or every watch (--by none).
+    Watches {
+        /// Only watches whose path starts with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Group by stream (client), by path, or list every watch.
+        #[arg(long, value_enum, default_value = "stream")]
+        by: WatchesBy,
+    },
+    /// Change the member's log filter while it runs (RUST_LOG syntax, e.g. `debug` or
+    /// `info,baton::consensus=trace`); prints the previous one. Not kept across a restart.
+    LogLevel {
+        /// The new filter.
+        filter: String,
+    },
+}
+
+/// How `cluster watches` groups the watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WatchesBy {
+    /// By stream (one per client watcher), with the client's address.
+    Stream,
+    /// By watched path.
+    Path,
+    /// No grouping: every watch.
+    None,
 }
 
 /// `probe` arguments.

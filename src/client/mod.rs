@@ -81,6 +81,7 @@ pub use crate::proto::v1::add_watch::Kind as WatchKind;
 pub use crate::proto::v1::{
     Added, Alarm, Consistency, CreateMode, EventType, GetChildrenResponse, Member, MultiResponse,
     Op, ResponseHeader, SessionInfo, StageStats, StagesResponse, Stat, StatusResponse, WatchEvent,
+    WatchInfo, WatchesResponse,
 };
 
 /// Connection settings.
@@ -779,6 +780,49 @@ impl Client {
             move |ch, r| async move { cluster(ch, max).stages(r).await },
         )
         .await
+    }
+
+    /// A page of the watches registered on the member this client is connected to (see
+    /// `Cluster.Watches`): paths starting with `prefix`, after watch id `after` (0: first).
+    ///
+    /// # Errors
+    /// `RESOURCE_EXHAUSTED` / `OVERLOADED` beyond a few listings a second (the client waits
+    /// and asks again within its deadline), transport errors.
+    pub async fn watches(
+        &self,
+        prefix: &str,
+        page_size: u32,
+        after: u64,
+    ) -> Result<WatchesResponse, ClientError> {
+        let max = self.max_message_size();
+        let req = pb::WatchesRequest {
+            prefix: prefix.to_string(),
+            page_size,
+            after_watch_id: after,
+        };
+        self.unary(Retry::Idempotent, req, move |ch, r| async move {
+            cluster(ch, max).watches(r).await
+        })
+        .await
+    }
+
+    /// Changes the log filter of the member this client is connected to (`RUST_LOG` syntax)
+    /// and returns the previous one.
+    ///
+    /// # Errors
+    /// `BAD_ARGUMENTS` for an invalid filter, `UNAVAILABLE` for a member whose process does
+    /// not use Baton's logger, transport errors.
+    pub async fn set_log_level(&self, filter: &str) -> Result<String, ClientError> {
+        let max = self.max_message_size();
+        let req = pb::SetLogLevelRequest {
+            filter: filter.to_string(),
+        };
+        let r = self
+            .unary(Retry::Idempotent, req, move |ch, r| async move {
+                cluster(ch, max).set_log_level(r).await
+            })
+            .await?;
+        Ok(r.previous)
     }
 
     // ----- plumbing -----

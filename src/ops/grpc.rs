@@ -45,6 +45,8 @@ pub struct RequestLayer {
 
 struct Shared {
     metrics: Arc<Metrics>,
+    /// Whether requests are counted and timed (off when the member serves no metrics).
+    record: bool,
     stages: Arc<Stages>,
     in_flight: Arc<Semaphore>,
     limit: usize,
@@ -53,11 +55,18 @@ struct Shared {
 impl RequestLayer {
     /// A layer recording into `metrics`, logging slow requests with the thresholds and term
     /// of `stages`, and admitting at most `max_in_flight` short requests at a time (streams
-    /// and waits such as a lock acquire are counted but not bounded here).
-    pub fn new(metrics: Arc<Metrics>, stages: Arc<Stages>, max_in_flight: usize) -> Self {
+    /// and waits such as a lock acquire are counted but not bounded here). With `record`
+    /// off, requests are bounded and slow ones logged, but nothing is counted or timed.
+    pub fn new(
+        metrics: Arc<Metrics>,
+        stages: Arc<Stages>,
+        max_in_flight: usize,
+        record: bool,
+    ) -> Self {
         RequestLayer {
             shared: Arc::new(Shared {
                 metrics,
+                record,
                 stages,
                 in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
                 limit: max_in_flight.max(1),
@@ -110,7 +119,9 @@ where
             // Reflection and unknown paths: served, not measured.
             return Box::pin(inner.call(req));
         };
-        shared.metrics.started.get_or_create(&method.labels).inc();
+        if shared.record {
+            shared.metrics.started.get_or_create(&method.labels).inc();
+        }
         let permit = if method.long_lived {
             None
         } else {
@@ -194,15 +205,17 @@ impl Recorder {
         let took = self.started.elapsed();
         let m = &self.shared.metrics;
         let l = &self.method.labels;
-        m.handled
-            .get_or_create(&CodeLabels {
-                grpc_service: l.grpc_service.clone(),
-                grpc_method: l.grpc_method.clone(),
-                grpc_type: l.grpc_type,
-                grpc_code: code_name(code),
-            })
-            .inc();
-        m.handling.get_or_create(l).observe(took.as_secs_f64());
+        if self.shared.record {
+            m.handled
+                .get_or_create(&CodeLabels {
+                    grpc_service: l.grpc_service.clone(),
+                    grpc_method: l.grpc_method.clone(),
+                    grpc_type: l.grpc_type,
+                    grpc_code: code_name(code),
+                })
+                .inc();
+            m.handling.get_or_create(l).observe(took.as_secs_f64());
+        }
         if std::mem::take(&mut self.in_flight) {
             m.in_flight.dec();
         }

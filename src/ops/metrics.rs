@@ -65,13 +65,13 @@ pub struct CheckLabels {
     pub result: &'static str,
 }
 
-/// A method of the client port: its labels, and whether it is a long wait or a stream (not
-/// limited by the in-flight bound, not logged as slow).
+/// A method of the client port: its labels, and whether it is a long wait, a stream or a
+/// health check (not limited by the in-flight bound, not logged as slow).
 #[derive(Clone, Debug)]
 pub struct Method {
     /// Its labels.
     pub labels: MethodLabels,
-    /// A stream, or a call that waits by design (lock acquire, campaign).
+    /// A stream, a call that waits by design (lock acquire, campaign), or a health check.
     pub long_lived: bool,
 }
 
@@ -136,9 +136,13 @@ impl Metrics {
                             (true, false) => "client_stream",
                             (true, true) => "bidi_stream",
                         };
+                        // Waits by design, and health checks (never shed: a load balancer
+                        // must see an overloaded member as alive).
                         let waits = matches!(
                             (service.as_str(), name.as_str()),
-                            ("baton.v1.Locks", "Acquire") | ("baton.v1.Elections", "Campaign")
+                            ("baton.v1.Locks", "Acquire")
+                                | ("baton.v1.Elections", "Campaign")
+                                | ("grpc.health.v1.Health", _)
                         );
                         methods.insert(
                             format!("/{service}/{name}"),

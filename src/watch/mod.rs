@@ -154,6 +154,23 @@ struct StreamReg {
     tx: mpsc::Sender<Delivery>,
     watches: HashSet<u64>,
     overflowed: Arc<AtomicBool>,
+    /// Who holds the stream: a client's address, or the member's own use.
+    owner: String,
+}
+
+/// One registered watch, as listed for operators.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchRow {
+    /// The watch.
+    pub watch_id: u64,
+    /// Its stream.
+    pub stream_id: u64,
+    /// The stream's holder (client address, or `member` for the member's own streams).
+    pub owner: String,
+    /// The watched path.
+    pub path: String,
+    /// Its kind.
+    pub kind: WatchKind,
 }
 
 struct Inner {
@@ -214,8 +231,13 @@ impl WatchHub {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Opens a client stream.
+    /// Opens a stream for the member's own use (lock and election waiters).
     pub fn open_stream(&self) -> StreamHandle {
+        self.open_stream_for("member")
+    }
+
+    /// Opens a stream held by `owner` (a client's address, for listings).
+    pub fn open_stream_for(&self, owner: &str) -> StreamHandle {
         let (tx, rx) = mpsc::channel(self.stream_buffer);
         let overflowed = Arc::new(AtomicBool::new(false));
         let mut g = self.lock();
@@ -227,6 +249,7 @@ impl WatchHub {
                 tx,
                 watches: HashSet::new(),
                 overflowed: overflowed.clone(),
+                owner: owner.to_string(),
             },
         );
         StreamHandle { id, rx, overflowed }
@@ -418,6 +441,43 @@ impl WatchHub {
     /// Number of registered watches.
     pub fn watch_count(&self) -> usize {
         self.lock().watches.len()
+    }
+
+    /// A page of the registered watches whose path starts with `prefix`, in watch-id order
+    /// after `after_id`, at most `limit`; and whether more follow. One pass over the
+    /// watches under the hub's lock: callers bound how often they ask.
+    pub fn list(&self, prefix: &str, after_id: u64, limit: usize) -> (Vec<WatchRow>, bool) {
+        let g = self.lock();
+        let mut ids: Vec<u64> = g
+            .watches
+            .iter()
+            .filter(|(id, w)| **id > after_id && w.path.starts_with(prefix))
+            .map(|(id, _)| *id)
+            .collect();
+        let more = ids.len() > limit;
+        if more {
+            ids.select_nth_unstable(limit);
+            ids.truncate(limit);
+        }
+        ids.sort_unstable();
+        let rows = ids
+            .into_iter()
+            .filter_map(|id| {
+                let w = g.watches.get(&id)?;
+                Some(WatchRow {
+                    watch_id: id,
+                    stream_id: w.stream,
+                    owner: g
+                        .streams
+                        .get(&w.stream)
+                        .map(|s| s.owner.clone())
+                        .unwrap_or_default(),
+                    path: w.path.clone(),
+                    kind: w.kind,
+                })
+            })
+            .collect();
+        (rows, more)
     }
 
     /// Registered watches by kind, and open client streams.

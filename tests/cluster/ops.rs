@@ -370,6 +370,11 @@ async fn requests_over_the_in_flight_bound_are_shed_counted_and_retried_by_the_c
     let dir = tempfile::tempdir().unwrap();
     let h = single(dir.path(), |c| c.max_in_flight = 2).await;
     let maddr = metrics_addr(&h);
+    poll_until(Duration::from_secs(10), || async {
+        (grpc_health(h.client_addr).await == ServingStatus::Serving).then_some(())
+    })
+    .await
+    .expect("ready");
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", h.client_addr))
         .unwrap()
         .connect()
@@ -389,6 +394,8 @@ async fn requests_over_the_in_flight_bound_are_shed_counted_and_retried_by_the_c
             .await
         }));
     }
+    // A health check during the flood is answered (it is never behind the bound).
+    assert_eq!(grpc_health(h.client_addr).await, ServingStatus::Serving);
     let (mut ok, mut shed) = (0, 0);
     for c in calls {
         match c.await.unwrap() {
@@ -632,5 +639,80 @@ async fn a_watcher_that_never_reads_is_closed_while_others_get_every_event() {
     .await;
     assert!(gone.is_some(), "no watch stream left behind");
     drop(stalled);
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_listings_are_paged_filtered_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = single(dir.path(), |_| {}).await;
+    let client = Client::connect_with(
+        [h.client_addr.to_string()],
+        client_options(Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
+    let mut a = client.watcher().await.unwrap();
+    for i in 0..5 {
+        a.add(&format!("/apps/{i}"), WatchKind::Exists, None)
+            .await
+            .unwrap();
+    }
+    let mut b = client.watcher().await.unwrap();
+    b.add("/other", WatchKind::PersistentRecursive, None)
+        .await
+        .unwrap();
+
+    // Pages of two, in watch-id order, filtered by prefix.
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = client.watches("/apps/", 2, after).await.unwrap();
+        assert!(page.watches.len() <= 2);
+        assert_eq!(page.total, 6, "the total counts every path");
+        assert_eq!(page.by_kind.get("exists"), Some(&5));
+        assert_eq!(page.by_kind.get("recursive"), Some(&1));
+        for w in &page.watches {
+            assert!(w.path.starts_with("/apps/"));
+            assert_eq!(w.kind, "exists");
+            assert!(w.client.starts_with("127.0.0.1:"), "{}", w.client);
+            assert!(w.watch_id > after, "ids increase");
+            after = w.watch_id;
+            seen.push(w.path.clone());
+        }
+        if !page.more {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        (0..5).map(|i| format!("/apps/{i}")).collect::<Vec<_>>()
+    );
+
+    // A burst of listings beyond the bound is refused at once, retryably.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", h.client_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut raw = v1::cluster_client::ClusterClient::new(channel);
+    let mut refused = 0;
+    for _ in 0..20 {
+        match raw.watches(v1::WatchesRequest::default()).await {
+            Ok(_) => {}
+            Err(s) => {
+                assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+                assert_eq!(status_reason(&s).as_deref(), Some("OVERLOADED"));
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "20 listings at once exceed the bound");
+    // The client library waits and gets its page.
+    let page = client.watches("", 0, 0).await.expect("retried");
+    assert_eq!(page.watches.len(), 6);
+    drop((a, b));
     h.stop().await.unwrap();
 }

@@ -1360,6 +1360,29 @@ async fn a_follower_over_its_quota_stops_the_clusters_writes_until_it_has_room()
     assert_eq!(status.alarms.len(), 1, "{:?}", status.alarms);
     assert_eq!(status.alarms[0].member_id, follower);
     assert_eq!(status.alarms[0].kind, "NOSPACE");
+    // The alarm degrades, it does not kill: every member stays live and ready, /health
+    // reports the alarm, and the metric shows it.
+    for id in c.ids() {
+        let addr = c.handle(id).metrics_addr.expect("metrics port").to_string();
+        let get = |path: &'static str| {
+            let addr = addr.clone();
+            async move {
+                baton::ops::http::get(&addr, path, Duration::from_secs(10))
+                    .await
+                    .expect("metrics port")
+            }
+        };
+        assert_eq!(get("/livez").await.0, 200, "member {id} live");
+        assert_eq!(get("/readyz").await.0, 200, "member {id} ready");
+        let (code, body) = get("/health").await;
+        assert_eq!(code, 503, "member {id}: {body}");
+        assert!(body.contains("NOSPACE"), "{body}");
+        let metrics = get("/metrics").await.1;
+        assert!(
+            metrics.contains("baton_alarm_active{alarm=\"NOSPACE\"} 1"),
+            "member {id} shows the alarm"
+        );
+    }
     assert_eq!(client.get_data("/keep").await.expect("read").0, b"v");
     client
         .create("/gone", b"", CreateOptions::persistent())
