@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use openraft::ServerState;
 use tonic::{Request, Response, Status};
+use tracing::debug;
 
 use std::time::Duration;
 
@@ -33,26 +34,35 @@ impl ClusterService {
         }
     }
 
-    /// Runs an administration request on the leader (here, or forwarded to it), then waits
-    /// until this member has applied the membership change.
-    async fn admin(&self, req: pb::admin_request::Request) -> Result<u64, Status> {
+    /// Runs an administration request on the leader: here, or forwarded to it. Returns what
+    /// the leader answered (a log index; a term for a leadership transfer).
+    async fn on_leader(&self, req: pb::admin_request::Request) -> Result<u64, Status> {
         let raft = &self.ctx.raft;
-        let index = if is_leader(raft, self.ctx.cfg.id) {
-            PeerService::admin(raft, req).await?
-        } else {
-            let (_, mut client) = self.ctx.peers.leader_client(raft)?;
-            let mut r = tonic::Request::new(pb::AdminRequest { request: Some(req) });
-            r.set_timeout(Duration::from_secs(30));
-            let resp = client
-                .admin(r)
-                .await
-                .map_err(|s| status_error("cluster admin on the leader", &s, true))?
-                .into_inner();
-            if let Some(e) = resp.error {
-                return Err(wire::error_from_pb(e).to_status());
-            }
-            resp.index
-        };
+        if is_leader(raft, self.ctx.cfg.id) {
+            return Ok(match req {
+                pb::admin_request::Request::TransferLeader(to) => {
+                    self.ctx.failover.transfer(to, &self.ctx.proposer).await?.1
+                }
+                req => PeerService::admin(raft, req).await?,
+            });
+        }
+        let (_, mut client) = self.ctx.peers.leader_client(raft)?;
+        let mut r = tonic::Request::new(pb::AdminRequest { request: Some(req) });
+        r.set_timeout(Duration::from_secs(30));
+        let resp = client
+            .admin(r)
+            .await
+            .map_err(|s| status_error("cluster admin on the leader", &s, true))?
+            .into_inner();
+        if let Some(e) = resp.error {
+            return Err(wire::error_from_pb(e).to_status());
+        }
+        Ok(resp.index)
+    }
+
+    /// Runs a membership change on the leader, then waits until this member has applied it.
+    async fn admin(&self, req: pb::admin_request::Request) -> Result<u64, Status> {
+        let index = self.on_leader(req).await?;
         self.ctx
             .reads
             .wait_applied(index, Duration::from_secs(10))
@@ -298,6 +308,45 @@ impl Cluster for ClusterService {
         }))
     }
 
+    async fn transfer_leader(
+        &self,
+        req: Request<v1::TransferLeaderRequest>,
+    ) -> Result<Response<v1::TransferLeaderResponse>, Status> {
+        let to = req.into_inner().to;
+        let ctx = &self.ctx;
+        // A handover asks for an end state (`to` leads), so it is safe to ask again when the
+        // leader changed under the request or another member won the election.
+        for attempt in 1..=TRANSFER_ATTEMPTS {
+            if ctx.raft.metrics().borrow().current_leader == Some(to) {
+                break;
+            }
+            match self
+                .on_leader(pb::admin_request::Request::TransferLeader(to))
+                .await
+            {
+                Ok(_) => break,
+                Err(s) if s.code() == tonic::Code::Unavailable && attempt < TRANSFER_ATTEMPTS => {
+                    debug!(to, attempt, error = %s.message(), "asking for the handover again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(s) => return Err(s),
+            }
+        }
+        // Answer once this member knows the new leader.
+        let mut rx = ctx.raft.metrics();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(3),
+            rx.wait_for(|m| m.current_leader == Some(to)),
+        )
+        .await;
+        let m = ctx.raft.metrics().borrow().clone();
+        Ok(Response::new(v1::TransferLeaderResponse {
+            header: ctx.header_at(ctx.reads.applied()),
+            leader_id: m.current_leader.unwrap_or(0),
+            term: m.current_term,
+        }))
+    }
+
     async fn set_log_level(
         &self,
         req: Request<v1::SetLogLevelRequest>,
@@ -317,6 +366,8 @@ impl Cluster for ClusterService {
 
 /// Most watches in one page of `Cluster.Watches`.
 const MAX_WATCH_PAGE: usize = 1000;
+/// How many times a leadership handover is asked for before its error is returned.
+const TRANSFER_ATTEMPTS: u32 = 3;
 /// Watch listings allowed per second on one member (each walks every watch under the hub's
 /// lock, which the apply also takes).
 const LISTINGS_PER_SECOND: u32 = 5;

@@ -683,6 +683,15 @@ pub async fn cluster(
             return Ok(());
         }
         C::Watches { prefix, by } => return watches(client, &prefix, by, out).await,
+        C::TransferLeader { id } => {
+            let (leader, term) = client.transfer_leader(id).await?;
+            if out.json() {
+                out.value(&serde_json::json!({ "leader_id": leader, "term": term }))?;
+            } else {
+                out.line(&format!("member {leader} leads in term {term}"))?;
+            }
+            return Ok(());
+        }
         C::LogLevel { filter } => {
             let previous = client.set_log_level(&filter).await?;
             if out.json() {

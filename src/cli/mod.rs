@@ -174,6 +174,12 @@ pub enum ClusterCommand {
         #[arg(long, value_enum, default_value = "stream")]
         by: WatchesBy,
     },
+    /// Hand the leadership over to a voter (it must have the whole log; writes pause for the
+    /// handover, tens of milliseconds).
+    TransferLeader {
+        /// The voter that is to lead.
+        id: u64,
+    },
     /// Change the member's log filter while it runs (RUST_LOG syntax, e.g. `debug` or
     /// `info,baton::consensus=trace`); prints the previous one. Not kept across a restart.
     LogLevel {

@@ -825,6 +825,24 @@ impl Client {
         Ok(r.previous)
     }
 
+    /// Hands the cluster's leadership over to voter `to` (the leader runs it, whichever
+    /// member the client uses); returns the leader and term afterwards.
+    ///
+    /// # Errors
+    /// `BAD_ARGUMENTS` if `to` is not a voter; `UNAVAILABLE` if the target did not catch up
+    /// or win in time (the cluster then elects as usual); transport errors.
+    pub async fn transfer_leader(&self, to: u64) -> Result<(u64, u64), ClientError> {
+        let max = self.max_message_size();
+        let r = self
+            .unary(
+                Retry::Idempotent,
+                pb::TransferLeaderRequest { to },
+                move |ch, r| async move { cluster(ch, max).transfer_leader(r).await },
+            )
+            .await?;
+        Ok((r.leader_id, r.term))
+    }
+
     // ----- plumbing -----
 
     fn max_message_size(&self) -> usize {

@@ -41,6 +41,7 @@ use tracing::{debug, info, warn};
 use super::faults::Fault;
 use super::peers::Peers;
 use super::{LogId, Raft};
+use crate::error::BatonError;
 use crate::proto::raft as pb;
 use crate::shutdown::Shutdown;
 use crate::stages::Stages;
@@ -60,6 +61,11 @@ const RESET_REPROBES: usize = 10;
 const RESET_REPROBE_PAUSE: Duration = Duration::from_millis(2);
 /// A stream open at least this long resets the pause.
 const STREAM_SETTLED: Duration = Duration::from_secs(2);
+/// Longest the target of a leadership transfer may take to have the whole log.
+const TRANSFER_CATCH_UP: Duration = Duration::from_secs(3);
+/// Longest a leadership transfer waits for the new leader to be known.
+const TRANSFER_SETTLE: Duration = Duration::from_secs(3);
+
 /// Longest a report or a step-aside message may take.
 const REPORT_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long a round (one leader and term) may take before it is forgotten.
@@ -678,6 +684,20 @@ impl Failover {
         matches!(r, Ok(Ok(_)))
     }
 
+    /// Leaves `term` with an election this member cannot win (its vote moves off the leader,
+    /// so it no longer keeps the leader's lease); true once its vote has moved.
+    async fn leave_term(&self, term: u64) -> bool {
+        if let Err(e) = self.raft.trigger().elect().await {
+            warn!(error = %e, "could not step aside");
+            return false;
+        }
+        let me = self.my_id;
+        self.wait_state(|m| {
+            m.vote.leader_id().term > term && m.vote.leader_id().voted_for() == Some(me)
+        })
+        .await
+    }
+
     /// Steps aside for `winner`: an election that cannot win, to leave the dead leader's term.
     async fn step_aside(&self, leader: u64, term: u64, winner: u64) {
         if !self.still_following(leader, term) {
@@ -687,16 +707,7 @@ impl Failover {
             );
             return;
         }
-        if let Err(e) = self.raft.trigger().elect().await {
-            warn!(error = %e, "could not step aside");
-            return;
-        }
-        let me = self.my_id;
-        let moved = self
-            .wait_state(|m| {
-                m.vote.leader_id().term > term && m.vote.leader_id().voted_for() == Some(me)
-            })
-            .await;
+        let moved = self.leave_term(term).await;
         if moved {
             info!(
                 leader,
@@ -778,6 +789,154 @@ impl Failover {
                 leader,
                 term, "the fast failover campaign was not won in time; the timers decide"
             );
+        }
+    }
+
+    /// Hands the leadership over to voter `to` (run on the leader). New batches are held
+    /// back until `to` has the whole log; then this member and as few other voters as the
+    /// target needs step aside, and `to` campaigns as a fast-failover successor does. Returns the leader and
+    /// term after the transfer.
+    ///
+    /// # Errors
+    /// `UNAVAILABLE` if this member does not lead, `to` does not catch up or is not elected
+    /// in time (the cluster then elects as usual); `BAD_ARGUMENTS` if `to` is not a voter.
+    pub async fn transfer(
+        self: &Arc<Self>,
+        to: u64,
+        proposer: &super::proposer::Proposer,
+    ) -> Result<(u64, u64), BatonError> {
+        let me = self.my_id;
+        let m = self.raft.server_metrics().borrow().clone();
+        if m.state != ServerState::Leader || m.current_leader != Some(me) {
+            return Err(BatonError::Unavailable(format!(
+                "member {me} does not lead; ask the leader"
+            )));
+        }
+        let term = m.vote.leader_id().term;
+        if to == me {
+            return Ok((me, term));
+        }
+        let membership = m.membership_config.membership().clone();
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        if !voters.contains(&to) {
+            return Err(BatonError::BadArguments(format!(
+                "member {to} is not a voter of the cluster"
+            )));
+        }
+        info!(to, term, "handing the leadership over");
+        let _pause = proposer.pause();
+        let mut rx = self.raft.metrics();
+        let caught_up = tokio::time::timeout(
+            TRANSFER_CATCH_UP,
+            rx.wait_for(|m| {
+                let last = m.last_log_index.unwrap_or(0);
+                let applied = m.last_applied.map_or(0, |l| l.index);
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(&to).copied().flatten())
+                    .is_some_and(|l| l.index >= last && applied >= last)
+            }),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        drop(rx);
+        if !caught_up {
+            return Err(BatonError::Unavailable(format!(
+                "member {to} did not catch up with the log within {TRANSFER_CATCH_UP:?}"
+            )));
+        }
+        // Who may grant votes decides who can win. A voter still following this leader
+        // refuses every vote until its lease runs out, so only the members freed from it can
+        // elect anybody: this one, and as many others as the target needs besides (a majority
+        // minus the two of them). Freed members alone are one short of a majority, so none of
+        // them can win; the target's campaign, one term above theirs, wins with all of them.
+        // This member leaves first: while it leads it could grant a freed member's vote.
+        let majority = voters.len() / 2 + 1;
+        let freed: Vec<u64> = voters
+            .iter()
+            .copied()
+            .filter(|id| *id != me && *id != to)
+            .take(majority.saturating_sub(2))
+            .collect();
+        self.leave_term(term).await;
+        let steps = freed
+            .iter()
+            .map(|&id| self.send_step(&membership, id, term, to));
+        futures::future::join_all(steps).await;
+        let elected = self.send_step(&membership, to, term, to).await;
+        let mut rx = self.raft.server_metrics();
+        let settled = tokio::time::timeout(
+            TRANSFER_SETTLE,
+            rx.wait_for(|m| m.current_leader.is_some() && m.vote.leader_id().term > term),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        let (leader, new_term) = {
+            let m = self.raft.server_metrics();
+            let m = m.borrow();
+            (m.current_leader, m.vote.leader_id().term)
+        };
+        match (settled, leader) {
+            (true, Some(l)) if l == to => {
+                info!(to, term = new_term, "leadership handed over");
+                Ok((l, new_term))
+            }
+            (_, l) => Err(BatonError::Unavailable(format!(
+                "the handover to member {to} did not complete (its campaign {}); \
+                 the leader is now {}",
+                if elected { "won" } else { "did not win" },
+                l.map_or("not known yet".to_string(), |l| l.to_string()),
+            ))),
+        }
+    }
+
+    /// Asks member `id` to take its transfer step; true if it did.
+    async fn send_step(
+        &self,
+        membership: &openraft::Membership<u64, super::MemberNode>,
+        id: u64,
+        term: u64,
+        target: u64,
+    ) -> bool {
+        let Some(node) = membership.get_node(&id) else {
+            return false;
+        };
+        let Ok(mut client) = self.peers.client(id, &node.peer_addr) else {
+            return false;
+        };
+        let mut r = tonic::Request::new(pb::TransferStepRequest {
+            leader: self.my_id,
+            term,
+            target,
+        });
+        r.set_timeout(STEP_WAIT * 3);
+        match client.transfer_step(r).await {
+            Ok(resp) => resp.into_inner().done,
+            Err(e) => {
+                debug!(to = id, error = %e.message(), "a transfer step was not taken");
+                false
+            }
+        }
+    }
+
+    /// Takes this member's step of a transfer from `req.leader`: the target campaigns, the
+    /// others step aside. Only while following that leader in that term.
+    pub async fn on_transfer_step(&self, req: pb::TransferStepRequest) -> bool {
+        if !self.still_following(req.leader, req.term) {
+            debug!(
+                leader = req.leader,
+                term = req.term,
+                "not following the transferring leader in its term; no step taken"
+            );
+            return false;
+        }
+        if req.target == self.my_id {
+            self.campaign(req.leader, req.term, 0).await;
+            let m = self.raft.server_metrics();
+            let m = m.borrow();
+            m.state == ServerState::Leader && m.current_leader == Some(self.my_id)
+        } else {
+            self.leave_term(req.term).await
         }
     }
 }

@@ -116,6 +116,11 @@ impl PeerService {
                 })
                 .await
             }
+            A::TransferLeader(_) => {
+                return Err(BatonError::BadArguments(
+                    "a leadership transfer is not a membership change".into(),
+                ))
+            }
             A::Promote(id) => {
                 let m = raft.metrics().borrow().clone();
                 let membership = m.membership_config.membership();
@@ -199,6 +204,14 @@ impl raft_server::Raft for PeerService {
         let stream = futures::stream::once(async move { shutdown.wait().await })
             .filter_map(|()| async { None });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn transfer_step(
+        &self,
+        req: Request<pb::TransferStepRequest>,
+    ) -> Result<Response<pb::TransferStepResponse>, Status> {
+        let done = self.failover.on_transfer_step(req.into_inner()).await;
+        Ok(Response::new(pb::TransferStepResponse { done }))
     }
 
     async fn leader_gone(
@@ -348,15 +361,21 @@ impl raft_server::Raft for PeerService {
             .into_inner()
             .request
             .ok_or_else(|| Status::invalid_argument("empty admin request"))?;
-        Ok(Response::new(
-            match PeerService::admin(&self.raft, r).await {
-                Ok(index) => pb::AdminResponse { error: None, index },
-                Err(e) => pb::AdminResponse {
-                    error: Some(wire::error_to_pb(&e)),
-                    index: 0,
-                },
+        let outcome = match r {
+            pb::admin_request::Request::TransferLeader(to) => self
+                .failover
+                .transfer(to, &self.proposer)
+                .await
+                .map(|(_, term)| term),
+            r => PeerService::admin(&self.raft, r).await,
+        };
+        Ok(Response::new(match outcome {
+            Ok(index) => pb::AdminResponse { error: None, index },
+            Err(e) => pb::AdminResponse {
+                error: Some(wire::error_to_pb(&e)),
+                index: 0,
             },
-        ))
+        }))
     }
 }
 

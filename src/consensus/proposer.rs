@@ -100,6 +100,18 @@ struct Item {
 pub struct Proposer {
     tx: mpsc::Sender<Item>,
     stages: Arc<Stages>,
+    paused: Arc<watch::Sender<bool>>,
+}
+
+/// Holds the proposer's batches back while it lives (see [`Proposer::pause`]).
+pub struct PauseGuard {
+    paused: Arc<watch::Sender<bool>>,
+}
+
+impl Drop for PauseGuard {
+    fn drop(&mut self) {
+        self.paused.send_replace(false);
+    }
 }
 
 /// Unix time in milliseconds.
@@ -140,8 +152,19 @@ impl Proposer {
             space,
         });
         let stages = lp.stages.clone();
-        tokio::spawn(run(lp, rx, max_batch.max(1)));
-        Proposer { tx, stages }
+        let paused = Arc::new(watch::channel(false).0);
+        tokio::spawn(run(lp, rx, max_batch.max(1), paused.subscribe()));
+        Proposer { tx, stages, paused }
+    }
+
+    /// Holds new batches back until the guard is dropped (batches already proposed go on):
+    /// requests wait in the queue, then are proposed here or forwarded to whoever leads.
+    /// Used while leadership is handed over, so that the log stops growing.
+    pub fn pause(&self) -> PauseGuard {
+        self.paused.send_replace(true);
+        PauseGuard {
+            paused: self.paused.clone(),
+        }
     }
 
     async fn submit(&self, req: Request, forwardable: bool) -> Outcome {
@@ -185,7 +208,12 @@ impl Proposer {
     }
 }
 
-async fn run(lp: Arc<Loop>, mut rx: mpsc::Receiver<Item>, max_batch: usize) {
+async fn run(
+    lp: Arc<Loop>,
+    mut rx: mpsc::Receiver<Item>,
+    max_batch: usize,
+    mut paused: watch::Receiver<bool>,
+) {
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -194,6 +222,9 @@ async fn run(lp: Arc<Loop>, mut rx: mpsc::Receiver<Item>, max_batch: usize) {
         let Some(first) = rx.recv().await else {
             return;
         };
+        if paused.wait_for(|p| !*p).await.is_err() {
+            return;
+        }
         let mut bytes = first.req.size();
         let mut batch = vec![first];
         while batch.len() < max_batch && bytes < MAX_BATCH_BYTES {

@@ -17,7 +17,7 @@ use baton::proto::raft as pb;
 use baton::proto::v1::backup_chunk::Part;
 use baton::store::Store;
 
-use crate::harness::{ClusterOptions, TestCluster};
+use crate::harness::{baton, json, ClusterOptions, TestCluster};
 
 /// A write acknowledged to a client: path, data, and the zxid that made it.
 type Acked = (String, Vec<u8>, u64);
@@ -338,24 +338,6 @@ async fn a_second_concurrent_backup_is_refused_with_resource_exhausted() {
     })
     .await;
     r.expect("a backup after the first ended");
-}
-
-/// Runs the `baton` binary; returns (exit code, stdout, stderr).
-async fn baton(args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_baton"))
-        .args(args)
-        .output()
-        .await
-        .expect("run baton");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

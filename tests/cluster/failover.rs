@@ -136,3 +136,88 @@ async fn a_cut_off_follower_does_not_raise_its_term_or_depose_the_leader() {
     assert_eq!(c.leader(), Some(leader), "the leader was deposed");
     c.wait_converged(SECS(20)).await;
 }
+
+/// A leadership transfer asked through a follower moves the leadership to the chosen voter
+/// while writers keep writing: no acknowledged write is lost, every write after it lands,
+/// and asking for a member that is not a voter is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_leadership_is_handed_over_to_a_chosen_voter_under_writes() {
+    let c = TestCluster::start(3).await;
+    let old = c.wait_for_leader(SECS(10)).await;
+    let followers: Vec<u64> = c.ids().into_iter().filter(|&i| i != old).collect();
+    let (via, target) = (followers[0], followers[1]);
+    let all = c.client_all().await;
+    all.create("/handover", "", CreateOptions::persistent())
+        .await
+        .expect("setup");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (client, stop) = (all.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 10_000 {
+                let path = format!("/handover/{w}-{i}");
+                if client
+                    .create(&path, "", CreateOptions::persistent())
+                    .await
+                    .is_ok()
+                {
+                    acked.push(path);
+                }
+                i += 1;
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (leader, term) = c
+        .client(via)
+        .await
+        .transfer_leader(target)
+        .await
+        .expect("handover");
+    assert_eq!(leader, target, "the chosen voter leads");
+    assert_eq!(c.wait_for_leader(SECS(5)).await, target);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.expect("writer"));
+    }
+    assert!(acked.len() > 20, "writes went on: {}", acked.len());
+    for path in &acked {
+        all.exists(path)
+            .await
+            .expect("read")
+            .unwrap_or_else(|| panic!("acknowledged {path} lost"));
+    }
+    // Asking the leader for itself is answered at once; a non-voter is refused.
+    let (again, same_term) = c
+        .client(target)
+        .await
+        .transfer_leader(target)
+        .await
+        .expect("no-op");
+    assert_eq!((again, same_term), (target, term));
+    let e = all.transfer_leader(42).await.expect_err("not a voter");
+    assert!(e.is("BAD_ARGUMENTS"), "{e}");
+    // And back to the first leader, with the CLI.
+    let ep = c.endpoint(via);
+    let (code, out, err) = crate::harness::baton(&[
+        "--endpoints",
+        &ep,
+        "-o",
+        "json",
+        "cluster",
+        "transfer-leader",
+        &old.to_string(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let v = crate::harness::json(&out);
+    assert_eq!(v["leader_id"], old, "{out}");
+    assert!(v["term"].as_u64().expect("term") > term, "{out}");
+    assert_eq!(c.wait_for_leader(SECS(5)).await, old);
+}

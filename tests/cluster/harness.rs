@@ -713,3 +713,21 @@ impl Drop for TestCluster {
         }
     }
 }
+
+/// Runs the `baton` binary; returns (exit code, stdout, stderr).
+pub async fn baton(args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(args)
+        .output()
+        .await
+        .expect("run baton");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s:?}"))
+}
