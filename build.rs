@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/baton/v1/locks.proto",
         "proto/baton/v1/elections.proto",
         "proto/baton/v1/maintenance.proto",
+        "proto/baton/v1/auth.proto",
     ];
     let internal = [
         "proto/baton/raft/v1/raft.proto",

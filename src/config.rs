@@ -177,6 +177,24 @@ pub struct Args {
     /// A snapshot build or install slower than this many ms is logged (default 10000).
     #[arg(long, env = "BATON_SLOW_SNAPSHOT_MS")]
     pub slow_snapshot_ms: Option<u64>,
+    /// Refuse anonymous callers with UNAUTHENTICATED, except health checks and Auth.WhoAmI.
+    #[arg(long, env = "BATON_REQUIRE_AUTH", num_args = 0..=1, default_missing_value = "true")]
+    pub require_auth: Option<bool>,
+    /// Accept digest credentials on plaintext connections (by default only over TLS).
+    #[arg(
+        long,
+        env = "BATON_ALLOW_PLAINTEXT_CREDENTIALS",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub allow_plaintext_credentials: Option<bool>,
+    /// Super principals by digest id, comma-separated `user:base64(sha1(user:password))`
+    /// (`baton auth digest user:password` prints one). Every ACL check passes for them.
+    #[arg(long, env = "BATON_SUPER_DIGEST")]
+    pub super_digest: Option<String>,
+    /// Super principals by client-certificate identity, comma-separated.
+    #[arg(long, env = "BATON_SUPER_X509")]
+    pub super_x509: Option<String>,
 }
 
 /// The validated configuration.
@@ -256,6 +274,14 @@ pub struct Config {
     pub max_watches: usize,
     /// Slow-operation thresholds.
     pub slow: crate::stages::SlowThresholds,
+    /// Refuse anonymous callers.
+    pub require_auth: bool,
+    /// Accept digest credentials without TLS.
+    pub allow_plaintext_credentials: bool,
+    /// Super principals' digest ids (`user:hash`).
+    pub super_digests: Vec<String>,
+    /// Super principals' certificate identities.
+    pub super_x509: Vec<String>,
 }
 
 impl Default for Config {
@@ -298,6 +324,10 @@ impl Default for Config {
             max_watches_per_stream: 10_000,
             max_watches: 1_000_000,
             slow: crate::stages::SlowThresholds::default(),
+            require_auth: false,
+            allow_plaintext_credentials: false,
+            super_digests: Vec::new(),
+            super_x509: Vec::new(),
         }
     }
 }
@@ -441,6 +471,11 @@ impl Config {
                 snapshot: ms(pick!(slow_snapshot_ms), d.slow.snapshot),
                 request: ms(pick!(slow_request_ms), d.slow.request),
             },
+            require_auth: pick!(require_auth).unwrap_or(d.require_auth),
+            allow_plaintext_credentials: pick!(allow_plaintext_credentials)
+                .unwrap_or(d.allow_plaintext_credentials),
+            super_digests: list(pick!(super_digest)),
+            super_x509: list(pick!(super_x509)),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -452,6 +487,18 @@ impl Config {
     /// The first problem found.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        for d in &self.super_digests {
+            let acl = [crate::tree::acl::Acl {
+                perms: crate::tree::acl::ALL,
+                id: crate::tree::acl::Id::new("digest", d),
+            }];
+            if crate::tree::acl::canonical(&acl, &Default::default()).is_err() {
+                return bad(format!(
+                    "super-digest {d:?} is not user:base64(sha1(user:password)); \
+                     `baton auth digest user:password` prints one"
+                ));
+            }
+        }
         if self.id == 0 {
             return bad("id must be > 0".into());
         }
@@ -518,6 +565,18 @@ impl Config {
             ..Config::default()
         }
     }
+}
+
+/// A comma-separated list, blanks dropped.
+fn list(v: Option<String>) -> Vec<String> {
+    v.map(|s| {
+        s.split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -71,9 +71,25 @@ pub enum BatonError {
     /// The request is malformed.
     #[error("bad arguments: {0}")]
     BadArguments(String),
-    /// The path is reserved for the system.
-    #[error("path is reserved: {0}")]
-    NoAuth(String),
+    /// The caller lacks a permission on a node (its ACL), or the path is reserved.
+    #[error("not authorized: {need} permission on {path} is not granted to the caller")]
+    NoAuth {
+        /// The node.
+        path: String,
+        /// The permission needed (`READ`, `WRITE`, `CREATE`, `DELETE`, `ADMIN`, or
+        /// `SYSTEM` for the reserved subtree).
+        need: &'static str,
+    },
+    /// An ACL is malformed (unknown scheme, bad id, no permissions, `auth` without ids).
+    #[error("invalid ACL: {0}")]
+    InvalidAcl(String),
+    /// The member requires authentication and the request carried none.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// Credentials were malformed, wrong for a super principal, sent where they are not
+    /// accepted, or from an address with too many failed logins.
+    #[error("bad credentials: {0}")]
+    BadCredentials(String),
     /// A fencing check failed: the lock node does not hold its lock with that token.
     #[error("fence check failed: {lock_node} does not hold its lock with token {token}")]
     BadFence {
@@ -147,7 +163,10 @@ impl BatonError {
             BatonError::TooMany { .. } => "TOO_MANY",
             BatonError::Overloaded(_) => "OVERLOADED",
             BatonError::BadArguments(_) => "BAD_ARGUMENTS",
-            BatonError::NoAuth(_) => "NO_AUTH",
+            BatonError::NoAuth { .. } => "NO_AUTH",
+            BatonError::InvalidAcl(_) => "INVALID_ACL",
+            BatonError::Unauthenticated(_) => "UNAUTHENTICATED",
+            BatonError::BadCredentials(_) => "BAD_CREDENTIALS",
             BatonError::RuntimeInconsistency => "RUNTIME_INCONSISTENCY",
             BatonError::BadFence { .. } => "BAD_FENCE",
             BatonError::LockHeld(_) => "LOCK_HELD",
@@ -183,7 +202,9 @@ impl BatonError {
             | BatonError::Overloaded(_)
             | BatonError::NoSpace(_)
             | BatonError::BackupInProgress => Code::ResourceExhausted,
-            BatonError::NoAuth(_) => Code::PermissionDenied,
+            BatonError::NoAuth { .. } => Code::PermissionDenied,
+            BatonError::InvalidAcl(_) => Code::InvalidArgument,
+            BatonError::Unauthenticated(_) | BatonError::BadCredentials(_) => Code::Unauthenticated,
             BatonError::Unavailable(_) => Code::Unavailable,
             BatonError::OutcomeUnknown(_) | BatonError::DeadlineExceeded(_) => {
                 Code::DeadlineExceeded
@@ -205,9 +226,12 @@ impl BatonError {
             | BatonError::NodeExists(p)
             | BatonError::NotEmpty(p)
             | BatonError::NoChildrenForEphemerals(p)
-            | BatonError::NoAuth(p)
             | BatonError::LockHeld(p) => {
                 m.insert("path".into(), p.clone());
+            }
+            BatonError::NoAuth { path, need } => {
+                m.insert("path".into(), path.clone());
+                m.insert("permission".into(), (*need).to_string());
             }
             BatonError::BadFence { lock_node, token } => {
                 m.insert("lock_node".into(), lock_node.clone());

@@ -395,6 +395,20 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         shutdown: peer_stop.clone(),
     };
     let lock_waiters = api::locks::LockWaiters::start(shared.clone());
+    let tree = shared.clone();
+    let authenticator = Arc::new(crate::auth::Authenticator::new(
+        crate::auth::AuthConfig {
+            require_auth: cfg.require_auth,
+            allow_plaintext_credentials: cfg.allow_plaintext_credentials,
+            secure: false,
+            super_digests: cfg.super_digests.clone(),
+            super_x509: cfg.super_x509.clone(),
+        },
+        move |path: &str| {
+            let g = tree.tree.read().unwrap_or_else(|e| e.into_inner());
+            g.get(path).map(|n| n.acl.clone())
+        },
+    ));
     let ctx = Arc::new(Ctx {
         cfg: cfg.clone(),
         raft: raft.clone(),
@@ -407,6 +421,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         shutdown: shutdown.clone(),
         failover,
         space,
+        auth: authenticator.clone(),
     });
     let metrics = Arc::new(Metrics::new());
     if let Some(listener) = metrics_listener {
@@ -509,6 +524,8 @@ async fn serve(
             cfg.max_in_flight,
             cfg.metrics_addr.is_some(),
         ))
+        // Inside the request layer, so refusals are counted and timed like any answer.
+        .layer(crate::auth::AuthLayer::new(ctx.auth.clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
@@ -534,6 +551,9 @@ async fn serve(
         ))
         .add_service(v1::maintenance_server::MaintenanceServer::new(
             api::maintenance::MaintenanceService::new(ctx.clone()),
+        ))
+        .add_service(v1::auth_server::AuthServer::new(
+            api::auth::AuthService::new(ctx.clone()),
         ));
     let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
         let _ = drain_rx.await;
@@ -625,6 +645,7 @@ async fn set_serving(reporter: &tonic_health::server::HealthReporter, serving: b
         "baton.v1.Locks",
         "baton.v1.Elections",
         "baton.v1.Maintenance",
+        "baton.v1.Auth",
     ] {
         reporter.set_service_status(service, status).await;
     }

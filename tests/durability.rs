@@ -284,6 +284,7 @@ fn create_req(path: &str, data: Vec<u8>) -> v1::CreateRequest {
         mode: v1::CreateMode::Persistent as i32,
         session_id: 0,
         ttl_ms: 0,
+        acl: Default::default(),
     }
 }
 

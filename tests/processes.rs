@@ -1020,3 +1020,72 @@ async fn slow_operations_are_logged_with_their_place_and_never_their_data() {
         "data never appears in the log"
     );
 }
+
+/// Secrets in logs (ZooKeeper's CVE-2026-24308, etcd's CVE-2021-28235): with every member
+/// logging at TRACE, credentials sent by clients, a wrong super password and the client's
+/// own `Debug` output never show the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_never_reach_logs_secret_leak() {
+    let super_id = baton::tree::acl::digest_id("root", "canary-7f3a-root");
+    let mut p = Procs::start_with(&["--allow-plaintext-credentials", "--super-digest", &super_id]);
+    p.wait_for_leader(Duration::from_secs(30)).await;
+    let endpoints = p.endpoints_except(None);
+    for e in &endpoints {
+        let one = connect(std::slice::from_ref(e), Duration::from_secs(5))
+            .await
+            .expect("connect");
+        one.set_log_level("trace").await.expect("trace");
+    }
+    let c = connect(&endpoints, Duration::from_secs(5))
+        .await
+        .expect("connect");
+    let alice = c.with_digest("alice", "canary-7f3a-alice").expect("alice");
+    let root = c.with_digest("root", "canary-7f3a-root").expect("root");
+    let guess = c.with_digest("root", "canary-7f3a-guess").expect("guess");
+    eventually("writes as alice", Duration::from_secs(20), || async {
+        alice
+            .create(
+                "/secret-hygiene",
+                "",
+                CreateOptions::persistent().with_acl(vec![baton::client::Acl {
+                    perms: baton::tree::acl::ALL,
+                    id: baton::client::AclId::new("auth", ""),
+                }]),
+            )
+            .await
+            .map(|_| ())
+            .or_else(|e| if e.is("NODE_EXISTS") { Ok(()) } else { Err(e) })
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    alice
+        .get_data("/secret-hygiene")
+        .await
+        .expect("alice reads");
+    assert!(root.who_am_i().await.expect("whoami").superuser);
+    let e = guess.get_data("/").await.expect_err("wrong super password");
+    assert!(e.is("BAD_CREDENTIALS"), "{e}");
+    let debug = format!("{alice:?} {root:?} {guess:?}");
+    assert!(
+        !debug.contains("canary-7f3a"),
+        "Debug shows a password: {debug}"
+    );
+    let options = baton::client::ClientOptions {
+        digest: Some(baton::client::Secret("alice:canary-7f3a-alice".into())),
+        ..Default::default()
+    };
+    assert!(!format!("{options:?}").contains("canary-7f3a"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let logs: String = p
+        .members
+        .iter()
+        .map(|m| std::fs::read_to_string(&m.log).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        logs.lines().filter(|l| l.contains("TRACE")).count() > 100,
+        "the members logged at TRACE"
+    );
+    let leaks: Vec<&str> = logs.lines().filter(|l| l.contains("canary-7f3a")).collect();
+    assert!(leaks.is_empty(), "a password reached the log: {leaks:?}");
+}

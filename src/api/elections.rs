@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 use super::locks::{acquire, release, wait_time};
 use super::Ctx;
 use crate::proto::v1::{self, elections_server::Elections};
+use crate::tree::acl;
 use crate::tree::locks::{self as rules, LockKind};
 use crate::tree::{self as t, path, EventType, RequestResult};
 use crate::watch::{AddOutcome, WatchKind};
@@ -218,6 +219,7 @@ impl Elections for ElectionsService {
         &self,
         req: Request<v1::CampaignRequest>,
     ) -> Result<Response<v1::CampaignResponse>, Status> {
+        let caller = crate::auth::caller(&req);
         let r = req.into_inner();
         let wait = wait_time(r.wait_timeout_ms)?;
         let (leader_node, term) = acquire(
@@ -227,6 +229,7 @@ impl Elections for ElectionsService {
             LockKind::Exclusive,
             &r.value,
             Some(wait),
+            &caller,
         )
         .await?;
         Ok(Response::new(v1::CampaignResponse {
@@ -240,6 +243,7 @@ impl Elections for ElectionsService {
         &self,
         req: Request<v1::ProclaimRequest>,
     ) -> Result<Response<v1::ProclaimResponse>, Status> {
+        let caller = crate::auth::caller(&req);
         let r = req.into_inner();
         self.ctx.check_write_path(&r.leader_node, false)?;
         self.ctx.check_data(&r.value)?;
@@ -258,6 +262,7 @@ impl Elections for ElectionsService {
                     },
                 ],
                 single: false,
+                caller: Some(caller),
             })
             .await?;
         match result {
@@ -273,9 +278,11 @@ impl Elections for ElectionsService {
         &self,
         req: Request<v1::LeaderRequest>,
     ) -> Result<Response<v1::LeaderResponse>, Status> {
+        let caller = crate::auth::caller(&req);
         let r = req.into_inner();
         self.ctx.check_path(&r.path)?;
         self.ctx.reads.linearizable().await?;
+        self.ctx.authorize(&r.path, &caller, acl::READ)?;
         Ok(Response::new(self.ctx.read_tree(|s| {
             leader_of(&self.ctx, s, &r.path, s.applied_index)
         })))
@@ -287,10 +294,12 @@ impl Elections for ElectionsService {
         &self,
         req: Request<v1::ObserveRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
+        let caller = crate::auth::caller(&req);
         let r = req.into_inner();
         self.ctx.check_path(&r.path)?;
         // Start from state at least as new as every write acknowledged before the call.
         self.ctx.reads.linearizable().await?;
+        self.ctx.authorize(&r.path, &caller, acl::READ)?;
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(observe(self.ctx.clone(), r.path, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -300,8 +309,9 @@ impl Elections for ElectionsService {
         &self,
         req: Request<v1::ResignRequest>,
     ) -> Result<Response<v1::ResignResponse>, Status> {
+        let caller = crate::auth::caller(&req);
         let r = req.into_inner();
-        let zxid = release(&self.ctx, &r.leader_node, r.session_id).await?;
+        let zxid = release(&self.ctx, &r.leader_node, r.session_id, &caller).await?;
         Ok(Response::new(v1::ResignResponse {
             header: self.ctx.header_at(zxid),
         }))

@@ -21,6 +21,7 @@ use super::Ctx;
 use crate::consensus::state_machine::SmShared;
 use crate::error::BatonError;
 use crate::proto::v1::{self, locks_server::Locks};
+use crate::tree::acl::{self, Caller};
 use crate::tree::locks::{self as rules, Contender, LockKind};
 use crate::tree::{self as t, path, CreateMode, OpOutcome, RequestResult};
 use crate::watch::{AddOutcome, WatchKind};
@@ -230,6 +231,8 @@ impl Drop for Candidacy {
                             version: -1,
                         }],
                         single: true,
+                        // Withdrawing the member's own placeholder for a caller that left.
+                        caller: None,
                     })
                     .await;
                 match r {
@@ -250,6 +253,7 @@ async fn enqueue(
     session_id: u64,
     kind: LockKind,
     data: &[u8],
+    caller: &Caller,
 ) -> Result<(Candidacy, u64), BatonError> {
     ctx.check_write_path(lock_path, false)?;
     if lock_path == "/" {
@@ -271,8 +275,10 @@ async fn enqueue(
                         mode: CreateMode::Container,
                         session_id: 0,
                         ttl_ms: 0,
+                        acl: Vec::new(),
                     }],
                     single: true,
+                    caller: Some(caller.clone()),
                 })
                 .await?;
             match r {
@@ -291,8 +297,10 @@ async fn enqueue(
                     mode: CreateMode::EphemeralSequential,
                     session_id,
                     ttl_ms: 0,
+                    acl: Vec::new(),
                 }],
                 single: true,
+                caller: Some(caller.clone()),
             })
             .await?;
         match r {
@@ -332,8 +340,9 @@ pub(crate) async fn acquire(
     kind: LockKind,
     data: &[u8],
     wait: Option<Duration>,
+    caller: &Caller,
 ) -> Result<(String, u64), BatonError> {
-    let (cand, token) = enqueue(ctx, lock_path, session_id, kind, data).await?;
+    let (cand, token) = enqueue(ctx, lock_path, session_id, kind, data, caller).await?;
     let Some(wait) = wait else {
         // TryAcquire: the queue as of our own create decides; a contender that does not
         // hold the lock leaves the queue at once (dropping the candidacy deletes its node).
@@ -387,7 +396,12 @@ pub(crate) async fn acquire(
 }
 
 /// Deletes a contender node owned by `session_id`.
-pub(crate) async fn release(ctx: &Ctx, node: &str, session_id: u64) -> Result<u64, BatonError> {
+pub(crate) async fn release(
+    ctx: &Ctx,
+    node: &str,
+    session_id: u64,
+    caller: &Caller,
+) -> Result<u64, BatonError> {
     ctx.check_write_path(node, false)?;
     // A contender's owner never changes and its name is never reused, so a node this member
     // already has answers the ownership question without a read-index round trip; only a
@@ -416,6 +430,7 @@ pub(crate) async fn release(ctx: &Ctx, node: &str, session_id: u64) -> Result<u6
                 version: -1,
             }],
             single: true,
+            caller: Some(caller.clone()),
         })
         .await?;
     match r {
@@ -485,10 +500,19 @@ impl LocksService {
         &self,
         r: v1::AcquireRequest,
         wait: Option<Duration>,
+        caller: &Caller,
     ) -> Result<Response<v1::AcquireResponse>, Status> {
         let kind = kind_of(&r)?;
-        let (lock_node, fencing_token) =
-            acquire(&self.ctx, &r.path, r.session_id, kind, &r.data, wait).await?;
+        let (lock_node, fencing_token) = acquire(
+            &self.ctx,
+            &r.path,
+            r.session_id,
+            kind,
+            &r.data,
+            wait,
+            caller,
+        )
+        .await?;
         Ok(Response::new(v1::AcquireResponse {
             header: self.ctx.header_at(self.ctx.reads.applied()),
             lock_node,
@@ -503,24 +527,27 @@ impl Locks for LocksService {
         &self,
         req: Request<v1::AcquireRequest>,
     ) -> Result<Response<v1::AcquireResponse>, Status> {
+        let caller = crate::auth::caller(&req);
         let r = req.into_inner();
         let wait = wait_time(r.wait_timeout_ms)?;
-        self.do_acquire(r, Some(wait)).await
+        self.do_acquire(r, Some(wait), &caller).await
     }
 
     async fn try_acquire(
         &self,
         req: Request<v1::AcquireRequest>,
     ) -> Result<Response<v1::AcquireResponse>, Status> {
-        self.do_acquire(req.into_inner(), None).await
+        let caller = crate::auth::caller(&req);
+        self.do_acquire(req.into_inner(), None, &caller).await
     }
 
     async fn release(
         &self,
         req: Request<v1::ReleaseRequest>,
     ) -> Result<Response<v1::ReleaseResponse>, Status> {
+        let caller = crate::auth::caller(&req);
         let r = req.into_inner();
-        let zxid = release(&self.ctx, &r.lock_node, r.session_id).await?;
+        let zxid = release(&self.ctx, &r.lock_node, r.session_id, &caller).await?;
         Ok(Response::new(v1::ReleaseResponse {
             header: self.ctx.header_at(zxid),
         }))
@@ -530,9 +557,11 @@ impl Locks for LocksService {
         &self,
         req: Request<v1::InspectRequest>,
     ) -> Result<Response<v1::InspectResponse>, Status> {
+        let caller = crate::auth::caller(&req);
         let r = req.into_inner();
         self.ctx.check_path(&r.path)?;
         self.ctx.reads.linearizable().await?;
+        self.ctx.authorize(&r.path, &caller, acl::READ)?;
         let (list, zxid) = self
             .ctx
             .read_tree(|s| (rules::contenders(s, &r.path), s.applied_index));
@@ -549,9 +578,11 @@ impl Locks for LocksService {
         &self,
         req: Request<v1::ValidateFenceRequest>,
     ) -> Result<Response<v1::ValidateFenceResponse>, Status> {
+        let caller = crate::auth::caller(&req);
         let r = req.into_inner();
         self.ctx.check_path(&r.lock_node)?;
         self.ctx.reads.linearizable().await?;
+        self.ctx.authorize(&r.lock_node, &caller, acl::READ)?;
         let (valid, zxid) = self.ctx.read_tree(|s| {
             (
                 rules::holds(s, &r.lock_node, r.fencing_token),

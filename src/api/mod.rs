@@ -15,9 +15,11 @@ use crate::consensus::state_machine::SmShared;
 use crate::consensus::Raft;
 use crate::error::BatonError;
 use crate::proto::v1;
+use crate::tree::acl::{self, Caller};
 use crate::tree::path::{self, PathLimits};
 use crate::tree::{RequestResult, State, Zxid};
 
+pub mod auth;
 pub mod cluster;
 pub mod elections;
 pub mod locks;
@@ -53,6 +55,8 @@ pub struct Ctx {
     pub failover: Arc<crate::consensus::failover::Failover>,
     /// Disk-space measurements and limits.
     pub space: Arc<crate::consensus::space::SpaceAlarm>,
+    /// Who callers are, and the method gate (its counters are exported).
+    pub auth: Arc<crate::auth::Authenticator>,
 }
 
 impl Ctx {
@@ -122,9 +126,24 @@ impl Ctx {
         crate::ops::grpc::note_path(p);
         path::validate(p, sequential, &self.path_limits())?;
         if path::is_reserved(p) {
-            return Err(BatonError::NoAuth(p.to_string()));
+            return Err(BatonError::NoAuth {
+                path: p.to_string(),
+                need: "SYSTEM",
+            });
         }
         Ok(())
+    }
+
+    /// Checks `perm` on the node at `p` for `caller`; a missing node passes (the operation
+    /// then reports it, or applies its own check).
+    ///
+    /// # Errors
+    /// `NO_AUTH`.
+    pub fn authorize(&self, p: &str, caller: &Caller, perm: u32) -> Result<(), BatonError> {
+        self.read_tree(|s| match s.get(p) {
+            Some(n) => acl::require(n.acl.as_slice(), caller, perm, p),
+            None => Ok(()),
+        })
     }
 
     /// Checks a data size against the limit.

@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::Ctx;
 use crate::error::BatonError;
 use crate::proto::v1::{self, watches_server::Watches};
+use crate::tree::acl::{self, Caller};
 use crate::watch::{AddOutcome, Delivery, WatchKind};
 
 /// The Watches service.
@@ -47,7 +48,7 @@ fn watch_error(request_id: u64, e: &BatonError) -> v1::WatchResponse {
 }
 
 /// Handles one add request; returns the replies to send (in order).
-fn add(ctx: &Ctx, stream: u64, a: v1::AddWatch) -> v1::WatchResponse {
+fn add(ctx: &Ctx, stream: u64, a: v1::AddWatch, caller: &Caller) -> v1::WatchResponse {
     if let Err(e) = ctx.check_path(&a.path) {
         return watch_error(a.request_id, &e);
     }
@@ -65,6 +66,13 @@ fn add(ctx: &Ctx, stream: u64, a: v1::AddWatch) -> v1::WatchResponse {
         let node = s.get(&a.path);
         if node.is_none() && matches!(kind, WatchKind::Data | WatchKind::Children) {
             return watch_error(a.request_id, &BatonError::NoNode(a.path.clone()));
+        }
+        // Registering needs READ on the node (a missing node needs nothing, as in ZooKeeper);
+        // each event is checked again, at delivery, against the node it happened to.
+        if let Some(n) = node {
+            if let Err(e) = acl::require(n.acl.as_slice(), caller, acl::READ, &a.path) {
+                return watch_error(a.request_id, &e);
+            }
         }
         match hub.add(stream, &a.path, kind, a.start_zxid) {
             AddOutcome::Added { watch_id } => v1::WatchResponse {
@@ -127,9 +135,15 @@ fn delivery(d: Delivery) -> Vec<v1::WatchResponse> {
     out
 }
 
-async fn serve(ctx: Arc<Ctx>, mut inbound: Streaming<v1::WatchRequest>, out: Out, owner: String) {
+async fn serve(
+    ctx: Arc<Ctx>,
+    mut inbound: Streaming<v1::WatchRequest>,
+    out: Out,
+    owner: String,
+    caller: Caller,
+) {
     let hub = ctx.shared.hub.clone();
-    let mut handle = hub.open_stream_for(&owner);
+    let mut handle = hub.open_stream_as(&owner, Some(caller.clone()));
     let id = handle.id;
     let mut shutdown = ctx.shutdown.clone();
     // Checked before deliveries: once this member has installed a snapshot, the events it
@@ -185,7 +199,7 @@ async fn serve(ctx: Arc<Ctx>, mut inbound: Streaming<v1::WatchRequest>, out: Out
                     let reply = match req.request {
                         Some(v1::watch_request::Request::Add(a)) => {
                             match resume_point_applied(&ctx, &a).await {
-                                Ok(()) => add(&ctx, id, a),
+                                Ok(()) => add(&ctx, id, a, &caller),
                                 Err(e) => watch_error(a.request_id, &e),
                             }
                         }
@@ -225,10 +239,11 @@ impl Watches for WatchesService {
         req: Request<Streaming<v1::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let (tx, rx) = mpsc::channel(256);
+        let caller = crate::auth::caller(&req);
         let owner = req
             .remote_addr()
             .map_or_else(|| "unknown".to_string(), |a| a.to_string());
-        tokio::spawn(serve(self.ctx.clone(), req.into_inner(), tx, owner));
+        tokio::spawn(serve(self.ctx.clone(), req.into_inner(), tx, owner, caller));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

@@ -9,6 +9,7 @@ use super::Ctx;
 use crate::error::BatonError;
 use crate::proto::v1::{self, z_nodes_server::ZNodes};
 use crate::proto::{create_mode, op_error};
+use crate::tree::acl::{self, Caller};
 use crate::tree::path;
 use crate::tree::{self as t, OpOutcome, RequestResult};
 
@@ -23,7 +24,7 @@ impl ZNodesService {
         ZNodesService { ctx }
     }
 
-    fn create_op(&self, r: v1::CreateRequest) -> Result<t::Op, BatonError> {
+    fn create_op(&self, r: v1::CreateRequest, caller: &Caller) -> Result<t::Op, BatonError> {
         let mode = create_mode(r.mode)?;
         self.ctx.check_write_path(&r.path, mode.is_sequential())?;
         self.ctx.check_data(&r.data)?;
@@ -44,12 +45,18 @@ impl ZNodesService {
                 "ttl_ms is only valid with a TTL create mode".into(),
             ));
         }
+        let acl = if r.acl.is_empty() {
+            Vec::new()
+        } else {
+            acl::canonical(&acl_from_wire(r.acl), caller)?
+        };
         Ok(t::Op::Create {
             path: r.path,
             data: r.data.into(),
             mode,
             session_id: if mode.is_ephemeral() { r.session_id } else { 0 },
             ttl_ms: r.ttl_ms,
+            acl,
         })
     }
 
@@ -87,13 +94,14 @@ impl ZNodesService {
         })
     }
 
-    /// Proposes one op and returns its outcome.
-    async fn single(&self, op: t::Op) -> Result<(OpOutcome, u64), Status> {
+    /// Proposes one op for `caller` and returns its outcome.
+    async fn single(&self, op: t::Op, caller: Caller) -> Result<(OpOutcome, u64), Status> {
         let (result, zxid) = self
             .ctx
             .write(t::Request::Multi {
                 ops: vec![op],
                 single: true,
+                caller: Some(caller),
             })
             .await?;
         match result {
@@ -102,6 +110,30 @@ impl ZNodesService {
             other => Err(BatonError::Internal(format!("unexpected result {other:?}")).to_status()),
         }
     }
+}
+
+/// Wire ACL entries → ours (checked later by [`acl::canonical`]).
+pub fn acl_from_wire(list: Vec<v1::Acl>) -> Vec<acl::Acl> {
+    list.into_iter()
+        .map(|a| acl::Acl {
+            perms: a.perms,
+            id: acl::Id {
+                scheme: a.scheme,
+                id: a.id,
+            },
+        })
+        .collect()
+}
+
+/// Our ACL entries → wire.
+pub fn acl_to_wire(list: &[acl::Acl]) -> Vec<v1::Acl> {
+    list.iter()
+        .map(|a| v1::Acl {
+            perms: a.perms,
+            scheme: a.id.scheme.clone(),
+            id: a.id.id.clone(),
+        })
+        .collect()
 }
 
 fn check_version(v: i32) -> Result<(), BatonError> {
@@ -127,6 +159,11 @@ fn outcome_to_wire(o: &OpOutcome, header: Option<v1::ResponseHeader>) -> v1::OpR
             stat: Some(stat.into()),
         }),
         OpOutcome::Check => R::Check(v1::CheckResult {}),
+        // Not a Multi op; reported as a set for completeness.
+        OpOutcome::SetAcl { stat } => R::SetData(v1::SetDataResponse {
+            header,
+            stat: Some(stat.into()),
+        }),
     };
     v1::OpResult { result: Some(r) }
 }
@@ -137,8 +174,9 @@ impl ZNodes for ZNodesService {
         &self,
         req: Request<v1::CreateRequest>,
     ) -> Result<Response<v1::CreateResponse>, Status> {
-        let op = self.create_op(req.into_inner())?;
-        match self.single(op).await? {
+        let caller = crate::auth::caller(&req);
+        let op = self.create_op(req.into_inner(), &caller)?;
+        match self.single(op, caller).await? {
             (OpOutcome::Create { path, stat }, zxid) => Ok(Response::new(v1::CreateResponse {
                 header: self.ctx.header_at(zxid),
                 path,
@@ -152,8 +190,9 @@ impl ZNodes for ZNodesService {
         &self,
         req: Request<v1::DeleteRequest>,
     ) -> Result<Response<v1::DeleteResponse>, Status> {
+        let caller = crate::auth::caller(&req);
         let op = self.delete_op(req.into_inner())?;
-        let (_, zxid) = self.single(op).await?;
+        let (_, zxid) = self.single(op, caller).await?;
         Ok(Response::new(v1::DeleteResponse {
             header: self.ctx.header_at(zxid),
         }))
@@ -163,12 +202,21 @@ impl ZNodes for ZNodesService {
         &self,
         req: Request<v1::ExistsRequest>,
     ) -> Result<Response<v1::ExistsResponse>, Status> {
+        let caller = crate::auth::caller(&req);
         let r = req.into_inner();
         self.ctx.check_path(&r.path)?;
         self.ctx.before_read(r.consistency, r.min_zxid).await?;
-        let (stat, zxid) = self
-            .ctx
-            .read_tree(|s| (s.get(&r.path).map(|n| (&n.stat).into()), s.applied_index));
+        // As ZooKeeper: `exists` on an existing node needs READ; on a missing one, nothing.
+        let (stat, zxid) = self.ctx.read_tree(|s| {
+            let stat = match s.get(&r.path) {
+                Some(n) => {
+                    acl::require(n.acl.as_slice(), &caller, acl::READ, &r.path)?;
+                    Some((&n.stat).into())
+                }
+                None => None,
+            };
+            Ok::<_, BatonError>((stat, s.applied_index))
+        })?;
         Ok(Response::new(v1::ExistsResponse {
             header: self.ctx.header_at(zxid),
             exists: stat.is_some(),
@@ -180,16 +228,17 @@ impl ZNodes for ZNodesService {
         &self,
         req: Request<v1::GetDataRequest>,
     ) -> Result<Response<v1::GetDataResponse>, Status> {
+        let caller = crate::auth::caller(&req);
         let r = req.into_inner();
         self.ctx.check_path(&r.path)?;
         self.ctx.before_read(r.consistency, r.min_zxid).await?;
-        let (found, zxid) = self.ctx.read_tree(|s| {
-            (
-                s.get(&r.path).map(|n| (n.data.to_vec(), (&n.stat).into())),
-                s.applied_index,
-            )
-        });
-        let (data, stat) = found.ok_or_else(|| BatonError::NoNode(r.path.clone()))?;
+        let (data, stat, zxid) = self.ctx.read_tree(|s| {
+            let n = s
+                .get(&r.path)
+                .ok_or_else(|| BatonError::NoNode(r.path.clone()))?;
+            acl::require(n.acl.as_slice(), &caller, acl::READ, &r.path)?;
+            Ok::<_, BatonError>((n.data.to_vec(), (&n.stat).into(), s.applied_index))
+        })?;
         Ok(Response::new(v1::GetDataResponse {
             header: self.ctx.header_at(zxid),
             data,
@@ -201,8 +250,9 @@ impl ZNodes for ZNodesService {
         &self,
         req: Request<v1::SetDataRequest>,
     ) -> Result<Response<v1::SetDataResponse>, Status> {
+        let caller = crate::auth::caller(&req);
         let op = self.set_op(req.into_inner())?;
-        match self.single(op).await? {
+        match self.single(op, caller).await? {
             (OpOutcome::SetData { stat }, zxid) => Ok(Response::new(v1::SetDataResponse {
                 header: self.ctx.header_at(zxid),
                 stat: Some((&stat).into()),
@@ -215,6 +265,7 @@ impl ZNodes for ZNodesService {
         &self,
         req: Request<v1::GetChildrenRequest>,
     ) -> Result<Response<v1::GetChildrenResponse>, Status> {
+        let caller = crate::auth::caller(&req);
         let r = req.into_inner();
         self.ctx.check_path(&r.path)?;
         self.ctx.before_read(r.consistency, r.min_zxid).await?;
@@ -225,8 +276,13 @@ impl ZNodes for ZNodesService {
             (r.limit as usize).min(max)
         };
         let out = self.ctx.read_tree(|s| {
-            let node = s.get(&r.path)?;
-            let (page, more) = s.children_page(&r.path, &r.start_after, limit)?;
+            let Some(node) = s.get(&r.path) else {
+                return Err(BatonError::NoNode(r.path.clone()));
+            };
+            acl::require(node.acl.as_slice(), &caller, acl::READ, &r.path)?;
+            let Some((page, more)) = s.children_page(&r.path, &r.start_after, limit) else {
+                return Err(BatonError::NoNode(r.path.clone()));
+            };
             let stats: Vec<v1::Stat> = if r.include_stats {
                 page.iter()
                     .filter_map(|name| s.get(&path::join(&r.path, name)))
@@ -240,7 +296,7 @@ impl ZNodes for ZNodesService {
             } else {
                 String::new()
             };
-            Some(v1::GetChildrenResponse {
+            Ok(v1::GetChildrenResponse {
                 header: self.ctx.header_at(s.applied_index),
                 children: page.into_iter().cloned().collect(),
                 stats,
@@ -248,14 +304,14 @@ impl ZNodes for ZNodesService {
                 next,
             })
         });
-        out.map(Response::new)
-            .ok_or_else(|| BatonError::NoNode(r.path).to_status())
+        Ok(Response::new(out?))
     }
 
     async fn multi(
         &self,
         req: Request<v1::MultiRequest>,
     ) -> Result<Response<v1::MultiResponse>, Status> {
+        let caller = crate::auth::caller(&req);
         let r = req.into_inner();
         if r.ops.len() > self.ctx.cfg.max_multi_ops {
             return Err(BatonError::TooLarge {
@@ -270,7 +326,7 @@ impl ZNodes for ZNodesService {
         for (i, op) in r.ops.into_iter().enumerate() {
             let converted = match op.op {
                 Some(v1::op::Op::Check(c)) => self.check_op(c),
-                Some(v1::op::Op::Create(c)) => self.create_op(c),
+                Some(v1::op::Op::Create(c)) => self.create_op(c, &caller),
                 Some(v1::op::Op::Delete(d)) => self.delete_op(d),
                 Some(v1::op::Op::SetData(s)) => self.set_op(s),
                 Some(v1::op::Op::CheckFence(f)) => {
@@ -301,7 +357,11 @@ impl ZNodes for ZNodesService {
         let n = ops.len();
         let (result, zxid) = self
             .ctx
-            .write(t::Request::Multi { ops, single: false })
+            .write(t::Request::Multi {
+                ops,
+                single: false,
+                caller: Some(caller),
+            })
             .await?;
         let header = self.ctx.header_at(zxid);
         let resp = match result {
@@ -336,6 +396,54 @@ impl ZNodes for ZNodesService {
             }
         };
         Ok(Response::new(resp))
+    }
+
+    async fn get_acl(
+        &self,
+        req: Request<v1::GetAclRequest>,
+    ) -> Result<Response<v1::GetAclResponse>, Status> {
+        let caller = crate::auth::caller(&req);
+        let r = req.into_inner();
+        self.ctx.check_path(&r.path)?;
+        self.ctx.before_read(r.consistency, r.min_zxid).await?;
+        let resp = self.ctx.read_tree(|s| {
+            let n = s
+                .get(&r.path)
+                .ok_or_else(|| BatonError::NoNode(r.path.clone()))?;
+            let list = n.acl.as_slice();
+            if !acl::allowed(list, &caller, acl::READ) {
+                acl::require(list, &caller, acl::ADMIN, &r.path)?;
+            }
+            Ok::<_, BatonError>(v1::GetAclResponse {
+                header: self.ctx.header_at(s.applied_index),
+                acl: acl_to_wire(&acl::shown(list, &caller)),
+                stat: Some((&n.stat).into()),
+            })
+        })?;
+        Ok(Response::new(resp))
+    }
+
+    async fn set_acl(
+        &self,
+        req: Request<v1::SetAclRequest>,
+    ) -> Result<Response<v1::SetAclResponse>, Status> {
+        let caller = crate::auth::caller(&req);
+        let r = req.into_inner();
+        self.ctx.check_write_path(&r.path, false)?;
+        check_version(r.version)?;
+        let list = acl::canonical(&acl_from_wire(r.acl), &caller)?;
+        let op = t::Op::SetAcl {
+            path: r.path,
+            acl: list,
+            version: r.version,
+        };
+        match self.single(op, caller).await? {
+            (OpOutcome::SetAcl { stat }, zxid) => Ok(Response::new(v1::SetAclResponse {
+                header: self.ctx.header_at(zxid),
+                stat: Some((&stat).into()),
+            })),
+            _ => Err(Status::internal("unexpected set_acl outcome")),
+        }
     }
 
     async fn sync(

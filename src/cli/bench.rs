@@ -324,7 +324,7 @@ pub async fn run(endpoints: &[String], args: BenchArgs, out: &mut Printer) -> Re
     };
     if args.breakdown {
         let mut quiet = Printer::sink();
-        super::commands::stages(endpoints, stage_options, true, &mut quiet).await?;
+        super::commands::stages(endpoints, stage_options.clone(), true, &mut quiet).await?;
     }
     let report = match args.workload {
         Workload::Put | Workload::Get | Workload::CreateDelete => {
@@ -334,7 +334,7 @@ pub async fn run(endpoints: &[String], args: BenchArgs, out: &mut Printer) -> Re
         Workload::Lock => lock(endpoints, &args).await?,
     };
     if args.breakdown {
-        super::commands::stages(endpoints, stage_options, false, out).await?;
+        super::commands::stages(endpoints, stage_options.clone(), false, out).await?;
     }
     eprintln!("{}", report.summary());
     if args.workload == Workload::Lock {
@@ -363,6 +363,7 @@ async fn connect_pool(
     };
     let connects = (0..count).map(|j| {
         let list = rotated(endpoints, j);
+        let options = options.clone();
         async move { Client::connect_with(list, options).await }
     });
     let clients = futures::future::join_all(connects).await;

@@ -6,11 +6,12 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::output::{self, Printer};
-use super::{CliError, CreateArgs, LsArgs, RmArgs, SessionCommand, SetArgs, WatchArgs};
+use super::{AclCommand, CliError, CreateArgs, LsArgs, RmArgs, SessionCommand, SetArgs, WatchArgs};
 use crate::client::{
-    ChildrenOptions, Client, ClientError, ClientOptions, CreateOptions, Session, SessionState,
-    Stat, WatchKind,
+    Acl, AclId, ChildrenOptions, Client, ClientError, ClientOptions, CreateOptions, Session,
+    SessionState, Stat, WatchKind,
 };
+use crate::tree::acl;
 
 /// Data given on the command line, or stdin for `-`.
 fn read_data(arg: Option<&str>) -> Result<Vec<u8>, CliError> {
@@ -80,6 +81,7 @@ pub async fn create(client: &Client, args: CreateArgs, out: &mut Printer) -> Res
         mode: args.mode(),
         session_id,
         ttl_ms: args.ttl.unwrap_or(0),
+        acl: parse_acl(&args.acl)?,
     };
     let (path, stat) = match client.create(&args.path, data, options).await {
         Ok(created) => created,
@@ -551,13 +553,16 @@ pub async fn status(
         connect_timeout: options.connect_timeout.min(options.timeout),
         ..options
     };
-    let asks = endpoints.iter().map(|endpoint| async move {
-        let result = async {
-            let client = Client::connect_with([endpoint], options).await?;
-            client.status().await
+    let asks = endpoints.iter().map(|endpoint| {
+        let options = options.clone();
+        async move {
+            let result = async {
+                let client = Client::connect_with([endpoint], options).await?;
+                client.status().await
+            }
+            .await;
+            (endpoint.clone(), result)
         }
-        .await;
-        (endpoint.clone(), result)
     });
     let results = futures::future::join_all(asks).await;
     if !out.json() {
@@ -610,13 +615,16 @@ pub async fn stages(
     reset: bool,
     out: &mut Printer,
 ) -> Result<(), CliError> {
-    let asks = endpoints.iter().map(|endpoint| async move {
-        let result = async {
-            let client = Client::connect_with([endpoint], options).await?;
-            client.stages(reset).await
+    let asks = endpoints.iter().map(|endpoint| {
+        let options = options.clone();
+        async move {
+            let result = async {
+                let client = Client::connect_with([endpoint], options).await?;
+                client.stages(reset).await
+            }
+            .await;
+            (endpoint.clone(), result)
         }
-        .await;
-        (endpoint.clone(), result)
     });
     let mut failed = Vec::new();
     for (endpoint, result) in futures::future::join_all(asks).await {
@@ -712,6 +720,108 @@ pub async fn cluster(
         for m in &members {
             out.line(&output::member_row(m))?;
         }
+    }
+    Ok(())
+}
+
+/// Parses ACL entries `SCHEME:ID:PERMS` (the id may hold colons, as digest ids do).
+///
+/// # Errors
+/// `BAD_ARGUMENTS` naming the bad entry.
+pub fn parse_acl(entries: &[String]) -> Result<Vec<Acl>, CliError> {
+    entries
+        .iter()
+        .map(|e| {
+            let bad = |why: &str| CliError::Other(format!("BAD_ARGUMENTS: ACL entry {e:?}: {why}"));
+            let (scheme, rest) = e
+                .split_once(':')
+                .ok_or_else(|| bad("expected SCHEME:ID:PERMS"))?;
+            let (id, perms) = rest
+                .rsplit_once(':')
+                .ok_or_else(|| bad("expected SCHEME:ID:PERMS"))?;
+            let perms = acl::parse_letters(perms).map_err(|x| bad(&x.to_string()))?;
+            Ok(Acl {
+                perms,
+                id: AclId::new(scheme, id),
+            })
+        })
+        .collect()
+}
+
+/// `baton acl get|set`.
+pub async fn acl(client: &Client, cmd: AclCommand, out: &mut Printer) -> Result<(), CliError> {
+    match cmd {
+        AclCommand::Get { path } => {
+            let (list, stat) = client.get_acl(&path).await?;
+            if out.json() {
+                let entries: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|a| {
+                        serde_json::json!({
+                            "scheme": a.id.scheme,
+                            "id": a.id.id,
+                            "perms": acl::perms_letters(a.perms),
+                        })
+                    })
+                    .collect();
+                out.value(&serde_json::json!({ "acl": entries, "aversion": stat.aversion }))?;
+            } else {
+                for a in &list {
+                    out.line(&format!("{}:{}", a.id, acl::perms_letters(a.perms)))?;
+                }
+            }
+        }
+        AclCommand::Set {
+            path,
+            entries,
+            version,
+        } => {
+            let list = parse_acl(&entries)?;
+            let stat = client.set_acl(&path, &list, version).await?;
+            if out.json() {
+                out.value(&serde_json::json!({ "aversion": stat.aversion }))?;
+            } else {
+                out.line(&format!("aversion {}", stat.aversion))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `baton auth whoami`.
+pub async fn whoami(client: &Client, out: &mut Printer) -> Result<(), CliError> {
+    let me = client.who_am_i().await?;
+    if out.json() {
+        out.value(&serde_json::json!({
+            "member_id": me.member_id,
+            "ids": me.ids,
+            "superuser": me.superuser,
+            "secure": me.secure,
+        }))?;
+    } else if me.ids.is_empty() && !me.superuser {
+        out.line("anonymous")?;
+    } else {
+        for id in &me.ids {
+            out.line(id)?;
+        }
+        if me.superuser {
+            out.line("(super principal)")?;
+        }
+    }
+    Ok(())
+}
+
+/// `baton auth digest USER:PASSWORD`: computed here, nothing sent.
+pub fn digest(credentials: &str, out: &mut Printer) -> Result<(), CliError> {
+    let (user, password) = credentials
+        .split_once(':')
+        .filter(|(u, _)| !u.is_empty())
+        .ok_or_else(|| CliError::Other("BAD_ARGUMENTS: expected USER:PASSWORD".into()))?;
+    let id = acl::digest_id(user, password);
+    if out.json() {
+        out.value(&serde_json::json!({ "id": id }))?;
+    } else {
+        out.line(&id)?;
     }
     Ok(())
 }

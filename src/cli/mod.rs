@@ -58,6 +58,17 @@ pub struct Cli {
     )]
     pub call_timeout_ms: u64,
 
+    /// Authenticate as USER:PASSWORD (ZooKeeper's digest scheme). Members accept it over
+    /// TLS, or over plaintext when started with --allow-plaintext-credentials.
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_USER",
+        value_name = "USER:PASSWORD",
+        hide_env_values = true
+    )]
+    pub user: Option<String>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -124,6 +135,48 @@ pub enum Command {
     /// restore one into the data directories of a new cluster.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Read and change node ACLs (entries are SCHEME:ID:PERMS, e.g. world:anyone:r,
+    /// digest:alice:HASH:cdrwa, auth::cdrwa, x509:CN=app:rw).
+    #[command(subcommand)]
+    Acl(AclCommand),
+    /// Identities: who the member takes you to be, and digest ids for ACLs.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+/// `acl` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AclCommand {
+    /// Print a node's ACL (digest hashes are masked without ADMIN on the node).
+    Get {
+        /// Absolute path.
+        path: String,
+    },
+    /// Replace a node's ACL (needs ADMIN on it).
+    Set {
+        /// Absolute path.
+        path: String,
+        /// Entries, SCHEME:ID:PERMS with PERMS of c (create), d (delete), r (read),
+        /// w (write), a (admin).
+        #[arg(required = true)]
+        entries: Vec<String>,
+        /// Only if the node's aversion is this.
+        #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+        version: i32,
+    },
+}
+
+/// `auth` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Print the ids the member takes this client to be (`--user`, client certificate).
+    Whoami,
+    /// Print the digest id of USER:PASSWORD, for ACL entries (digest:ID:PERMS) and
+    /// --super-digest. Computed locally; nothing is sent.
+    Digest {
+        /// The credentials.
+        credentials: String,
+    },
 }
 
 /// `cluster` subcommands. Changes are executed by the leader whichever member receives them.
@@ -247,6 +300,9 @@ pub struct CreateArgs {
     /// Initial data; `-` reads it from stdin. Empty if omitted.
     #[arg(allow_hyphen_values = true)]
     pub data: Option<String>,
+    /// ACL entry SCHEME:ID:PERMS (repeatable); open to all if none.
+    #[arg(long = "acl", value_name = "ENTRY")]
+    pub acl: Vec<String>,
 }
 
 impl CreateArgs {
@@ -394,8 +450,12 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
     let mut out = output::Printer::new(cli.output);
     let options = ClientOptions {
         timeout: Duration::from_millis(cli.call_timeout_ms),
+        digest: cli.user.clone().map(crate::client::Secret),
         ..ClientOptions::default()
     };
+    if let Command::Auth(AuthCommand::Digest { credentials }) = &cli.command {
+        return commands::digest(credentials, &mut out);
+    }
     let endpoints = &cli.endpoints;
     match cli.command {
         Command::Status | Command::Cluster(ClusterCommand::Status) => {
@@ -426,6 +486,8 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Cluster(cmd) => commands::cluster(&client, cmd, &mut out).await,
         Command::Lock(args) => locks::lock(&client, args, &mut out).await,
         Command::Elect(args) => locks::elect(&client, args, &mut out).await,
+        Command::Acl(cmd) => commands::acl(&client, cmd, &mut out).await,
+        Command::Auth(_) => commands::whoami(&client, &mut out).await,
         Command::Status | Command::Bench(_) | Command::Probe(_) | Command::Snapshot(_) => Ok(()),
     }
 }

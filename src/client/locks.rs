@@ -625,7 +625,7 @@ impl Client {
         for _ in 0..self.shared.channels.len() {
             let (index, channel) = self.current();
             let mut stub = elections(channel, max);
-            let call = stub.observe(Request::new(req.clone()));
+            let call = stub.observe(self.request(req.clone()));
             match tokio::time::timeout_at(deadline, call).await {
                 Err(_) => {
                     self.fail_over(index);
@@ -715,7 +715,7 @@ impl Client {
                 break;
             }
             let (index, channel) = self.current();
-            let mut request = Request::new(req.clone());
+            let mut request = self.request(req.clone());
             request.set_timeout(remaining);
             match tokio::time::timeout_at(deadline, queue.call(channel, max, request)).await {
                 Err(_) => {

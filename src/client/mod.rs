@@ -64,6 +64,7 @@ use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
 
+use crate::proto::v1::auth_client::AuthClient;
 use crate::proto::v1::cluster_client::ClusterClient;
 use crate::proto::v1::maintenance_client::MaintenanceClient;
 use crate::proto::v1::sessions_client::SessionsClient;
@@ -83,9 +84,10 @@ pub use crate::proto::v1::{
     Op, ResponseHeader, SessionInfo, StageStats, StagesResponse, Stat, StatusResponse, WatchEvent,
     WatchInfo, WatchesResponse,
 };
+pub use crate::tree::acl::{Acl, Id as AclId};
 
 /// Connection settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientOptions {
     /// Deadline of each call, retries included (default 10 s).
     pub timeout: Duration,
@@ -94,6 +96,20 @@ pub struct ClientOptions {
     /// Largest message the client accepts (default 64 MiB: a page of 10 000 children with
     /// stats, or a 1 MiB value, fits easily).
     pub max_message_size: usize,
+    /// Authenticate as `user:password` with ZooKeeper's digest scheme (see
+    /// [`Client::with_digest`]); `None`: anonymous.
+    pub digest: Option<Secret>,
+}
+
+/// A `user:password` pair that never prints its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let user = self.0.split_once(':').map_or("", |(u, _)| u);
+        write!(f, "Secret({user}:<redacted>)")
+    }
 }
 
 impl Default for ClientOptions {
@@ -102,6 +118,7 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
             max_message_size: 64 * 1024 * 1024,
+            digest: None,
         }
     }
 }
@@ -120,6 +137,18 @@ enum Retry {
 pub struct Client {
     shared: Arc<Shared>,
     timeout: Duration,
+    credentials: Option<Credentials>,
+}
+
+/// An `authorization: digest user:password` entry sent with every call. Marked sensitive
+/// (never indexed by HPACK) and never printed.
+#[derive(Clone)]
+struct Credentials(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials(<redacted>)")
+    }
 }
 
 struct Shared {
@@ -139,6 +168,7 @@ impl std::fmt::Debug for Client {
             .field("endpoints", &self.shared.endpoints)
             .field("current", &self.current_endpoint())
             .field("timeout", &self.timeout)
+            .field("credentials", &self.credentials)
             .finish()
     }
 }
@@ -226,15 +256,26 @@ impl Client {
             .zip(&configured)
             .map(|(c, e)| c.unwrap_or_else(|| e.connect_lazy()))
             .collect();
-        Ok(Client {
+        let digest = options.digest.clone();
+        let client = Client {
+            timeout: options.timeout,
             shared: Arc::new(Shared {
                 endpoints: uris,
                 channels,
                 current: AtomicUsize::new(current),
                 options,
             }),
-            timeout: options.timeout,
-        })
+            credentials: None,
+        };
+        match digest {
+            Some(Secret(pair)) => {
+                let (user, password) = pair.split_once(':').ok_or_else(|| {
+                    ClientError::InvalidArgument("credentials are user:password".into())
+                })?;
+                client.with_digest(user, password)
+            }
+            None => Ok(client),
+        }
     }
 
     /// A handle on the same connections whose calls use `timeout` instead.
@@ -242,7 +283,46 @@ impl Client {
         Client {
             shared: Arc::clone(&self.shared),
             timeout,
+            credentials: self.credentials.clone(),
         }
+    }
+
+    /// A handle on the same connections whose calls authenticate as `user` with ZooKeeper's
+    /// digest scheme (the member takes the caller to be `digest:user:base64(sha1(user:password))`).
+    /// Members accept credentials only over TLS unless started with
+    /// `--allow-plaintext-credentials`.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidArgument`] if `user` is empty or holds whitespace, or either
+    /// holds characters that cannot travel in a header.
+    pub fn with_digest(&self, user: &str, password: &str) -> Result<Client, ClientError> {
+        if user.is_empty() || user.contains(char::is_whitespace) || user.contains(':') {
+            return Err(ClientError::InvalidArgument(
+                "a digest user is a non-empty name without spaces or ':'".into(),
+            ));
+        }
+        let mut value: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
+            format!("digest {user}:{password}").parse().map_err(|_| {
+                ClientError::InvalidArgument(
+                    "credentials must be printable ASCII to travel in a header".into(),
+                )
+            })?;
+        value.set_sensitive(true);
+        Ok(Client {
+            shared: Arc::clone(&self.shared),
+            timeout: self.timeout,
+            credentials: Some(Credentials(value)),
+        })
+    }
+
+    /// A request carrying this handle's credentials.
+    pub(crate) fn request<T>(&self, message: T) -> Request<T> {
+        let mut r = Request::new(message);
+        if let Some(c) = &self.credentials {
+            r.metadata_mut()
+                .insert(crate::auth::AUTHORIZATION, c.0.clone());
+        }
+        r
     }
 
     /// The per-call timeout.
@@ -376,6 +456,74 @@ impl Client {
             })
             .await?;
         Ok(resp.stat.unwrap_or_default())
+    }
+
+    /// A node's ACL and Stat (`aversion` counts ACL changes). Needs READ or ADMIN on the
+    /// node; without ADMIN, digest ids come back masked (`digest:user:x`).
+    ///
+    /// # Errors
+    /// `NO_NODE`, `NO_AUTH`, `INVALID_PATH`, transport errors.
+    pub async fn get_acl(&self, path: &str) -> Result<(Vec<Acl>, Stat), ClientError> {
+        let req = pb::GetAclRequest {
+            path: path.to_string(),
+            ..Default::default()
+        };
+        let max = self.max_message_size();
+        let resp = self
+            .unary(Retry::Idempotent, req, move |ch, r| async move {
+                znodes(ch, max).get_acl(r).await
+            })
+            .await?;
+        Ok((
+            crate::api::znodes::acl_from_wire(resp.acl),
+            resp.stat.unwrap_or_default(),
+        ))
+    }
+
+    /// Replaces a node's ACL if its `aversion` is `version` (-1 = any); returns the new Stat.
+    /// Needs ADMIN on the node. `auth` entries stand for this handle's own ids.
+    ///
+    /// # Errors
+    /// `NO_NODE`, `NO_AUTH`, `BAD_VERSION`, `INVALID_ACL`, `INVALID_PATH`, transport errors.
+    pub async fn set_acl(
+        &self,
+        path: &str,
+        acl: &[Acl],
+        version: i32,
+    ) -> Result<Stat, ClientError> {
+        let req = pb::SetAclRequest {
+            path: path.to_string(),
+            acl: crate::api::znodes::acl_to_wire(acl),
+            version,
+        };
+        let max = self.max_message_size();
+        let resp = self
+            .unary(Retry::IfNotApplied, req, move |ch, r| async move {
+                znodes(ch, max).set_acl(r).await
+            })
+            .await?;
+        Ok(resp.stat.unwrap_or_default())
+    }
+
+    /// Who the member takes this handle to be: its ids (`scheme:id`) and whether it is a
+    /// super principal.
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub async fn who_am_i(&self) -> Result<pb::WhoAmIResponse, ClientError> {
+        let max = self.max_message_size();
+        self.unary(
+            Retry::Idempotent,
+            pb::WhoAmIRequest {},
+            move |ch, r| async move {
+                AuthClient::new(ch)
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max)
+                    .who_am_i(r)
+                    .await
+            },
+        )
+        .await
     }
 
     /// Deletes a node if its version is `version` (-1 = any). The header's zxid is the index
@@ -892,7 +1040,7 @@ impl Client {
                 break;
             }
             let (index, channel) = self.current();
-            let mut request = Request::new(req.clone());
+            let mut request = self.request(req.clone());
             request.set_timeout(remaining);
             match tokio::time::timeout_at(deadline, call(channel, request)).await {
                 Err(_) => {

@@ -3,7 +3,7 @@
 use crate::proto::v1::{self as pb, Consistency, CreateMode};
 
 /// How to create a node: mode, owning session (ephemeral modes) and TTL (TTL modes).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CreateOptions {
     /// The creation mode (persistent by default).
     pub mode: CreateMode,
@@ -11,6 +11,8 @@ pub struct CreateOptions {
     pub session_id: u64,
     /// Time to live in milliseconds for the TTL modes; 0 otherwise.
     pub ttl_ms: i64,
+    /// The node's ACL; empty = open to all.
+    pub acl: Vec<crate::tree::acl::Acl>,
 }
 
 impl CreateOptions {
@@ -32,7 +34,7 @@ impl CreateOptions {
         CreateOptions {
             mode: CreateMode::Ephemeral,
             session_id,
-            ttl_ms: 0,
+            ..Self::default()
         }
     }
 
@@ -45,9 +47,15 @@ impl CreateOptions {
     pub fn ttl(ttl_ms: i64) -> Self {
         CreateOptions {
             mode: CreateMode::PersistentWithTtl,
-            session_id: 0,
             ttl_ms,
+            ..Self::default()
         }
+    }
+
+    /// The same options with this ACL (see [`crate::tree::acl`]; empty = open to all).
+    pub fn with_acl(mut self, acl: Vec<crate::tree::acl::Acl>) -> Self {
+        self.acl = acl;
+        self
     }
 
     /// The same options with a sequential suffix (`PERSISTENT` → `PERSISTENT_SEQUENTIAL`,
@@ -70,6 +78,7 @@ impl CreateOptions {
             mode: self.mode as i32,
             session_id: self.session_id,
             ttl_ms: self.ttl_ms,
+            acl: crate::api::znodes::acl_to_wire(&self.acl),
         }
     }
 }
@@ -257,7 +266,8 @@ mod tests {
             CreateOptions {
                 mode: CreateMode::EphemeralSequential,
                 session_id: 7,
-                ttl_ms: 0
+                ttl_ms: 0,
+                acl: Vec::new(),
             }
         );
         assert_eq!(

@@ -238,7 +238,7 @@ impl KeepAliveStream {
         let (index, channel) = client.current();
         let (tx, rx) = mpsc::channel(16);
         let mut stub = sessions(channel, client.max_message_size());
-        let call = stub.keep_alive(ReceiverStream::new(rx));
+        let call = stub.keep_alive(client.request(ReceiverStream::new(rx)));
         match tokio::time::timeout_at(deadline, call).await {
             Err(_) => {
                 client.fail_over(index);
@@ -426,6 +426,7 @@ mod tests {
                 options: Default::default(),
             }),
             timeout: Duration::from_secs(1),
+            credentials: None,
         }
     }
 

@@ -67,7 +67,7 @@ impl Watcher {
             let mut stub = WatchesClient::new(channel)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max);
-            let call = stub.watch(ReceiverStream::new(rx));
+            let call = stub.watch(client.request(ReceiverStream::new(rx)));
             match tokio::time::timeout_at(deadline, call).await {
                 Err(_) => {
                     client.fail_over(index);

@@ -134,7 +134,7 @@ pub fn allowed_during_alarm(req: &Request) -> bool {
             Op::Create { path, .. } => {
                 path == "/baton" || crate::tree::path::is_under(path, ALARMS)
             }
-            Op::SetData { .. } => false,
+            Op::SetData { .. } | Op::SetAcl { .. } => false,
         }),
         Request::CloseSession { .. }
         | Request::ExpireSessions(_)
@@ -268,8 +268,10 @@ async fn create(proposer: &Proposer, path: &str, data: Bytes) -> Result<(), Bato
             mode: CreateMode::Persistent,
             session_id: 0,
             ttl_ms: 0,
+            acl: Vec::new(),
         }],
         single: true,
+        caller: None,
     };
     match proposer.propose(req).await? {
         (RequestResult::Multi(Err(f)), _) if !matches!(f.error, BatonError::NodeExists(_)) => {
@@ -287,6 +289,7 @@ async fn delete(proposer: &Proposer, path: &str) -> Result<(), BatonError> {
             version: -1,
         }],
         single: true,
+        caller: None,
     };
     match proposer.propose(req).await? {
         (RequestResult::Multi(Err(f)), _) if !matches!(f.error, BatonError::NoNode(_)) => {

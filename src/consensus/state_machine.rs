@@ -1081,8 +1081,10 @@ mod tests {
                 mode,
                 session_id,
                 ttl_ms,
+                acl: Vec::new(),
             }],
             single: true,
+            caller: None,
         }
     }
 
@@ -1152,6 +1154,7 @@ mod tests {
                                 },
                             ],
                             single: false,
+                            caller: None,
                         },
                         Request::CloseSession {
                             session_id: 8,
@@ -1189,7 +1192,8 @@ mod tests {
                 vec![Event {
                     zxid: 4,
                     kind: EventType::DataChanged,
-                    path: "/app".into()
+                    path: "/app".into(),
+                    acl: Default::default(),
                 }]
             );
             {

@@ -203,8 +203,11 @@ pub fn error_to_pb(e: &BatonError) -> pb::ErrorDetail {
         | BatonError::NodeExists(p)
         | BatonError::NotEmpty(p)
         | BatonError::NoChildrenForEphemerals(p)
-        | BatonError::NoAuth(p)
         | BatonError::LockHeld(p) => d.path = p.clone(),
+        BatonError::NoAuth { path, need } => {
+            d.path = path.clone();
+            d.what = (*need).to_string();
+        }
         BatonError::BadFence { lock_node, token } => {
             d.path = lock_node.clone();
             d.size = *token;
@@ -247,6 +250,9 @@ pub fn error_to_pb(e: &BatonError) -> pb::ErrorDetail {
         | BatonError::NoSpace(m)
         | BatonError::OutcomeUnknown(m)
         | BatonError::DeadlineExceeded(m)
+        | BatonError::InvalidAcl(m)
+        | BatonError::Unauthenticated(m)
+        | BatonError::BadCredentials(m)
         | BatonError::Internal(m) => d.message = m.clone(),
         BatonError::RuntimeInconsistency => {}
         // Never forwarded; kept readable should one be.
@@ -264,7 +270,20 @@ pub fn error_from_pb(d: pb::ErrorDetail) -> BatonError {
         "NODE_EXISTS" => BatonError::NodeExists(d.path),
         "NOT_EMPTY" => BatonError::NotEmpty(d.path),
         "NO_CHILDREN_FOR_EPHEMERALS" => BatonError::NoChildrenForEphemerals(d.path),
-        "NO_AUTH" => BatonError::NoAuth(d.path),
+        "NO_AUTH" => BatonError::NoAuth {
+            path: d.path,
+            need: match d.what.as_str() {
+                "READ" => "READ",
+                "WRITE" => "WRITE",
+                "CREATE" => "CREATE",
+                "DELETE" => "DELETE",
+                "ADMIN" => "ADMIN",
+                _ => "SYSTEM",
+            },
+        },
+        "INVALID_ACL" => BatonError::InvalidAcl(d.message),
+        "UNAUTHENTICATED" => BatonError::Unauthenticated(d.message),
+        "BAD_CREDENTIALS" => BatonError::BadCredentials(d.message),
         "LOCK_HELD" => BatonError::LockHeld(d.path),
         "BAD_FENCE" => BatonError::BadFence {
             lock_node: d.path,
@@ -363,6 +382,7 @@ fn outcome_to_pb(o: &OpOutcome) -> pb::OpOutcome {
             OpOutcome::Delete => Outcome::Delete(pb::Blank {}),
             OpOutcome::SetData { stat } => Outcome::SetData(stat_to_pb(stat)),
             OpOutcome::Check => Outcome::Check(pb::Blank {}),
+            OpOutcome::SetAcl { stat } => Outcome::SetAcl(stat_to_pb(stat)),
         }),
     }
 }
@@ -379,6 +399,9 @@ fn outcome_from_pb(o: pb::OpOutcome) -> Res<OpOutcome> {
             stat: stat_from_pb(s)?,
         },
         Outcome::Check(_) => OpOutcome::Check,
+        Outcome::SetAcl(s) => OpOutcome::SetAcl {
+            stat: stat_from_pb(s)?,
+        },
     })
 }
 

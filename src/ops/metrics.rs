@@ -503,6 +503,31 @@ impl Collector for Scraped {
             "Watches refused by a watch limit.",
             hub.counters.watches_refused.load(Relaxed),
         )?;
+        let a = &ctx.auth.counters;
+        counter(
+            e,
+            "baton_auth_failed_logins",
+            "Failed logins: malformed or refused credentials, wrong super passwords, guessed digest passwords.",
+            a.failed_logins.load(Relaxed),
+        )?;
+        counter(
+            e,
+            "baton_auth_throttled",
+            "Requests refused because their address had too many failed logins.",
+            a.throttled.load(Relaxed),
+        )?;
+        counter(
+            e,
+            "baton_auth_unauthenticated",
+            "Anonymous requests refused under --require-auth.",
+            a.unauthenticated.load(Relaxed),
+        )?;
+        counter(
+            e,
+            "baton_auth_admin_denied",
+            "Requests refused by the admin gate (no ADMIN on /).",
+            a.admin_denied.load(Relaxed),
+        )?;
 
         let limits = ctx.space.limits();
         let measured = ctx

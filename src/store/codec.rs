@@ -13,7 +13,8 @@ use prost::Message;
 
 use crate::consensus::{LogId, MemberNode, StoredMembership, TypeConfig};
 use crate::proto::raft as pb;
-use crate::tree::{Command, CreateMode, Node, Op, Request, Session, Stat};
+use crate::tree::acl::{Acl, Caller, Id};
+use crate::tree::{Command, CreateMode, Node, NodeAcl, Op, Request, Session, Stat};
 
 /// An openraft log entry of Baton's type configuration.
 pub type Entry = openraft::Entry<TypeConfig>;
@@ -348,9 +349,17 @@ pub fn command_from_pb(c: pb::Command) -> Result<Command, CodecError> {
 pub fn request_to_pb(r: &Request) -> pb::Request {
     use pb::request::Request as R;
     let r = match r {
-        Request::Multi { ops, single } => R::Multi(pb::Multi {
+        Request::Multi {
+            ops,
+            single,
+            caller,
+        } => R::Multi(pb::Multi {
             ops: ops.iter().map(op_to_pb).collect(),
             single: *single,
+            caller: caller.as_ref().map(|c| pb::Caller {
+                ids: c.ids.iter().map(acl_id_to_pb).collect(),
+                superuser: c.superuser,
+            }),
         }),
         Request::OpenSession {
             session_id,
@@ -391,6 +400,10 @@ pub fn request_from_pb(r: pb::Request) -> Result<Request, CodecError> {
                     .map(op_from_pb)
                     .collect::<Result<_, _>>()?,
                 single: m.single,
+                caller: m.caller.map(|c| Caller {
+                    ids: c.ids.into_iter().map(acl_id_from_pb).collect(),
+                    superuser: c.superuser,
+                }),
             },
             R::OpenSession(o) => Request::OpenSession {
                 session_id: o.session_id,
@@ -417,12 +430,19 @@ fn op_to_pb(op: &Op) -> pb::Op {
             mode,
             session_id,
             ttl_ms,
+            acl,
         } => P::Create(pb::Create {
             path: path.clone(),
             data: data.clone(),
             mode: mode.as_i32(),
             session_id: *session_id,
             ttl_ms: *ttl_ms,
+            acl: acl_to_pb(acl),
+        }),
+        Op::SetAcl { path, acl, version } => P::SetAcl(pb::SetAcl {
+            path: path.clone(),
+            acl: acl_to_pb(acl),
+            version: *version,
         }),
         Op::Delete { path, version } => P::Delete(pb::Delete {
             path: path.clone(),
@@ -459,6 +479,12 @@ fn op_from_pb(op: pb::Op) -> Result<Op, CodecError> {
                 data: c.data,
                 session_id: c.session_id,
                 ttl_ms: c.ttl_ms,
+                acl: acl_from_pb(c.acl)?,
+            },
+            P::SetAcl(a) => Op::SetAcl {
+                path: a.path,
+                acl: acl_from_pb(a.acl)?,
+                version: a.version,
             },
             P::Delete(d) => Op::Delete {
                 path: d.path,
@@ -479,6 +505,45 @@ fn op_from_pb(op: pb::Op) -> Result<Op, CodecError> {
             },
         },
     )
+}
+
+fn acl_id_to_pb(id: &Id) -> pb::AclId {
+    pb::AclId {
+        scheme: id.scheme.clone(),
+        id: id.id.clone(),
+    }
+}
+
+fn acl_id_from_pb(id: pb::AclId) -> Id {
+    Id {
+        scheme: id.scheme,
+        id: id.id,
+    }
+}
+
+/// An ACL → its stored form.
+pub fn acl_to_pb(acl: &[Acl]) -> Vec<pb::AclEntry> {
+    acl.iter()
+        .map(|a| pb::AclEntry {
+            perms: a.perms,
+            id: Some(acl_id_to_pb(&a.id)),
+        })
+        .collect()
+}
+
+/// Stored form → ACL.
+///
+/// # Errors
+/// An entry without an id.
+pub fn acl_from_pb(acl: Vec<pb::AclEntry>) -> Result<Vec<Acl>, CodecError> {
+    acl.into_iter()
+        .map(|a| {
+            Ok(Acl {
+                perms: a.perms,
+                id: acl_id_from_pb(a.id.ok_or_else(|| CodecError::missing("AclEntry", "id"))?),
+            })
+        })
+        .collect()
 }
 
 fn create_mode(what: &'static str, v: i32) -> Result<CreateMode, CodecError> {
@@ -505,6 +570,7 @@ pub fn node_to_pb(n: &Node) -> pb::StoredNode {
         mode: s.mode.as_i32(),
         ttl_ms: s.ttl_ms,
         seq: n.seq,
+        acl: acl_to_pb(n.acl.as_slice()),
     }
 }
 
@@ -532,6 +598,7 @@ pub fn node_from_pb(n: pb::StoredNode) -> Result<Node, CodecError> {
         data: n.data,
         seq: n.seq,
         children: BTreeSet::new(),
+        acl: NodeAcl::new(acl_from_pb(n.acl)?),
     })
 }
 
@@ -582,6 +649,7 @@ mod tests {
                             mode: CreateMode::PersistentSequentialWithTtl,
                             session_id: 0,
                             ttl_ms: 5000,
+                            acl: Vec::new(),
                         },
                         Op::Create {
                             path: "/e".into(),
@@ -589,6 +657,7 @@ mod tests {
                             mode: CreateMode::EphemeralSequential,
                             session_id: 42,
                             ttl_ms: 0,
+                            acl: Vec::new(),
                         },
                         Op::SetData {
                             path: "/a".into(),
@@ -605,6 +674,7 @@ mod tests {
                         },
                     ],
                     single: false,
+                    caller: None,
                 },
                 Request::Multi {
                     ops: vec![Op::Delete {
@@ -612,6 +682,7 @@ mod tests {
                         version: -1,
                     }],
                     single: true,
+                    caller: None,
                 },
                 Request::OpenSession {
                     session_id: 42,
@@ -727,6 +798,7 @@ mod tests {
             },
             seq: 11,
             children: BTreeSet::new(),
+            acl: Default::default(),
         };
         let bytes = node_to_pb(&node).encode_to_vec();
         assert_eq!(
@@ -769,6 +841,7 @@ mod tests {
                             })),
                         }],
                         single: true,
+                        caller: None,
                     })),
                 }],
             })),

@@ -1,5 +1,6 @@
 //! The deterministic state machine (znode tree, sessions) and the domain types it works on.
 
+pub mod acl;
 pub mod locks;
 pub mod path;
 pub mod state;

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 
+use super::acl::{self, Acl, Caller};
 use super::path::{self, PathLimits};
 use super::types::*;
 use crate::error::BatonError;
@@ -27,6 +28,8 @@ pub struct Node {
     pub seq: i32,
     /// Names of the direct children, sorted.
     pub children: BTreeSet<String>,
+    /// Who may do what to the node (and create or delete its children).
+    pub acl: NodeAcl,
 }
 
 /// A session and the ephemeral nodes it owns.
@@ -55,7 +58,7 @@ pub struct Applied {
 enum Undo {
     Inserted(String),
     Removed(String, Node),
-    Meta(String, Bytes, Stat, i32),
+    Meta(String, Bytes, Stat, i32, NodeAcl),
     ChildAdded(String, String),
     ChildRemoved(String, String),
     EphemeralAdded(SessionId, String),
@@ -95,11 +98,12 @@ struct Txn {
 }
 
 impl Txn {
-    fn event(&mut self, kind: EventType, path: &str) {
+    fn event(&mut self, kind: EventType, path: &str, acl: &NodeAcl) {
         self.events.push(Event {
             zxid: self.zxid,
             kind,
             path: path.to_string(),
+            acl: acl.clone(),
         });
     }
 }
@@ -231,7 +235,7 @@ impl State {
         Some((page, more))
     }
 
-    /// A hash of every node (path, data, Stat, sequence counter) and session, independent of
+    /// A hash of every node (path, data, Stat, sequence counter, ACL) and session, independent of
     /// insertion order: members that applied the same log have the same digest.
     pub fn digest(&self) -> u64 {
         use std::hash::{Hash, Hasher};
@@ -247,6 +251,7 @@ impl State {
                 (s.czxid, s.mzxid, s.pzxid, s.ctime, s.mtime).hash(&mut h);
                 (s.version, s.cversion, s.aversion, s.ephemeral_owner).hash(&mut h);
                 (s.data_length, s.num_children, s.mode.as_i32(), s.ttl_ms).hash(&mut h);
+                n.acl.hash(&mut h);
             }
         }
         for e in self.sessions.values() {
@@ -305,7 +310,9 @@ impl State {
 
     fn apply_request(&mut self, txn: &mut Txn, req: &Request) -> RequestResult {
         match req {
-            Request::Multi { ops, .. } => RequestResult::Multi(self.apply_multi(txn, ops)),
+            Request::Multi { ops, caller, .. } => {
+                RequestResult::Multi(self.apply_multi(txn, ops, caller.as_ref()))
+            }
             Request::OpenSession {
                 session_id,
                 secret,
@@ -347,10 +354,15 @@ impl State {
         }
     }
 
-    fn apply_multi(&mut self, txn: &mut Txn, ops: &[Op]) -> Result<Vec<OpOutcome>, MultiFailure> {
+    fn apply_multi(
+        &mut self,
+        txn: &mut Txn,
+        ops: &[Op],
+        caller: Option<&Caller>,
+    ) -> Result<Vec<OpOutcome>, MultiFailure> {
         let mut outcomes = Vec::with_capacity(ops.len());
         for (index, op) in ops.iter().enumerate() {
-            match self.apply_op(txn, op) {
+            match self.apply_op(txn, op, caller) {
                 Ok(o) => outcomes.push(o),
                 Err(error) => {
                     return Err(MultiFailure {
@@ -364,7 +376,21 @@ impl State {
         Ok(outcomes)
     }
 
-    fn apply_op(&mut self, txn: &mut Txn, op: &Op) -> Result<OpOutcome, BatonError> {
+    /// Checks `perm` on the node at `path` (which exists) for `caller`; `None` is the
+    /// member itself and passes.
+    fn authorize(&self, caller: Option<&Caller>, path: &str, perm: u32) -> Result<(), BatonError> {
+        match (caller, self.nodes.get(path)) {
+            (Some(c), Some(n)) => acl::require(n.acl.as_slice(), c, perm, path),
+            _ => Ok(()),
+        }
+    }
+
+    fn apply_op(
+        &mut self,
+        txn: &mut Txn,
+        op: &Op,
+        caller: Option<&Caller>,
+    ) -> Result<OpOutcome, BatonError> {
         match op {
             Op::Create {
                 path,
@@ -372,17 +398,22 @@ impl State {
                 mode,
                 session_id,
                 ttl_ms,
-            } => self.create(txn, path, data, *mode, *session_id, *ttl_ms),
+                acl,
+            } => self.create(txn, path, data, (*mode, *session_id, *ttl_ms), acl, caller),
             Op::Delete { path, version } => {
-                let node = self
-                    .nodes
-                    .get(path)
-                    .ok_or_else(|| BatonError::NoNode(path.clone()))?;
                 if path == "/" {
                     return Err(BatonError::BadArguments(
                         "the root cannot be deleted".into(),
                     ));
                 }
+                // As ZooKeeper: DELETE on the parent is checked before the node is looked up.
+                if let Some(parent) = path::parent(path) {
+                    self.authorize(caller, parent, acl::DELETE)?;
+                }
+                let node = self
+                    .nodes
+                    .get(path)
+                    .ok_or_else(|| BatonError::NoNode(path.clone()))?;
                 check_version(path, *version, node.stat.version)?;
                 if !node.children.is_empty() {
                     return Err(BatonError::NotEmpty(path.clone()));
@@ -399,7 +430,9 @@ impl State {
                     .nodes
                     .get(path)
                     .ok_or_else(|| BatonError::NoNode(path.clone()))?;
-                check_version(path, *version, node.stat.version)?;
+                let version_now = node.stat.version;
+                self.authorize(caller, path, acl::WRITE)?;
+                check_version(path, *version, version_now)?;
                 self.save_meta(txn, path);
                 let node = self.node_mut(path);
                 node.data = data.clone();
@@ -408,19 +441,41 @@ impl State {
                 node.stat.mtime = txn.time;
                 node.stat.data_length = data.len() as i32;
                 let stat = node.stat.clone();
+                let node_acl = node.acl.clone();
                 txn.touched_nodes.insert(path.clone());
-                txn.event(EventType::DataChanged, path);
+                txn.event(EventType::DataChanged, path, &node_acl);
                 Ok(OpOutcome::SetData { stat })
+            }
+            Op::SetAcl { path, acl, version } => {
+                let node = self
+                    .nodes
+                    .get(path)
+                    .ok_or_else(|| BatonError::NoNode(path.clone()))?;
+                let aversion = node.stat.aversion;
+                self.authorize(caller, path, acl::ADMIN)?;
+                check_version(path, *version, aversion)?;
+                self.save_meta(txn, path);
+                let node = self.node_mut(path);
+                node.acl = NodeAcl::new(acl.clone());
+                node.stat.aversion = node.stat.aversion.wrapping_add(1);
+                let stat = node.stat.clone();
+                txn.touched_nodes.insert(path.clone());
+                Ok(OpOutcome::SetAcl { stat })
             }
             Op::Check { path, version } => {
                 let node = self
                     .nodes
                     .get(path)
                     .ok_or_else(|| BatonError::NoNode(path.clone()))?;
-                check_version(path, *version, node.stat.version)?;
+                let version_now = node.stat.version;
+                self.authorize(caller, path, acl::READ)?;
+                check_version(path, *version, version_now)?;
                 Ok(OpOutcome::Check)
             }
             Op::CheckFence { lock_node, token } => {
+                if self.nodes.contains_key(lock_node) {
+                    self.authorize(caller, lock_node, acl::READ)?;
+                }
                 if super::locks::holds(self, lock_node, *token) {
                     Ok(OpOutcome::Check)
                 } else {
@@ -438,9 +493,9 @@ impl State {
         txn: &mut Txn,
         path: &str,
         data: &Bytes,
-        mode: CreateMode,
-        session_id: SessionId,
-        ttl_ms: i64,
+        (mode, session_id, ttl_ms): (CreateMode, SessionId, i64),
+        node_acl: &[Acl],
+        caller: Option<&Caller>,
     ) -> Result<OpOutcome, BatonError> {
         path::validate(
             path,
@@ -475,6 +530,9 @@ impl State {
             .nodes
             .get(parent_path)
             .ok_or_else(|| BatonError::NoNode(parent_path.to_string()))?;
+        if let Some(c) = caller {
+            acl::require(parent.acl.as_slice(), c, acl::CREATE, parent_path)?;
+        }
         if parent.stat.ephemeral_owner != 0 {
             return Err(BatonError::NoChildrenForEphemerals(path.to_string()));
         }
@@ -490,6 +548,7 @@ impl State {
             return Err(BatonError::NodeExists(final_path));
         }
         let parent_path = parent_path.to_string();
+        let node_acl = NodeAcl::new(node_acl.to_vec());
         let stat = Stat {
             czxid: txn.zxid,
             mzxid: txn.zxid,
@@ -512,6 +571,7 @@ impl State {
                 stat: stat.clone(),
                 seq: 0,
                 children: BTreeSet::new(),
+                acl: node_acl.clone(),
             },
         );
         txn.undo.push(Undo::Inserted(final_path.clone()));
@@ -523,6 +583,7 @@ impl State {
         parent.stat.pzxid = txn.zxid;
         parent.stat.num_children += 1;
         parent.children.insert(name.clone());
+        let parent_acl = parent.acl.clone();
         txn.undo.push(Undo::ChildAdded(parent_path.clone(), name));
         if mode.is_ephemeral() {
             if let Some(s) = self.sessions.get_mut(&session_id) {
@@ -536,8 +597,8 @@ impl State {
         }
         txn.touched_nodes.insert(final_path.clone());
         txn.touched_nodes.insert(parent_path.clone());
-        txn.event(EventType::Created, &final_path);
-        txn.event(EventType::ChildrenChanged, &parent_path);
+        txn.event(EventType::Created, &final_path, &node_acl);
+        txn.event(EventType::ChildrenChanged, &parent_path, &parent_acl);
         Ok(OpOutcome::Create {
             path: final_path,
             stat,
@@ -550,6 +611,7 @@ impl State {
             return;
         };
         let owner = node.stat.ephemeral_owner;
+        let node_acl = node.acl.clone();
         if node.stat.mode.is_ttl() {
             self.ttl_nodes.remove(path);
         }
@@ -572,13 +634,14 @@ impl State {
             parent.stat.num_children -= 1;
             parent.children.remove(&name);
             let reap = parent.stat.mode.is_container() && parent.children.is_empty();
+            let parent_acl = parent.acl.clone();
             txn.undo.push(Undo::ChildRemoved(parent_path.clone(), name));
             if reap {
                 txn.containers.push(parent_path.clone());
             }
             txn.touched_nodes.insert(parent_path.clone());
-            txn.event(EventType::Deleted, path);
-            txn.event(EventType::ChildrenChanged, &parent_path);
+            txn.event(EventType::Deleted, path, &node_acl);
+            txn.event(EventType::ChildrenChanged, &parent_path, &parent_acl);
         }
         txn.touched_nodes.insert(path.to_string());
     }
@@ -647,6 +710,7 @@ impl State {
                 n.data.clone(),
                 n.stat.clone(),
                 n.seq,
+                n.acl.clone(),
             ));
         }
     }
@@ -667,11 +731,12 @@ impl State {
                     }
                     self.nodes.insert(p, n);
                 }
-                Undo::Meta(p, data, stat, seq) => {
+                Undo::Meta(p, data, stat, seq, node_acl) => {
                     if let Some(n) = self.nodes.get_mut(&p) {
                         n.data = data;
                         n.stat = stat;
                         n.seq = seq;
+                        n.acl = node_acl;
                     }
                 }
                 Undo::ChildAdded(p, name) => {

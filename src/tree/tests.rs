@@ -58,11 +58,16 @@ fn single(op: Op) -> Request {
     Request::Multi {
         ops: vec![op],
         single: true,
+        caller: None,
     }
 }
 
 fn multi(ops: Vec<Op>) -> Request {
-    Request::Multi { ops, single: false }
+    Request::Multi {
+        ops,
+        single: false,
+        caller: None,
+    }
 }
 
 /// A create op with the session and TTL a mode needs (`S1` for ephemerals, `TTL` for TTLs).
@@ -89,6 +94,7 @@ fn create_op_full(
         mode,
         session_id,
         ttl_ms,
+        acl: Vec::new(),
     }
 }
 
@@ -270,6 +276,7 @@ fn ev(zxid: Zxid, kind: EventType, path: &str) -> Event {
         zxid,
         kind,
         path: path.to_string(),
+        acl: Default::default(),
     }
 }
 

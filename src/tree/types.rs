@@ -1,9 +1,33 @@
 //! Domain types of the state machine: commands carried in log entries, their results, znode
 //! metadata and change events. Wire types are converted to and from these in `proto.rs`.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
+use super::acl::{Acl, Caller};
 use crate::error::BatonError;
+
+/// A node's ACL as held in memory: `None` for the open ACL (the common case, free), else a
+/// shared list that events and snapshots reference without copying.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NodeAcl(Option<Arc<[Acl]>>);
+
+impl NodeAcl {
+    /// From a stored-form list (see [`super::acl::canonical`]); empty = open.
+    pub fn new(acl: Vec<Acl>) -> Self {
+        if acl.is_empty() {
+            NodeAcl(None)
+        } else {
+            NodeAcl(Some(acl.into()))
+        }
+    }
+
+    /// The entries; empty for the open ACL.
+    pub fn as_slice(&self) -> &[Acl] {
+        self.0.as_deref().unwrap_or(&[])
+    }
+}
 
 /// A zxid: the log index of the entry that made a change.
 pub type Zxid = u64;
@@ -133,6 +157,17 @@ pub enum Op {
         session_id: SessionId,
         /// TTL for TTL modes, else 0.
         ttl_ms: i64,
+        /// The new node's ACL in stored form (empty = open).
+        acl: Vec<Acl>,
+    },
+    /// Replace a node's ACL.
+    SetAcl {
+        /// Path.
+        path: String,
+        /// The ACL in stored form (empty = open).
+        acl: Vec<Acl>,
+        /// Expected ACL version (`aversion`), -1 = any.
+        version: i32,
     },
     /// Delete a node.
     Delete {
@@ -173,6 +208,7 @@ impl Op {
             Op::Create { path, .. }
             | Op::Delete { path, .. }
             | Op::SetData { path, .. }
+            | Op::SetAcl { path, .. }
             | Op::Check { path, .. } => path,
             Op::CheckFence { lock_node, .. } => lock_node,
         }
@@ -185,6 +221,9 @@ impl Op {
                 path.len() + data.len()
             }
             Op::Delete { path, .. } | Op::Check { path, .. } => path.len(),
+            Op::SetAcl { path, acl, .. } => {
+                path.len() + acl.iter().map(|a| a.id.id.len() + 16).sum::<usize>()
+            }
             Op::CheckFence { lock_node, .. } => lock_node.len() + 8,
         }
     }
@@ -199,6 +238,9 @@ pub enum Request {
         ops: Vec<Op>,
         /// A lone op rather than a client Multi.
         single: bool,
+        /// Who asked; each op is checked against the ACLs at apply. `None` for the
+        /// member's own requests and entries written before ACLs existed (not checked).
+        caller: Option<Caller>,
     },
     /// Open a session (id and secret chosen by the proposer).
     OpenSession {
@@ -264,6 +306,11 @@ pub enum OpOutcome {
     },
     /// Check passed.
     Check,
+    /// ACL set; the new stat.
+    SetAcl {
+        /// Stat after the change.
+        stat: Stat,
+    },
 }
 
 /// Why a `Multi` failed: the failing op's index, its error, and the outcomes of the ops
@@ -309,6 +356,9 @@ pub struct Event {
     pub kind: EventType,
     /// The node it happened to.
     pub path: String,
+    /// That node's ACL when it happened: a watcher receives the event only if it may read
+    /// the node.
+    pub acl: NodeAcl,
 }
 
 /// A live session as held in the state machine.

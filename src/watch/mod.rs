@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
+use crate::tree::acl::{self, Caller};
 use crate::tree::path;
 use crate::tree::{Event, EventType, Zxid};
 
@@ -156,6 +157,17 @@ struct StreamReg {
     overflowed: Arc<AtomicBool>,
     /// Who holds the stream: a client's address, or the member's own use.
     owner: String,
+    /// Whose reads the stream serves; `None` for the member's own streams.
+    caller: Option<Caller>,
+}
+
+impl StreamReg {
+    /// Whether the stream may see `ev` (READ on its node when it happened).
+    fn may_see(&self, ev: &Event) -> bool {
+        self.caller
+            .as_ref()
+            .is_none_or(|c| acl::allowed(ev.acl.as_slice(), c, acl::READ))
+    }
 }
 
 /// One registered watch, as listed for operators.
@@ -236,8 +248,15 @@ impl WatchHub {
         self.open_stream_for("member")
     }
 
-    /// Opens a stream held by `owner` (a client's address, for listings).
+    /// Opens a stream held by `owner` (a client's address, for listings) that receives
+    /// every event its watches match.
     pub fn open_stream_for(&self, owner: &str) -> StreamHandle {
+        self.open_stream_as(owner, None)
+    }
+
+    /// Opens a stream held by `owner` for `caller`: it receives only the events of nodes
+    /// `caller` may read (checked against each node's ACL when the event happened).
+    pub fn open_stream_as(&self, owner: &str, caller: Option<Caller>) -> StreamHandle {
         let (tx, rx) = mpsc::channel(self.stream_buffer);
         let overflowed = Arc::new(AtomicBool::new(false));
         let mut g = self.lock();
@@ -250,6 +269,7 @@ impl WatchHub {
                 watches: HashSet::new(),
                 overflowed: overflowed.clone(),
                 owner: owner.to_string(),
+                caller,
             },
         );
         StreamHandle { id, rx, overflowed }
@@ -292,6 +312,7 @@ impl WatchHub {
         let id = g.next_id;
         g.next_id += 1;
         let mut replay = Vec::new();
+        let stream_reg = g.streams.get(&stream);
         if let Some(start) = start_zxid {
             if start < g.floor {
                 return AddOutcome::Compacted {
@@ -299,7 +320,7 @@ impl WatchHub {
                 };
             }
             for ev in g.history.iter().filter(|e| e.zxid > start) {
-                if kind.matches(watch_path, ev) {
+                if kind.matches(watch_path, ev) && stream_reg.is_some_and(|s| s.may_see(ev)) {
                     replay.push(ev.clone());
                     if kind.one_shot() {
                         break;
@@ -399,6 +420,9 @@ impl WatchHub {
                     continue;
                 };
                 if !w.kind.matches(&w.path, ev) {
+                    continue;
+                }
+                if !g.streams.get(&w.stream).is_some_and(|s| s.may_see(ev)) {
                     continue;
                 }
                 if w.kind.one_shot() {
@@ -560,6 +584,7 @@ mod tests {
             zxid,
             kind,
             path: p.into(),
+            acl: Default::default(),
         }
     }
 

@@ -50,6 +50,8 @@ pub struct ClusterOptions {
     pub seed: u64,
     /// Default per-call timeout of the clients the harness hands out.
     pub call_timeout: Duration,
+    /// Last changes to each member's configuration.
+    pub tweak: fn(&mut Config),
 }
 
 impl Default for ClusterOptions {
@@ -65,6 +67,7 @@ impl Default for ClusterOptions {
             shutdown_timeout: Duration::from_millis(3000),
             seed: 42,
             call_timeout: Duration::from_secs(5),
+            tweak: |_| {},
         }
     }
 }
@@ -228,6 +231,7 @@ impl TestCluster {
         cfg.keep_logs = self.opts.keep_logs;
         cfg.session_timeout_min = self.opts.session_timeout_min;
         cfg.shutdown_timeout = self.opts.shutdown_timeout;
+        (self.opts.tweak)(&mut cfg);
         cfg.validate().expect("valid test config");
         let node = Node {
             id,

@@ -6,6 +6,7 @@
 //! Run with `cargo test --test cluster`; `RUST_LOG=info` shows the members' logs,
 //! `BATON_SOAK_SECS=300` lengthens the linearizability run.
 
+mod acl;
 mod backup;
 mod failover;
 #[path = "../common/fenced.rs"]

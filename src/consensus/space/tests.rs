@@ -14,8 +14,10 @@ fn create(path: &str, data: &str) -> Request {
             mode: CreateMode::Persistent,
             session_id: 0,
             ttl_ms: 0,
+            acl: Vec::new(),
         }],
         single: true,
+        caller: None,
     }
 }
 
@@ -105,6 +107,7 @@ fn a_raised_alarm_lets_through_only_what_adds_no_data() {
             },
         ],
         single: false,
+        caller: None,
     };
     assert!(allowed_during_alarm(&delete));
     assert!(allowed_during_alarm(&Request::Noop));
@@ -132,6 +135,7 @@ fn a_raised_alarm_lets_through_only_what_adds_no_data() {
             version: -1,
         }],
         single: true,
+        caller: None,
     };
     assert!(
         !allowed_during_alarm(&set),
@@ -150,9 +154,11 @@ fn a_raised_alarm_lets_through_only_what_adds_no_data() {
                 mode: CreateMode::Persistent,
                 session_id: 0,
                 ttl_ms: 0,
+                acl: Vec::new(),
             },
         ],
         single: false,
+        caller: None,
     };
     assert!(!allowed_during_alarm(&mixed));
 }
