@@ -13,5 +13,6 @@ pub mod shutdown;
 pub mod stages;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod tree;
 pub mod watch;

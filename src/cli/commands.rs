@@ -551,13 +551,16 @@ pub async fn status(
         connect_timeout: options.connect_timeout.min(options.timeout),
         ..options
     };
-    let asks = endpoints.iter().map(|endpoint| async move {
-        let result = async {
-            let client = Client::connect_with([endpoint], options).await?;
-            client.status().await
+    let asks = endpoints.iter().map(|endpoint| {
+        let options = options.clone();
+        async move {
+            let result = async {
+                let client = Client::connect_with([endpoint], options).await?;
+                client.status().await
+            }
+            .await;
+            (endpoint.clone(), result)
         }
-        .await;
-        (endpoint.clone(), result)
     });
     let results = futures::future::join_all(asks).await;
     if !out.json() {
@@ -610,13 +613,16 @@ pub async fn stages(
     reset: bool,
     out: &mut Printer,
 ) -> Result<(), CliError> {
-    let asks = endpoints.iter().map(|endpoint| async move {
-        let result = async {
-            let client = Client::connect_with([endpoint], options).await?;
-            client.stages(reset).await
+    let asks = endpoints.iter().map(|endpoint| {
+        let options = options.clone();
+        async move {
+            let result = async {
+                let client = Client::connect_with([endpoint], options).await?;
+                client.stages(reset).await
+            }
+            .await;
+            (endpoint.clone(), result)
         }
-        .await;
-        (endpoint.clone(), result)
     });
     let mut failed = Vec::new();
     for (endpoint, result) in futures::future::join_all(asks).await {
