@@ -463,32 +463,39 @@ impl Peek for tokio::net::TcpStream {
 pub const PLAINTEXT_REFUSAL: &str =
     "this port requires TLS: connect with https:// and the cluster's CA certificate";
 
-/// Answers a client that spoke plaintext (HTTP/2) to a TLS port with an HTTP/2 SETTINGS and a
-/// GOAWAY (INADEQUATE_SECURITY) whose debug text says TLS is required, so the client's error
-/// names the cause instead of a bare connection reset. The answer waits for the client's first
-/// call (a HEADERS frame), for up to a second: a GOAWAY that arrives before the call is sent
-/// makes clients drop the call as never sent, without the reason. Bounded by the handshake
-/// timeout.
+/// Answers a client that spoke plaintext (HTTP/2) to a TLS port in plain HTTP/2: a SETTINGS
+/// frame at once (clients wait for it before they send a call), then, once the first call
+/// (a HEADERS frame) arrived or a second passed, a GOAWAY with INADEQUATE_SECURITY whose debug
+/// text says TLS is required, and the connection closes. The GOAWAY names every stream as
+/// possibly processed (last stream id 2^31-1): clients then fail the call with its reason
+/// instead of retrying it as never sent (until their deadline, without a cause). Bounded by the
+/// handshake timeout.
 async fn refuse_plaintext<T: AsyncRead + AsyncWrite + Unpin>(mut io: T) {
+    if io.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.is_err() || io.flush().await.is_err() {
+        return;
+    }
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-    while !has_headers_frame(&seen) && seen.len() < 64 * 1024 {
+    while first_call(&seen).is_none() && seen.len() < 64 * 1024 {
         match tokio::time::timeout_at(deadline, io.read(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
             Ok(_) => return,
             Err(_) => break,
         }
     }
-    let mut frames = vec![0, 0, 0, 4, 0, 0, 0, 0, 0];
     let payload_len = 8 + PLAINTEXT_REFUSAL.len();
-    frames.extend_from_slice(&(payload_len as u32).to_be_bytes()[1..]);
-    frames.extend_from_slice(&[7, 0, 0, 0, 0, 0]);
-    // Last stream id 0: no call was processed.
-    frames.extend_from_slice(&0u32.to_be_bytes());
-    frames.extend_from_slice(&0xcu32.to_be_bytes());
-    frames.extend_from_slice(PLAINTEXT_REFUSAL.as_bytes());
-    if io.write_all(&frames).await.is_err() || io.flush().await.is_err() {
+    let mut frame = (payload_len as u32).to_be_bytes()[1..].to_vec();
+    frame.extend_from_slice(&[7, 0, 0, 0, 0, 0]);
+    frame.extend_from_slice(&0x7fff_ffffu32.to_be_bytes());
+    frame.extend_from_slice(&0xcu32.to_be_bytes());
+    frame.extend_from_slice(PLAINTEXT_REFUSAL.as_bytes());
+    if let Some(stream) = first_call(&seen) {
+        frame.extend_from_slice(&[0, 0, 4, 3, 0]);
+        frame.extend_from_slice(&stream.to_be_bytes());
+        frame.extend_from_slice(&0xcu32.to_be_bytes());
+    }
+    if io.write_all(&frame).await.is_err() || io.flush().await.is_err() {
         return;
     }
     let _ = io.shutdown().await;
@@ -500,21 +507,22 @@ async fn refuse_plaintext<T: AsyncRead + AsyncWrite + Unpin>(mut io: T) {
     .await;
 }
 
-/// Whether the bytes a plaintext HTTP/2 client sent (its 24-byte preface, then frames)
-/// include a HEADERS frame.
-fn has_headers_frame(seen: &[u8]) -> bool {
+/// The stream id of the first HEADERS frame among the bytes a plaintext HTTP/2 client sent
+/// (its 24-byte preface, then frames), if one arrived whole.
+fn first_call(seen: &[u8]) -> Option<u32> {
     const PREFACE: usize = 24;
     let mut at = PREFACE;
     while seen.len() >= at + 9 {
         if seen[at + 3] == 1 {
-            return true;
+            let id = u32::from_be_bytes([seen[at + 5], seen[at + 6], seen[at + 7], seen[at + 8]]);
+            return Some(id & 0x7fff_ffff);
         }
         let len = (usize::from(seen[at]) << 16)
             | (usize::from(seen[at + 1]) << 8)
             | usize::from(seen[at + 2]);
         at += 9 + len;
     }
-    false
+    None
 }
 
 /// Reloads `tls` on every SIGHUP until the process ends; a failed reload is logged and the
