@@ -6,6 +6,7 @@
 #   cargo build --release --bins
 #   scripts/bench-tls.sh                    # REPS=3, 10 s runs, 256 B values, 10 000 keys
 #   REPS=5 SECONDS_PER_RUN=20 scripts/bench-tls.sh
+#   APPEND=1 scripts/bench-tls.sh           # add runs to the previous results (medians of all)
 #
 # Each run's JSON line (from `baton bench`) goes to target/bench-tls/results.jsonl with a "tls"
 # field. Only this script's members are stopped (by their recorded pids).
@@ -34,7 +35,7 @@ trap 'exit 130' INT TERM
 [[ -x "$BIN/batond" && -x "$BIN/baton" ]] || { log "build first: cargo build --release --bins"; exit 1; }
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
-: >"$RESULTS"
+[[ ${APPEND:-0} == 1 ]] || : >"$RESULTS"
 bash scripts/gen-certs.sh --dir "$WORK/certs" --members 3 2>/dev/null
 C="$WORK/certs"
 

@@ -370,7 +370,7 @@ impl Tls {
         // answered in plain HTTP/2, before rustls reads it and answers with an alert.
         let mut first = [0u8; 1];
         match io.peek(&mut first).await {
-            Ok(0) => return Err("closed before the handshake".into()),
+            Ok(0) => return Err(CLOSED_EARLY.into()),
             Ok(_) if first[0] != 0x16 => {
                 refuse_plaintext(io).await;
                 return Err("not a TLS client (plaintext HTTP/2?)".into());
@@ -429,6 +429,9 @@ impl Tls {
                         Ok(Ok(stream)) => {
                             let _ = tx.send(Ok(stream)).await;
                         }
+                        // Connectivity probes (other members check that this port accepts
+                        // connections) connect and close at once: not a refusal.
+                        Ok(Err(why)) if why == CLOSED_EARLY => {}
                         Ok(Err(why)) => tls.refused(port, &why),
                         Err(_) => tls.refused(port, "handshake timed out"),
                     }
@@ -458,6 +461,9 @@ impl Peek for tokio::net::TcpStream {
         tokio::net::TcpStream::peek(self, buf)
     }
 }
+
+/// Why a connection closed before it sent anything.
+const CLOSED_EARLY: &str = "closed before the handshake";
 
 /// The debug text sent to a plaintext HTTP/2 client on a TLS port.
 pub const PLAINTEXT_REFUSAL: &str =
