@@ -178,7 +178,7 @@ pub struct Args {
     #[arg(long, env = "BATON_SLOW_SNAPSHOT_MS")]
     pub slow_snapshot_ms: Option<u64>,
     /// This member's certificate chain (PEM). With --key and --peer-ca it turns TLS on for
-    /// both ports; it must carry the SAN URI baton://member/<id> and the names clients and
+    /// both ports; it must carry the SAN URI `baton://member/<id>` and the names clients and
     /// peers reach the member by. Reloaded on SIGHUP.
     #[arg(long, env = "BATON_CERT", value_name = "FILE")]
     pub cert: Option<PathBuf>,

@@ -671,5 +671,27 @@ async fn certificates_reload_on_sighup_without_dropping_connections() {
         .await
         .expect("a new handshake did not get the new certificate");
     assert_eq!(c.get_data("/old-connection").await.unwrap().0, b"");
+    // The CLI over TLS: --cacert with an https:// endpoint.
+    let cli = |ca: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["--endpoints", &format!("https://127.0.0.1:{port}")])
+            .arg("--cacert")
+            .arg(ca)
+            .args(["stat", "/old-connection"])
+            .env_remove("BATON_ENDPOINTS")
+            .env_remove("BATON_CERT")
+            .env_remove("BATON_KEY")
+            .output()
+            .unwrap()
+    };
+    let new_ca_file = write(dir.path(), "new-ca.crt", &new_ca.pem());
+    let old_ca_file = write(dir.path(), "old-ca.crt", &old_ca.pem());
+    let ok = cli(&new_ca_file);
+    assert!(ok.status.success(), "baton --cacert: {ok:?}");
+    let refused = cli(&old_ca_file);
+    assert!(
+        !refused.status.success(),
+        "baton trusted an old certificate: {refused:?}"
+    );
     drop(proc);
 }
