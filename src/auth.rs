@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
 use tonic::body::Body;
-use tonic::transport::server::TcpConnectInfo;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
 use crate::error::BatonError;
@@ -131,6 +131,71 @@ pub struct AuthConfig {
     pub super_digests: Vec<String>,
     /// Super principals' certificate identities.
     pub super_x509: Vec<String>,
+    /// Which part of a client certificate is its x509 id.
+    pub x509_identity: X509Identity,
+}
+
+/// Which part of a client certificate names the caller (its `x509` id).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum X509Identity {
+    /// The subject distinguished name, most specific first, comma-separated
+    /// (`CN=app,O=Example`): ZooKeeper's x509 id.
+    #[default]
+    Dn,
+    /// The subject's common name.
+    Cn,
+    /// The first URI subject alternative name, else the first DNS name.
+    San,
+}
+
+/// The x509 id of a client certificate (DER), or `None` if it has none of that kind.
+pub fn cert_identity(cert_der: &[u8], kind: X509Identity) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    let id = match kind {
+        X509Identity::Dn => {
+            let subject = cert.subject();
+            let parts: Vec<String> = subject
+                .iter_rdn()
+                .map(|rdn| {
+                    rdn.iter()
+                        .map(|attr| {
+                            let key = x509_parser::objects::oid2abbrev(
+                                attr.attr_type(),
+                                x509_parser::objects::oid_registry(),
+                            )
+                            .map_or_else(|_| attr.attr_type().to_id_string(), str::to_string);
+                            let value = attr.as_str().unwrap_or("");
+                            format!("{key}={value}")
+                        })
+                        .collect::<Vec<_>>()
+                        .join("+")
+                })
+                .collect();
+            parts.into_iter().rev().collect::<Vec<_>>().join(",")
+        }
+        X509Identity::Cn => cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())?
+            .to_string(),
+        X509Identity::San => {
+            let san = cert.subject_alternative_name().ok()??;
+            let names = &san.value.general_names;
+            let uri = names.iter().find_map(|n| match n {
+                x509_parser::extensions::GeneralName::URI(u) => Some(u.to_string()),
+                _ => None,
+            });
+            uri.or_else(|| {
+                names.iter().find_map(|n| match n {
+                    x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+                    _ => None,
+                })
+            })?
+        }
+    };
+    (!id.is_empty()).then_some(id)
 }
 
 /// Counts kept for the metrics.
@@ -145,11 +210,6 @@ pub struct AuthCounters {
     /// Requests refused by the admin gate.
     pub admin_denied: AtomicU64,
 }
-
-/// The certificate identities of a TLS connection, put in the request's extensions by the
-/// transport when the client presented a certificate.
-#[derive(Clone, Debug, Default)]
-pub struct CertIdentities(pub Vec<String>);
 
 /// Reads the current ACL of a node, if it exists.
 type AclReader = Box<dyn Fn(&str) -> Option<NodeAcl> + Send + Sync>;
@@ -404,16 +464,21 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
-        let ip = req
-            .extensions()
-            .get::<TcpConnectInfo>()
-            .and_then(|c| c.remote_addr())
+        let tls = req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>();
+        let ip = tls
+            .map(TlsConnectInfo::get_ref)
+            .or_else(|| req.extensions().get::<TcpConnectInfo>())
+            .and_then(TcpConnectInfo::remote_addr)
             .map(|a| a.ip());
-        let certs = req
-            .extensions()
-            .get::<CertIdentities>()
-            .map(|c| c.0.clone())
-            .unwrap_or_default();
+        // The leaf certificate's identity, when the client presented one.
+        let certs: Vec<String> = tls
+            .and_then(TlsConnectInfo::peer_certs)
+            .and_then(|c| {
+                c.first()
+                    .and_then(|leaf| cert_identity(leaf, auth.cfg.x509_identity))
+            })
+            .into_iter()
+            .collect();
         let method = req.uri().path().to_string();
         let decided = auth
             .authenticate(req.headers(), &certs, ip)

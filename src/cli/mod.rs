@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::client::{Client, ClientError, ClientOptions};
+use crate::client::{Client, ClientError, ClientOptions, ClientTls};
 pub use bench::{BenchArgs, Workload};
 pub use locks::{ElectArgs, LockArgs};
 pub use output::OutputFormat;
@@ -26,8 +26,8 @@ pub use snapshot::SnapshotCommand;
 #[derive(Debug, Parser)]
 #[command(name = "baton", version, max_term_width = 100)]
 pub struct Cli {
-    /// Client endpoints, comma-separated (host:port or http://host:port). Calls go to the
-    /// first that answers and fail over to the others.
+    /// Client endpoints, comma-separated (host:port, http://host:port or https://host:port).
+    /// Calls go to the first that answers and fail over to the others.
     #[arg(
         long,
         global = true,
@@ -68,10 +68,46 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub user: Option<String>,
+    /// CA certificate (PEM) that signs the members' certificates: connect over TLS.
+    #[arg(long, global = true, env = "BATON_CACERT", value_name = "FILE")]
+    pub cacert: Option<std::path::PathBuf>,
+
+    /// Client certificate (PEM), for members that require one (with --key and --cacert).
+    #[arg(long, global = true, env = "BATON_CERT", value_name = "FILE")]
+    pub cert: Option<std::path::PathBuf>,
+
+    /// Private key (PEM) of --cert.
+    #[arg(long, global = true, env = "BATON_KEY", value_name = "FILE")]
+    pub key: Option<std::path::PathBuf>,
 
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The client options the flags ask for.
+    ///
+    /// # Errors
+    /// An unreadable certificate file, or --cert/--key without --cacert.
+    pub fn client_options(&self) -> Result<ClientOptions, ClientError> {
+        let tls =
+            match (&self.cacert, &self.cert, &self.key) {
+                (None, None, None) => None,
+                (None, _, _) => return Err(ClientError::InvalidArgument(
+                    "--cert and --key need --cacert (the CA that signs the members' certificates)"
+                        .into(),
+                )),
+                (Some(ca), cert, key) => {
+                    Some(ClientTls::from_files(ca, cert.as_deref(), key.as_deref())?)
+                }
+            };
+        Ok(ClientOptions {
+            timeout: Duration::from_millis(self.call_timeout_ms),
+            tls,
+            ..ClientOptions::default()
+        })
+    }
 }
 
 /// The subcommands.
@@ -448,11 +484,8 @@ pub async fn run(cli: Cli) -> ExitCode {
 /// The first failure, as a [`CliError`].
 pub async fn execute(cli: Cli) -> Result<(), CliError> {
     let mut out = output::Printer::new(cli.output);
-    let options = ClientOptions {
-        timeout: Duration::from_millis(cli.call_timeout_ms),
-        digest: cli.user.clone().map(crate::client::Secret),
-        ..ClientOptions::default()
-    };
+    let mut options = cli.client_options()?;
+    options.digest = cli.user.clone().map(crate::client::Secret);
     if let Command::Auth(AuthCommand::Digest { credentials }) = &cli.command {
         return commands::digest(credentials, &mut out);
     }
@@ -464,7 +497,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Cluster(ClusterCommand::Stages { reset }) => {
             return commands::stages(endpoints, options, reset, &mut out).await
         }
-        Command::Bench(args) => return bench::run(endpoints, args, &mut out).await,
+        Command::Bench(args) => return bench::run(endpoints, &options, args, &mut out).await,
         Command::Probe(args) => return commands::probe(&args, options.timeout, &mut out).await,
         Command::Snapshot(cmd) => return snapshot::run(endpoints, options, cmd, &mut out).await,
         _ => {}

@@ -461,9 +461,9 @@ pub fn human_bytes(n: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-/// The endpoint without its `http://` scheme, for display.
+/// The endpoint without its `http://` or `https://` scheme, for display.
 pub fn display_endpoint(uri: &str) -> &str {
-    uri.strip_prefix("http://").unwrap_or(uri)
+    crate::client::without_scheme(uri)
 }
 
 /// One endpoint's write-path stages as JSON.

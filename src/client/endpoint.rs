@@ -6,30 +6,28 @@ use super::ClientError;
 /// Port used when an endpoint names only a host.
 pub const DEFAULT_PORT: u16 = 7420;
 
-/// Normalises one endpoint into an `http://host:port` URI.
+/// Normalises one endpoint into an `http://host:port` or `https://host:port` URI.
 ///
-/// Accepts `host:port`, `host` (port 7420), `[v6]:port`, and the same with an `http://`
-/// scheme; a trailing `/` is dropped.
+/// Accepts `host:port`, `host` (port 7420), `[v6]:port`, and the same with an `http://` or
+/// `https://` scheme; a trailing `/` is dropped. Without a scheme the endpoint is `http://`.
 ///
 /// # Errors
-/// [`ClientError::InvalidEndpoint`] for an empty string, an `https://` endpoint (TLS is not
-/// supported yet), a path after the authority, or a port that is not a number in 1..=65535.
+/// [`ClientError::InvalidEndpoint`] for an empty string, another scheme, a path after the
+/// authority, or a port that is not a number in 1..=65535.
 pub fn normalize_endpoint(endpoint: &str) -> Result<String, ClientError> {
     let invalid = |why: &str| ClientError::InvalidEndpoint {
         endpoint: endpoint.to_string(),
         why: why.to_string(),
     };
     let trimmed = endpoint.trim();
-    let rest = if let Some(rest) = strip_prefix_ignore_case(trimmed, "http://") {
-        rest
-    } else if strip_prefix_ignore_case(trimmed, "https://").is_some() {
-        return Err(invalid(
-            "TLS (https) is not supported; use http:// or host:port",
-        ));
+    let (scheme, rest) = if let Some(rest) = strip_prefix_ignore_case(trimmed, "http://") {
+        ("http", rest)
+    } else if let Some(rest) = strip_prefix_ignore_case(trimmed, "https://") {
+        ("https", rest)
     } else if trimmed.contains("://") {
-        return Err(invalid("only http:// endpoints are supported"));
+        return Err(invalid("only http:// and https:// endpoints are supported"));
     } else {
-        trimmed
+        ("http", trimmed)
     };
     let authority = rest.strip_suffix('/').unwrap_or(rest);
     if authority.is_empty() {
@@ -52,7 +50,7 @@ pub fn normalize_endpoint(endpoint: &str) -> Result<String, ClientError> {
     if host.is_empty() {
         return Err(invalid("missing host"));
     }
-    let uri = format!("http://{host}:{port}");
+    let uri = format!("{scheme}://{host}:{port}");
     uri.parse::<tonic::codegen::http::Uri>()
         .map_err(|e| invalid(&e.to_string()))?;
     Ok(uri)
@@ -90,6 +88,13 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     }
 }
 
+/// The endpoint without its `http://` or `https://` scheme, for display.
+pub fn without_scheme(uri: &str) -> &str {
+    uri.strip_prefix("http://")
+        .or_else(|| uri.strip_prefix("https://"))
+        .unwrap_or(uri)
+}
+
 /// Splits a comma-separated endpoint list, dropping empty items and surrounding spaces.
 pub fn split_endpoints(list: &str) -> Vec<String> {
     list.split(',')
@@ -113,6 +118,15 @@ mod tests {
         assert_eq!(ok("localhost"), "http://localhost:7420");
         assert_eq!(ok("[::1]:7000"), "http://[::1]:7000");
         assert_eq!(ok("[::1]"), "http://[::1]:7420");
+        assert_eq!(ok("https://node-1"), "https://node-1:7420");
+        assert_eq!(ok("HTTPS://10.0.0.1:9/"), "https://10.0.0.1:9");
+    }
+
+    #[test]
+    fn strips_schemes_for_display() {
+        assert_eq!(without_scheme("https://a:1"), "a:1");
+        assert_eq!(without_scheme("http://a:1"), "a:1");
+        assert_eq!(without_scheme("a:1"), "a:1");
     }
 
     #[test]
@@ -120,7 +134,7 @@ mod tests {
         for bad in [
             "",
             "   ",
-            "https://a:1",
+            "https://",
             "grpc://a:1",
             "a:notaport",
             "a:0",

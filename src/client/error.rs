@@ -61,8 +61,29 @@ pub enum ClientError {
 
 impl From<Status> for ClientError {
     fn from(status: Status) -> Self {
+        if refused_for_plaintext(&status) {
+            return ClientError::Status(Status::unavailable(
+                "the server requires TLS: connect with https:// and the CA certificate that \
+                 signs the members' certificates (ClientOptions::tls; baton --cacert)",
+            ));
+        }
         ClientError::Status(status)
     }
+}
+
+/// Whether a member closed the connection with HTTP/2 INADEQUATE_SECURITY: what a TLS port
+/// answers to a plaintext client.
+fn refused_for_plaintext(status: &Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(err) = source {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            if h2.reason() == Some(h2::Reason::INADEQUATE_SECURITY) {
+                return true;
+            }
+        }
+        source = err.source();
+    }
+    false
 }
 
 impl ClientError {

@@ -61,7 +61,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request, Response, Status};
 
 use crate::proto::v1::auth_client::AuthClient;
@@ -71,7 +71,7 @@ use crate::proto::v1::sessions_client::SessionsClient;
 use crate::proto::v1::z_nodes_client::ZNodesClient;
 use crate::proto::v1::{self as pb};
 
-pub use endpoint::{normalize_endpoint, split_endpoints, DEFAULT_PORT};
+pub use endpoint::{normalize_endpoint, split_endpoints, without_scheme, DEFAULT_PORT};
 pub use error::{code_name, ClientError};
 pub use locks::*;
 pub use ops::{Child, ChildrenOptions, CreateOptions, MultiOps, ReadOptions};
@@ -99,6 +99,9 @@ pub struct ClientOptions {
     /// Authenticate as `user:password` with ZooKeeper's digest scheme (see
     /// [`Client::with_digest`]); `None`: anonymous.
     pub digest: Option<Secret>,
+    /// TLS (default none). When set, every endpoint is connected over TLS, whatever its
+    /// scheme; an `https://` endpoint without it is refused.
+    pub tls: Option<ClientTls>,
 }
 
 /// A `user:password` pair that never prints its password.
@@ -119,7 +122,86 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(3),
             max_message_size: 64 * 1024 * 1024,
             digest: None,
+            tls: None,
         }
+    }
+}
+
+/// How a client connects over TLS: the CA that signs the members' certificates and, for
+/// members that require client certificates (`batond --client-ca`), the client's own.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    ca_pem: Vec<u8>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+    domain: Option<String>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    // Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("client_certificate", &self.identity.is_some())
+            .field("domain", &self.domain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientTls {
+    /// Trusts the CA certificate(s) in `ca_pem` (PEM).
+    pub fn new(ca_pem: impl Into<Vec<u8>>) -> ClientTls {
+        ClientTls {
+            ca_pem: ca_pem.into(),
+            identity: None,
+            domain: None,
+        }
+    }
+
+    /// Presents the certificate chain `cert_pem` with its key `key_pem` (both PEM).
+    pub fn identity(mut self, cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
+        self.identity = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// Expects `domain` in the members' certificates instead of each endpoint's host.
+    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+        self.domain = Some(domain.into());
+        self
+    }
+
+    /// Reads the CA file and, if both are given, the client certificate and key files.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidArgument`] for a file that cannot be read, or a certificate
+    /// without a key (or the reverse).
+    pub fn from_files(
+        ca: &std::path::Path,
+        cert: Option<&std::path::Path>,
+        key: Option<&std::path::Path>,
+    ) -> Result<ClientTls, ClientError> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| {
+                ClientError::InvalidArgument(format!("cannot read {}: {e}", p.display()))
+            })
+        };
+        let tls = ClientTls::new(read(ca)?);
+        match (cert, key) {
+            (None, None) => Ok(tls),
+            (Some(c), Some(k)) => Ok(tls.identity(read(c)?, read(k)?)),
+            _ => Err(ClientError::InvalidArgument(
+                "a client certificate needs its key, and a key its certificate".into(),
+            )),
+        }
+    }
+
+    fn config(&self) -> ClientTlsConfig {
+        let mut c = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca_pem));
+        if let Some((cert, key)) = &self.identity {
+            c = c.identity(Identity::from_pem(cert, key));
+        }
+        if let Some(d) = &self.domain {
+            c = c.domain_name(d.clone());
+        }
+        c
     }
 }
 
@@ -214,19 +296,35 @@ impl Client {
         }
         let uris = endpoints
             .iter()
-            .map(|e| normalize_endpoint(e))
+            .map(|e| {
+                let uri = normalize_endpoint(e)?;
+                match (&options.tls, uri.strip_prefix("http://")) {
+                    (Some(_), Some(rest)) => Ok(format!("https://{rest}")),
+                    (None, None) => Err(ClientError::InvalidEndpoint {
+                        endpoint: e.to_string(),
+                        why: "an https:// endpoint needs the CA certificate that signs the \
+                              members' certificates (ClientOptions::tls; baton --cacert)"
+                            .to_string(),
+                    }),
+                    _ => Ok(uri),
+                }
+            })
             .collect::<Result<Vec<_>, _>>()?;
+        let tls = options.tls.as_ref().map(ClientTls::config);
         let configured = uris
             .iter()
             .map(|uri| {
-                Endpoint::from_shared(uri.clone())
-                    .map(|e| configure(e, &options))
-                    .map_err(|e| ClientError::InvalidEndpoint {
-                        endpoint: uri.clone(),
-                        why: e.to_string(),
-                    })
+                let invalid = |e: &dyn std::fmt::Display| ClientError::InvalidEndpoint {
+                    endpoint: uri.clone(),
+                    why: e.to_string(),
+                };
+                let mut endpoint = Endpoint::from_shared(uri.clone()).map_err(|e| invalid(&e))?;
+                if let Some(tls) = &tls {
+                    endpoint = endpoint.tls_config(tls.clone()).map_err(|e| invalid(&e))?;
+                }
+                Ok(configure(endpoint, &options))
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, ClientError>>()?;
 
         let mut channels: Vec<Option<Channel>> = vec![None; configured.len()];
         let mut current = None;
@@ -245,7 +343,7 @@ impl Client {
             return Err(ClientError::Connect {
                 endpoints: uris
                     .iter()
-                    .map(|u| u.trim_start_matches("http://"))
+                    .map(|u| without_scheme(u))
                     .collect::<Vec<_>>()
                     .join(","),
                 message: last_error,

@@ -31,11 +31,13 @@ use tonic::body::Body;
 use tonic::codegen::http;
 use tonic::metadata::MetadataValue;
 use tonic::server::NamedService;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::Service;
 
 use super::Raft;
 use crate::error::BatonError;
 use crate::store::{Store, StoreError};
+use crate::tls::PeerMember;
 
 /// Key in `raft_meta` of the member record: `id=<id>;members=<initial member list>`.
 pub const MEMBER_RECORD_KEY: &[u8] = b"baton_cluster";
@@ -241,6 +243,18 @@ impl ClusterIdentity {
         Ok(())
     }
 
+    /// Logs a refused sender (rate-limited like refusals of other clusters).
+    fn refuse_sender(&self, status: &tonic::Status) {
+        let mut last = self
+            .last_warned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            *last = Some(Instant::now());
+            tracing::warn!(error = %status.message(), "refused a peer request");
+        }
+    }
+
     fn refuse(&self, theirs: Option<u64>) -> BatonError {
         let err = BatonError::ClusterMismatch {
             mine: self.id().map_or_else(|| "none".to_string(), format_id),
@@ -258,13 +272,33 @@ impl ClusterIdentity {
     }
 }
 
-/// Puts the member's cluster id on every outgoing peer request (none while it has none).
+/// The request header that carries the id of the member that sends a peer request; on a TLS
+/// peer port it must be the member named by the sender's certificate.
+pub const MEMBER_ID_HEADER: &str = "baton-member-id";
+
+/// Puts the member's cluster id (none while it has none) and its member id on every outgoing
+/// peer request.
 #[derive(Clone)]
-pub struct ClusterStamp(pub Arc<ClusterIdentity>);
+pub struct ClusterStamp {
+    identity: Arc<ClusterIdentity>,
+    member: MetadataValue<tonic::metadata::Ascii>,
+}
+
+impl ClusterStamp {
+    /// Stamps the requests of member `my_id` of the cluster `identity`.
+    pub fn new(identity: Arc<ClusterIdentity>, my_id: u64) -> Self {
+        ClusterStamp {
+            identity,
+            member: MetadataValue::from(my_id),
+        }
+    }
+}
 
 impl tonic::service::Interceptor for ClusterStamp {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(id) = self.0.id() {
+        req.metadata_mut()
+            .insert(MEMBER_ID_HEADER, self.member.clone());
+        if let Some(id) = self.identity.id() {
             if let Ok(v) = MetadataValue::try_from(format_id(id)) {
                 req.metadata_mut().insert(CLUSTER_ID_HEADER, v);
             }
@@ -274,12 +308,48 @@ impl tonic::service::Interceptor for ClusterStamp {
 }
 
 /// The peer service behind the cluster check: every request is admitted by
-/// [`ClusterIdentity::admit`] before it reaches `inner`.
+/// [`ClusterIdentity::admit`] before it reaches `inner`. On a TLS peer port it first checks
+/// the sender: its certificate must name a member ([`crate::tls::member_id`]) and that member
+/// must be the one the `baton-member-id` header claims; the proven id goes to `inner` as a
+/// [`PeerMember`] request extension, which the peer service compares with the sender ids in
+/// request bodies.
 #[derive(Clone)]
 pub struct ClusterCheck<S> {
     inner: S,
     identity: Arc<ClusterIdentity>,
     raft: Raft,
+    member_certs: bool,
+}
+
+/// The member proven by the certificate of the connection `req` came on, or why there is none.
+fn proven_member(req: &http::Request<Body>) -> Result<u64, tonic::Status> {
+    let certs = req
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(|info| info.peer_certs());
+    let leaf = certs.as_ref().and_then(|c| c.first()).ok_or_else(|| {
+        tonic::Status::unauthenticated("the peer port needs a member certificate")
+    })?;
+    let proven = crate::tls::member_id(leaf).ok_or_else(|| {
+        tonic::Status::permission_denied(format!(
+            "the peer certificate names no member (SAN URI {}<id>)",
+            crate::tls::MEMBER_URI_PREFIX
+        ))
+    })?;
+    let claimed = req
+        .headers()
+        .get(MEMBER_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match claimed {
+        Some(c) if c == proven => Ok(proven),
+        Some(c) => Err(tonic::Status::permission_denied(format!(
+            "member {proven}'s certificate used for a request from member {c}"
+        ))),
+        None => Err(tonic::Status::permission_denied(format!(
+            "a peer request without a readable {MEMBER_ID_HEADER} header"
+        ))),
+    }
 }
 
 impl<S> ClusterCheck<S> {
@@ -289,7 +359,14 @@ impl<S> ClusterCheck<S> {
             inner,
             identity,
             raft,
+            member_certs: false,
         }
+    }
+
+    /// Requires (`true`) member certificates on every request (the peer port over TLS).
+    pub fn require_member_certs(mut self, required: bool) -> Self {
+        self.member_certs = required;
+        self
     }
 }
 
@@ -313,10 +390,21 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
         // The ready service must be the one called (tower's contract); keep a fresh clone.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        if self.member_certs {
+            match proven_member(&req) {
+                Ok(id) => {
+                    req.extensions_mut().insert(PeerMember(id));
+                }
+                Err(status) => {
+                    self.identity.refuse_sender(&status);
+                    return Box::pin(async move { Ok(status.into_http()) });
+                }
+            }
+        }
         let identity = self.identity.clone();
         let raft = self.raft.clone();
         let theirs = req

@@ -22,6 +22,7 @@ use crate::error::BatonError;
 use crate::proto::raft::{self as pb, raft_server};
 use crate::stages::Stage;
 use crate::store::codec;
+use crate::tls::PeerMember;
 
 /// The peer service of one member.
 pub struct PeerService {
@@ -43,6 +44,25 @@ pub struct PeerService {
 
 fn bad_request(e: codec::CodecError) -> Status {
     Status::invalid_argument(format!("malformed peer request: {e}"))
+}
+
+/// On a TLS peer port, checks that the member whose id the request's body names as its sender
+/// (`claimed`) is the one its certificate proves ([`PeerMember`], set by the peer port's
+/// check); on a plaintext port there is nothing to check against.
+fn sent_by<T>(req: &Request<T>, claimed: u64, what: &str) -> Result<(), Status> {
+    match req.extensions().get::<PeerMember>() {
+        Some(PeerMember(proven)) if *proven != claimed => Err(Status::permission_denied(format!(
+            "member {proven} sent a {what} in the name of member {claimed}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The member a Vote, AppendEntries or InstallSnapshot comes from: its vote's leader id (the
+/// candidate, or the leader).
+fn vote_sender(vote: Option<&crate::proto::raft::Vote>) -> u64 {
+    vote.and_then(|v| v.leader_id.as_ref())
+        .map_or(0, |l| l.node_id)
 }
 
 fn raft_stopped<E: std::fmt::Display>(e: E) -> Status {
@@ -196,8 +216,9 @@ impl raft_server::Raft for PeerService {
 
     async fn follow(
         &self,
-        _req: Request<pb::FollowRequest>,
+        req: Request<pb::FollowRequest>,
     ) -> Result<Response<Self::FollowStream>, Status> {
+        sent_by(&req, req.get_ref().follower, "Follow")?;
         // Nothing is ever sent: the stream ends when this member shuts down, and breaks with
         // its connection when the process dies.
         let mut shutdown = self.shutdown.clone();
@@ -210,6 +231,7 @@ impl raft_server::Raft for PeerService {
         &self,
         req: Request<pb::TransferStepRequest>,
     ) -> Result<Response<pb::TransferStepResponse>, Status> {
+        sent_by(&req, req.get_ref().leader, "TransferStep")?;
         let done = self.failover.on_transfer_step(req.into_inner()).await;
         Ok(Response::new(pb::TransferStepResponse { done }))
     }
@@ -218,6 +240,7 @@ impl raft_server::Raft for PeerService {
         &self,
         req: Request<pb::LeaderGoneRequest>,
     ) -> Result<Response<pb::LeaderGoneResponse>, Status> {
+        sent_by(&req, req.get_ref().reporter, "LeaderGone")?;
         let failover = self.failover.clone();
         tokio::spawn(failover.on_report(req.into_inner()));
         Ok(Response::new(pb::LeaderGoneResponse {}))
@@ -227,6 +250,7 @@ impl raft_server::Raft for PeerService {
         &self,
         req: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
+        sent_by(&req, vote_sender(req.get_ref().vote.as_ref()), "Vote")?;
         let rpc = wire::vote_req_from_pb(req.into_inner()).map_err(bad_request)?;
         let resp = self.raft.vote(rpc).await.map_err(raft_stopped)?;
         Ok(Response::new(wire::vote_resp_to_pb(&resp)))
@@ -236,6 +260,11 @@ impl raft_server::Raft for PeerService {
         &self,
         req: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
+        sent_by(
+            &req,
+            vote_sender(req.get_ref().vote.as_ref()),
+            "AppendEntries",
+        )?;
         let started = std::time::Instant::now();
         let rpc = wire::append_req_from_pb(req.into_inner()).map_err(bad_request)?;
         let has_entries = !rpc.entries.is_empty();
@@ -250,6 +279,11 @@ impl raft_server::Raft for PeerService {
         &self,
         req: Request<pb::InstallSnapshotRequest>,
     ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
+        sent_by(
+            &req,
+            vote_sender(req.get_ref().vote.as_ref()),
+            "InstallSnapshot",
+        )?;
         let rpc = wire::snapshot_req_from_pb(req.into_inner()).map_err(bad_request)?;
         match self.raft.install_snapshot(rpc).await {
             Ok(resp) => Ok(Response::new(wire::snapshot_resp_to_pb(&resp))),
@@ -341,6 +375,8 @@ impl raft_server::Raft for PeerService {
         &self,
         req: Request<pb::UpdateMemberRequest>,
     ) -> Result<Response<pb::UpdateMemberResponse>, Status> {
+        let claimed = req.get_ref().member.as_ref().map_or(0, |m| m.id);
+        sent_by(&req, claimed, "UpdateMember")?;
         self.require_leader().map_err(|e| e.to_status())?;
         let m = req
             .into_inner()

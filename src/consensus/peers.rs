@@ -17,6 +17,7 @@ use super::identity::{ClusterIdentity, ClusterStamp};
 use super::{MemberNode, Raft};
 use crate::error::BatonError;
 use crate::proto::raft::raft_client::RaftClient;
+use crate::tls::Tls;
 
 /// Largest peer message (AppendEntries batches, snapshot chunks, forwarded writes).
 pub const MAX_PEER_MESSAGE: usize = 64 * 1024 * 1024;
@@ -29,16 +30,31 @@ pub struct Peers {
     my_id: u64,
     identity: Arc<ClusterIdentity>,
     faults: Arc<Faults>,
-    clients: Mutex<HashMap<u64, (String, PeerClient)>>,
+    /// TLS for outgoing connections (`None`: plaintext).
+    tls: Option<Arc<Tls>>,
+    /// Cached clients by member: the address and TLS generation they were built for.
+    clients: Mutex<HashMap<u64, (String, u64, PeerClient)>>,
 }
 
 impl Peers {
     /// Connections of member `my_id` of the cluster `identity`, subject to `faults`.
     pub fn new(my_id: u64, identity: Arc<ClusterIdentity>, faults: Arc<Faults>) -> Arc<Peers> {
+        Self::with_tls(my_id, identity, faults, None)
+    }
+
+    /// As [`Peers::new`], over TLS when `tls` is given: connections present the member's
+    /// certificate, and after a reload new connections use the new files.
+    pub fn with_tls(
+        my_id: u64,
+        identity: Arc<ClusterIdentity>,
+        faults: Arc<Faults>,
+        tls: Option<Arc<Tls>>,
+    ) -> Arc<Peers> {
         Arc::new(Peers {
             my_id,
             identity,
             faults,
+            tls,
             clients: Mutex::new(HashMap::new()),
         })
     }
@@ -58,19 +74,28 @@ impl Peers {
     /// # Errors
     /// `UNAVAILABLE` for an unusable address.
     pub fn client(&self, id: u64, addr: &str) -> Result<PeerClient, BatonError> {
+        let tls = self.tls.as_ref().map(|t| t.peer_client());
+        let generation = tls.as_ref().map_or(0, |(g, _)| *g);
         let mut g = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((a, c)) = g.get(&id) {
-            if a == addr {
+        if let Some((a, gen, c)) = g.get(&id) {
+            if a == addr && *gen == generation {
                 return Ok(c.clone());
             }
         }
-        let uri = if addr.starts_with("http://") || addr.starts_with("https://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
+        let bare = addr
+            .strip_prefix("http://")
+            .or_else(|| addr.strip_prefix("https://"))
+            .unwrap_or(addr);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let bad = |e: &dyn std::fmt::Display| {
+            BatonError::Unavailable(format!("bad peer address {addr:?}: {e}"))
         };
-        let channel = Endpoint::from_shared(uri)
-            .map_err(|e| BatonError::Unavailable(format!("bad peer address {addr:?}: {e}")))?
+        let mut endpoint =
+            Endpoint::from_shared(format!("{scheme}://{bare}")).map_err(|e| bad(&e))?;
+        if let Some((_, config)) = tls {
+            endpoint = endpoint.tls_config(config).map_err(|e| bad(&e))?;
+        }
+        let channel = endpoint
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
@@ -78,11 +103,11 @@ impl Peers {
             .connect_lazy();
         let client = RaftClient::with_interceptor(
             FaultService::new(channel, self.my_id, id, self.faults.clone()),
-            ClusterStamp(self.identity.clone()),
+            ClusterStamp::new(self.identity.clone(), self.my_id),
         )
         .max_decoding_message_size(MAX_PEER_MESSAGE)
         .max_encoding_message_size(MAX_PEER_MESSAGE);
-        g.insert(id, (addr.to_string(), client.clone()));
+        g.insert(id, (addr.to_string(), generation, client.clone()));
         Ok(client)
     }
 

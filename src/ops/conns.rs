@@ -155,6 +155,15 @@ impl Connected for Tracked {
     }
 }
 
+impl crate::tls::Peek for Tracked {
+    fn peek<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+    ) -> impl std::future::Future<Output = io::Result<usize>> + Send + 'a {
+        self.stream.peek(buf)
+    }
+}
+
 impl AsyncRead for Tracked {
     fn poll_read(
         self: Pin<&mut Self>,

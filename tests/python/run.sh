@@ -3,7 +3,8 @@
 # Polyglot test: a Python client whose stubs are generated from proto/ right now talks to a real
 # batond. Creates the venv target/pyenv if missing (pinned packages from PyPI), generates the
 # stubs into target/pyenv/gen, builds batond, starts it on a free 127.0.0.1 port with a
-# temporary data dir, runs pytest, and always stops the server.
+# temporary data dir (and a second one with TLS and required client certificates, made by
+# scripts/gen-certs.sh), runs pytest, and always stops the servers.
 #
 #   tests/python/run.sh              run the Python tests
 #   tests/python/run.sh --venv-only  only make sure the venv exists (used by tests/grpcurl.sh);
@@ -77,6 +78,19 @@ BATOND="$TARGET_DIR/debug/batond"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/baton-py.XXXXXX")"
 PID=""
+TLS_PID=""
+stop_tls_server() {
+  if [[ -n "$TLS_PID" ]] && kill -0 "$TLS_PID" 2>/dev/null; then
+    kill -TERM "$TLS_PID" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+      kill -0 "$TLS_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$TLS_PID" 2>/dev/null || true
+    wait "$TLS_PID" 2>/dev/null || true
+  fi
+  TLS_PID=""
+}
 stop_server() {
   if [[ -n "$PID" ]] && kill -0 "$PID" 2>/dev/null; then
     kill -TERM "$PID" 2>/dev/null || true
@@ -92,6 +106,7 @@ stop_server() {
 cleanup() {
   local rc=$?
   stop_server
+  stop_tls_server
   if [[ $rc -ne 0 && -f "$WORK/batond.log" ]]; then
     log "batond log tail:"
     tail -n 40 "$WORK/batond.log" >&2 || true
@@ -146,9 +161,39 @@ start_server() {
 start_server
 log "batond (pid $PID) serving on $ADDR"
 
+# A second member with TLS on both ports and client certificates required.
+bash scripts/gen-certs.sh --dir "$WORK/certs" --members 1 2>/dev/null
+start_tls_server() {
+  local attempt port
+  for attempt in 1 2 3 4 5; do
+    port="$(free_port)"
+    env -u BATON_CONFIG NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$BATOND" --id 1 --data-dir "$WORK/data-tls" \
+      --listen-client "127.0.0.1:$port" --listen-peer "127.0.0.1:$(free_port)" --metrics-addr off \
+      --cert "$WORK/certs/member-1.crt" --key "$WORK/certs/member-1.key" \
+      --peer-ca "$WORK/certs/ca.crt" --client-ca "$WORK/certs/ca.crt" \
+      >>"$WORK/batond-tls.log" 2>&1 &
+    TLS_PID=$!
+    for _ in $(seq 1 300); do  # up to 30 s
+      kill -0 "$TLS_PID" 2>/dev/null || break
+      if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        TLS_ADDR="127.0.0.1:$port"
+        return 0
+      fi
+      sleep 0.1
+    done
+    kill -0 "$TLS_PID" 2>/dev/null && return 1
+    wait "$TLS_PID" 2>/dev/null || true
+    TLS_PID=""
+    grep -q "cannot listen" "$WORK/batond-tls.log" || { tail -n 20 "$WORK/batond-tls.log" >&2; return 1; }
+  done
+  return 1
+}
+start_tls_server || { log "could not start the TLS member"; exit 1; }
+log "batond with TLS (pid $TLS_PID) serving on $TLS_ADDR"
+
 # --- tests --------------------------------------------------------------------------------------
 set +e
-BATON_ADDR="$ADDR" BATON_TEST_METRICS="$METRICS_ADDR" PYTHONPATH="$GEN${PYTHONPATH:+:$PYTHONPATH}" PYTHONDONTWRITEBYTECODE=1 \
+BATON_ADDR="$ADDR" BATON_TEST_METRICS="$METRICS_ADDR" BATON_TLS_ADDR="$TLS_ADDR" BATON_TLS_CERTS="$WORK/certs" PYTHONPATH="$GEN${PYTHONPATH:+:$PYTHONPATH}" PYTHONDONTWRITEBYTECODE=1 \
   "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/python "$@"
 rc=$?
 set -e
