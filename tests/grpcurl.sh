@@ -174,6 +174,13 @@ done
 grep -q '"status": "SERVING"' <<<"$health" || fail "health over TLS: $health"
 log "ok: list, Create + GetData, health over TLS with a client certificate"
 
+# Identity over TLS: the certificate's subject, plus digest credentials from a header.
+who="$(t -H 'authorization: digest alice:pw' "$ADDR" baton.v1.Auth/WhoAmI 2>&1)" || fail "WhoAmI: $who"
+alice_id="$(python3 -c 'import base64,hashlib; print("alice:" + base64.b64encode(hashlib.sha1(b"alice:pw").digest()).decode())')"
+grep -q "x509:" <<<"$who" && grep -qF "digest:$alice_id" <<<"$who" && grep -q '"secure": true' <<<"$who" \
+  || fail "WhoAmI over TLS with a certificate and a digest header: $who"
+log "ok: WhoAmI names the certificate and the digest id"
+
 if nocert="$("$GRPCURL" -cacert "$C/ca.crt" -max-time 10 "$ADDR" list 2>&1)"; then
   fail "served without a client certificate: $nocert"
 fi
@@ -186,4 +193,4 @@ grep -qE "requires TLS|INADEQUATE_SECURITY" <<<"$plain" || fail "the plaintext r
 log "ok: plaintext refused: $(head -c 200 <<<"$plain")"
 
 stop_server
-echo "grpcurl: 9 passed, 0 failed"
+echo "grpcurl: 10 passed, 0 failed"

@@ -108,6 +108,10 @@ pub struct BenchArgs {
     /// stages are reset before the run and printed after it (as `baton cluster stages`).
     #[arg(long)]
     pub breakdown: bool,
+    /// ACL entry SCHEME:ID:PERMS (repeatable) for the keys put and get create; open if none
+    /// (measures the ACL checks with `--user`).
+    #[arg(long = "acl", value_name = "ENTRY")]
+    pub acl: Vec<String>,
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
@@ -434,15 +438,17 @@ async fn create_keys(pool: &[Client], args: &BenchArgs) -> Result<(), CliError> 
     eprintln!("creating {} keys under /bench/kv ...", missing.len());
     let per_batch = (512 * 1024 / args.value_size.max(1)).clamp(1, 100);
     let value = value_of(args.value_size, 0);
+    let create = CreateOptions::persistent().with_acl(super::commands::parse_acl(&args.acl)?);
     let batches: Vec<&[u64]> = missing.chunks(per_batch).collect();
     let concurrency = usize::try_from(args.clients).unwrap_or(16).clamp(1, 64);
     let mut results = futures::stream::iter(batches.into_iter().enumerate())
         .map(|(n, keys)| {
             let client = pool[n % pool.len()].with_timeout(Duration::from_secs(60));
             let value = value.clone();
+            let create = create.clone();
             async move {
                 let ops = keys.iter().fold(MultiOps::new(), |ops, &i| {
-                    ops.create(&key_path(i), value.clone(), CreateOptions::persistent())
+                    ops.create(&key_path(i), value.clone(), create.clone())
                 });
                 if client.multi(ops).await?.succeeded {
                     return Ok::<(), ClientError>(());
@@ -450,7 +456,7 @@ async fn create_keys(pool: &[Client], args: &BenchArgs) -> Result<(), CliError> 
                 // Someone created some of them meanwhile: one at a time, tolerating those.
                 for &i in keys {
                     match client
-                        .create(&key_path(i), value.clone(), CreateOptions::persistent())
+                        .create(&key_path(i), value.clone(), create.clone())
                         .await
                     {
                         Ok(_) => {}

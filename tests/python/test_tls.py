@@ -80,3 +80,42 @@ def test_plaintext_against_the_tls_port_is_refused(tls_channel):
             z.GetData(znodes_pb2.GetDataRequest(path="/"), timeout=5)
         assert e.value.code() != grpc.StatusCode.OK
         print("plaintext refused:", e.value.code(), e.value.details())
+
+
+def digest(user, password):
+    """ZooKeeper's digest id: user:base64(sha1(user:password))."""
+    import base64
+    import hashlib
+
+    h = hashlib.sha1(f"{user}:{password}".encode()).digest()
+    return f"{user}:{base64.b64encode(h).decode()}"
+
+
+def test_digest_credentials_and_acls_over_tls(tls_channel):
+    from baton.v1 import auth_pb2, auth_pb2_grpc, common_pb2
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    alice = [("authorization", "digest alice:pw")]
+    bob = [("authorization", "digest bob:pw")]
+    who = auth_pb2_grpc.AuthStub(tls_channel).WhoAmI(
+        auth_pb2.WhoAmIRequest(), metadata=alice, timeout=10
+    )
+    assert f"digest:{digest('alice', 'pw')}" in who.ids and who.secure
+    znodes = znodes_pb2_grpc.ZNodesStub(tls_channel)
+    path = f"/py-acl-{uuid.uuid4().hex[:12]}"
+    only_alice = common_pb2.Acl(perms=31, scheme="auth", id="")
+    znodes.Create(
+        znodes_pb2.CreateRequest(path=path, data=b"a", acl=[only_alice]),
+        metadata=alice,
+        timeout=10,
+    )
+    assert znodes.GetData(znodes_pb2.GetDataRequest(path=path), metadata=alice, timeout=10).data == b"a"
+    with pytest.raises(grpc.RpcError) as ei:
+        znodes.GetData(znodes_pb2.GetDataRequest(path=path), metadata=bob, timeout=10)
+    assert ei.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    status = rpc_status.from_call(ei.value)
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info) and info.reason == "NO_AUTH"
+    got = znodes.GetAcl(znodes_pb2.GetAclRequest(path=path), metadata=alice, timeout=10)
+    assert [(a.scheme, a.id, a.perms) for a in got.acl] == [("digest", digest("alice", "pw"), 31)]
