@@ -87,14 +87,21 @@ impl ZNodesService {
         })
     }
 
-    /// Proposes one op and returns its outcome.
-    async fn single(&self, op: t::Op) -> Result<(OpOutcome, u64), Status> {
+    /// Proposes one op (with the request's id, if it carries one) and returns its outcome.
+    async fn single(
+        &self,
+        op: t::Op,
+        id: Option<t::RequestId>,
+    ) -> Result<(OpOutcome, u64), Status> {
         let (result, zxid) = self
             .ctx
-            .write(t::Request::Multi {
-                ops: vec![op],
-                single: true,
-            })
+            .write_once(
+                t::Request::Multi {
+                    ops: vec![op],
+                    single: true,
+                },
+                id,
+            )
             .await?;
         match result {
             RequestResult::Multi(Ok(mut outs)) if outs.len() == 1 => Ok((outs.remove(0), zxid)),
@@ -137,8 +144,9 @@ impl ZNodes for ZNodesService {
         &self,
         req: Request<v1::CreateRequest>,
     ) -> Result<Response<v1::CreateResponse>, Status> {
+        let id = super::request_id(req.metadata())?;
         let op = self.create_op(req.into_inner())?;
-        match self.single(op).await? {
+        match self.single(op, id).await? {
             (OpOutcome::Create { path, stat }, zxid) => Ok(Response::new(v1::CreateResponse {
                 header: self.ctx.header_at(zxid),
                 path,
@@ -152,8 +160,9 @@ impl ZNodes for ZNodesService {
         &self,
         req: Request<v1::DeleteRequest>,
     ) -> Result<Response<v1::DeleteResponse>, Status> {
+        let id = super::request_id(req.metadata())?;
         let op = self.delete_op(req.into_inner())?;
-        let (_, zxid) = self.single(op).await?;
+        let (_, zxid) = self.single(op, id).await?;
         Ok(Response::new(v1::DeleteResponse {
             header: self.ctx.header_at(zxid),
         }))
@@ -201,8 +210,9 @@ impl ZNodes for ZNodesService {
         &self,
         req: Request<v1::SetDataRequest>,
     ) -> Result<Response<v1::SetDataResponse>, Status> {
+        let id = super::request_id(req.metadata())?;
         let op = self.set_op(req.into_inner())?;
-        match self.single(op).await? {
+        match self.single(op, id).await? {
             (OpOutcome::SetData { stat }, zxid) => Ok(Response::new(v1::SetDataResponse {
                 header: self.ctx.header_at(zxid),
                 stat: Some((&stat).into()),
@@ -256,6 +266,7 @@ impl ZNodes for ZNodesService {
         &self,
         req: Request<v1::MultiRequest>,
     ) -> Result<Response<v1::MultiResponse>, Status> {
+        let id = super::request_id(req.metadata())?;
         let r = req.into_inner();
         if r.ops.len() > self.ctx.cfg.max_multi_ops {
             return Err(BatonError::TooLarge {
@@ -301,7 +312,7 @@ impl ZNodes for ZNodesService {
         let n = ops.len();
         let (result, zxid) = self
             .ctx
-            .write(t::Request::Multi { ops, single: false })
+            .write_once(t::Request::Multi { ops, single: false }, id)
             .await?;
         let header = self.ctx.header_at(zxid);
         let resp = match result {

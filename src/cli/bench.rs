@@ -108,6 +108,10 @@ pub struct BenchArgs {
     /// stages are reset before the run and printed after it (as `baton cluster stages`).
     #[arg(long)]
     pub breakdown: bool,
+    /// Send writes without request ids (as clients before them did: no retry of a write whose
+    /// outcome is unknown), to measure what the ids cost.
+    #[arg(long)]
+    pub no_request_ids: bool,
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
@@ -355,10 +359,11 @@ pub async fn run(endpoints: &[String], args: BenchArgs, out: &mut Printer) -> Re
 async fn connect_pool(
     endpoints: &[String],
     count: u64,
-    op_timeout: Duration,
+    args: &BenchArgs,
 ) -> Result<Vec<Client>, CliError> {
     let options = ClientOptions {
-        timeout: op_timeout,
+        timeout: Duration::from_millis(args.op_timeout),
+        request_ids: !args.no_request_ids,
         ..ClientOptions::default()
     };
     let connects = (0..count).map(|j| {
@@ -465,7 +470,7 @@ async fn create_keys(pool: &[Client], args: &BenchArgs) -> Result<(), CliError> 
 async fn closed_loop(endpoints: &[String], args: &BenchArgs) -> Result<Report, CliError> {
     let op_timeout = Duration::from_millis(args.op_timeout);
     let conns = args.conns();
-    let pool = connect_pool(endpoints, conns, op_timeout).await?;
+    let pool = connect_pool(endpoints, conns, args).await?;
     match args.workload {
         Workload::Put | Workload::Get => create_keys(&pool, args).await?,
         _ => ensure_path(&pool[0], "/bench/cd").await?,
@@ -585,11 +590,9 @@ const WATCH_PATH: &str = "/bench/watch";
 async fn watch(endpoints: &[String], args: &BenchArgs) -> Result<Report, CliError> {
     let op_timeout = Duration::from_millis(args.op_timeout);
     let count = usize::try_from(args.watchers).unwrap_or(1).max(1);
-    let writer = connect_pool(&endpoints[..1], 1, op_timeout)
-        .await?
-        .remove(0);
+    let writer = connect_pool(&endpoints[..1], 1, args).await?.remove(0);
     ensure_path(&writer, WATCH_PATH).await?;
-    let watcher_clients = connect_pool(endpoints, args.watchers, op_timeout).await?;
+    let watcher_clients = connect_pool(endpoints, args.watchers, args).await?;
 
     let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
     let mut tasks = Vec::new();
@@ -798,7 +801,7 @@ async fn lock(endpoints: &[String], args: &BenchArgs) -> Result<Report, CliError
     use std::sync::atomic::Ordering::SeqCst;
     let op_timeout = Duration::from_millis(args.op_timeout);
     let conns = args.conns();
-    let pool = connect_pool(endpoints, conns, op_timeout).await?;
+    let pool = connect_pool(endpoints, conns, args).await?;
     ensure_path(&pool[0], "/bench/lock").await?;
     let run_id: u32 = rand::random();
     let path = format!("/bench/lock/{run_id:08x}");

@@ -7,6 +7,7 @@
 //! `BATON_SOAK_SECS=300` lengthens the linearizability run.
 
 mod backup;
+mod exactly_once;
 mod failover;
 #[path = "../common/fenced.rs"]
 mod fenced;
