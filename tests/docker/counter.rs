@@ -18,11 +18,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use baton::client::{Client, CreateOptions, MultiOps, MultiResponse};
+use baton::client::{Client, ClientOptions, CreateOptions, MultiOps, MultiResponse};
 use baton::proto::v1::op_result;
 use serde::Serialize;
 
-use crate::cluster::{connect, error_label, write_not_applied, Cluster};
+use crate::cluster::{client_options, error_label, write_not_applied, Cluster};
 
 pub const ROOT: &str = "/df/counter";
 const VALUE: &str = "/df/counter/value";
@@ -30,6 +30,9 @@ const OPS: &str = "/df/counter/ops";
 pub const WORKERS: usize = 3;
 /// Deadline of one increment, retries included: long, so that few outcomes stay unknown.
 const DEADLINE: Duration = Duration::from_secs(20);
+/// How long one attempt may go unanswered before the client sends it again (same id) to the
+/// next member.
+const ATTEMPT: Duration = Duration::from_millis(300);
 
 /// Increments by outcome, over all workers.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -72,13 +75,20 @@ pub async fn setup(client: &Client) -> Result<(), String> {
     Ok(())
 }
 
-/// A worker's own client: every member, starting at `first`, with the long deadline.
+/// A worker's own client: every member, starting at `first`, with the long deadline and short
+/// attempts, so that under a fault an attempt is often sent again while the first copy may
+/// still be applied.
 pub async fn client(cluster: &Cluster, first: usize) -> Result<Client, String> {
-    connect(
-        &cluster.endpoints_from(first),
-        DEADLINE,
-        Duration::from_secs(30),
-    )
+    let options = ClientOptions {
+        write_attempt_timeout: ATTEMPT,
+        ..client_options(DEADLINE)
+    };
+    let endpoints = cluster.endpoints_from(first);
+    crate::retry(Duration::from_secs(30), || async {
+        Client::connect_with(&endpoints, options)
+            .await
+            .map_err(|e| e.to_string())
+    })
     .await
 }
 
