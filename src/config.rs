@@ -88,6 +88,14 @@ pub struct Args {
     /// Largest negotiated session timeout in ms (default 60000).
     #[arg(long, env = "BATON_SESSION_TIMEOUT_MAX_MS")]
     pub session_timeout_max_ms: Option<u64>,
+    /// How long the request ids of a client that stopped writing are remembered, in ms
+    /// (default 600000: 10 minutes; must exceed the time a client keeps retrying one write).
+    #[arg(long, env = "BATON_CLIENT_TTL_MS")]
+    pub client_ttl_ms: Option<u64>,
+    /// Most clients whose request ids are remembered; beyond it the least recently active are
+    /// forgotten first (default 100000).
+    #[arg(long, env = "BATON_MAX_CLIENTS")]
+    pub max_clients: Option<usize>,
     /// Events kept for watch resume (default 100000).
     #[arg(long, env = "BATON_WATCH_HISTORY")]
     pub watch_history: Option<usize>,
@@ -251,6 +259,10 @@ pub struct Config {
     pub session_timeout_min: Duration,
     /// Session timeout bounds.
     pub session_timeout_max: Duration,
+    /// How long an idle client's request ids are remembered.
+    pub client_ttl: Duration,
+    /// Most clients whose request ids are remembered.
+    pub max_clients: usize,
     /// Watch history size.
     pub watch_history: usize,
     /// Watch stream buffer.
@@ -328,6 +340,8 @@ impl Default for Config {
             max_multi_ops: 1000,
             session_timeout_min: Duration::from_millis(2000),
             session_timeout_max: Duration::from_millis(60_000),
+            client_ttl: Duration::from_secs(600),
+            max_clients: 100_000,
             watch_history: 100_000,
             watch_buffer: 4096,
             max_children_page: 10_000,
@@ -503,6 +517,8 @@ impl Config {
             max_multi_ops: pick!(max_multi_ops).unwrap_or(d.max_multi_ops),
             session_timeout_min: ms(pick!(session_timeout_min_ms), d.session_timeout_min),
             session_timeout_max: ms(pick!(session_timeout_max_ms), d.session_timeout_max),
+            client_ttl: ms(pick!(client_ttl_ms), d.client_ttl),
+            max_clients: pick!(max_clients).unwrap_or(d.max_clients),
             watch_history: pick!(watch_history).unwrap_or(d.watch_history),
             watch_buffer: pick!(watch_buffer).unwrap_or(d.watch_buffer),
             max_children_page: pick!(max_children_page).unwrap_or(d.max_children_page),
@@ -595,6 +611,9 @@ impl Config {
         if self.session_timeout_min.is_zero() || self.session_timeout_min > self.session_timeout_max
         {
             return bad("session timeouts need 0 < min <= max".into());
+        }
+        if self.client_ttl.is_zero() || self.max_clients == 0 {
+            return bad("client-ttl-ms and max-clients must be > 0".into());
         }
         if self.watch_history == 0 || self.watch_buffer == 0 {
             return bad("watch-history and watch-buffer must be > 0".into());

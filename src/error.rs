@@ -131,6 +131,20 @@ pub enum BatonError {
     /// A server-side failure (storage, encoding).
     #[error("internal error: {0}")]
     Internal(String),
+    /// A write carried a request id whose sequence number the cluster no longer remembers:
+    /// the client acknowledged it (a delayed copy of a write already answered), or it fell
+    /// out of the client's window of remembered results. Nothing was applied for this copy.
+    #[error(
+        "stale request: client {client_id:#x} sequence {seq} is older than the oldest it remembers ({oldest})"
+    )]
+    StaleRequest {
+        /// The client id the request carried.
+        client_id: u64,
+        /// The request's sequence number.
+        seq: u64,
+        /// The oldest sequence number still remembered for that client.
+        oldest: u64,
+    },
     /// A backup of this member is already being taken (one at a time per member).
     #[error("a backup of this member is already in progress; try again when it is done")]
     BackupInProgress,
@@ -177,6 +191,7 @@ impl BatonError {
             BatonError::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
             BatonError::Internal(_) => "INTERNAL",
             BatonError::BackupInProgress => "BACKUP_IN_PROGRESS",
+            BatonError::StaleRequest { .. } => "STALE_REQUEST",
             BatonError::ClusterMismatch { .. } => "CLUSTER_MISMATCH",
         }
     }
@@ -193,6 +208,7 @@ impl BatonError {
             | BatonError::RuntimeInconsistency
             | BatonError::BadFence { .. }
             | BatonError::LockHeld(_)
+            | BatonError::StaleRequest { .. }
             | BatonError::ClusterMismatch { .. } => Code::FailedPrecondition,
             BatonError::NotOwner { .. } => Code::PermissionDenied,
             BatonError::InvalidPath { .. } | BatonError::BadArguments(_) => Code::InvalidArgument,
@@ -257,6 +273,15 @@ impl BatonError {
                 m.insert("path".into(), path.clone());
                 m.insert("expected_version".into(), expected.to_string());
                 m.insert("actual_version".into(), actual.to_string());
+            }
+            BatonError::StaleRequest {
+                client_id,
+                seq,
+                oldest,
+            } => {
+                m.insert("client_id".into(), client_id.to_string());
+                m.insert("seq".into(), seq.to_string());
+                m.insert("oldest_seq".into(), oldest.to_string());
             }
             BatonError::ClusterMismatch { mine, theirs } => {
                 m.insert("cluster_id".into(), mine.clone());

@@ -391,6 +391,8 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
             liveness: liveness.clone(),
             peers: peers.clone(),
             ttl_check: cfg.ttl_check,
+            client_ttl: cfg.client_ttl,
+            max_clients: cfg.max_clients,
         },
         shutdown.clone(),
     ));

@@ -17,7 +17,7 @@ use crate::error::BatonError;
 use crate::proto::v1;
 use crate::tree::acl::{self, Caller};
 use crate::tree::path::{self, PathLimits};
-use crate::tree::{RequestResult, State, Zxid};
+use crate::tree::{RequestId, RequestResult, State, Zxid};
 
 pub mod auth;
 pub mod cluster;
@@ -27,6 +27,66 @@ pub mod maintenance;
 pub mod sessions;
 pub mod watches;
 pub mod znodes;
+
+/// Request metadata naming the client that numbers its writes (a decimal u64, not 0); with
+/// [`SEQ_HEADER`] it makes a write apply at most once (see [`crate::tree::clients`]).
+pub const CLIENT_ID_HEADER: &str = "baton-client-id";
+/// Request metadata: the write's sequence number among the client's writes (decimal, ≥ 1).
+pub const SEQ_HEADER: &str = "baton-seq";
+/// Request metadata: the client's lowest sequence number still awaiting an answer (decimal,
+/// at most the write's own; absent = the write's own, i.e. every earlier one was answered).
+pub const FIRST_INCOMPLETE_HEADER: &str = "baton-first-incomplete";
+
+/// The request id a write's metadata carries, if any.
+///
+/// # Errors
+/// `BAD_ARGUMENTS` for a client id without a sequence number (or the other way round), a
+/// value that is not a decimal u64, client id 0, sequence 0, or a first incomplete sequence
+/// above the write's own.
+pub fn request_id(md: &tonic::metadata::MetadataMap) -> Result<Option<RequestId>, BatonError> {
+    let get = |key: &str| -> Result<Option<u64>, BatonError> {
+        let Some(v) = md.get(key) else {
+            return Ok(None);
+        };
+        v.to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Some)
+            .ok_or_else(|| {
+                BatonError::BadArguments(format!("metadata {key} must be a decimal u64"))
+            })
+    };
+    let (client_id, seq, first) = (
+        get(CLIENT_ID_HEADER)?,
+        get(SEQ_HEADER)?,
+        get(FIRST_INCOMPLETE_HEADER)?,
+    );
+    let (client_id, seq) = match (client_id, seq) {
+        (None, None) if first.is_none() => return Ok(None),
+        (Some(c), Some(s)) => (c, s),
+        _ => {
+            return Err(BatonError::BadArguments(format!(
+                "a request id needs both {CLIENT_ID_HEADER} and {SEQ_HEADER}"
+            )))
+        }
+    };
+    if client_id == 0 || seq == 0 {
+        return Err(BatonError::BadArguments(format!(
+            "{CLIENT_ID_HEADER} and {SEQ_HEADER} must not be 0"
+        )));
+    }
+    let first_incomplete = first.unwrap_or(seq);
+    if first_incomplete > seq {
+        return Err(BatonError::BadArguments(format!(
+            "{FIRST_INCOMPLETE_HEADER} ({first_incomplete}) is above {SEQ_HEADER} ({seq})"
+        )));
+    }
+    Ok(Some(RequestId {
+        client_id,
+        seq,
+        first_incomplete,
+    }))
+}
 
 /// Longest a read waits for `min_zxid` to be applied.
 const MIN_ZXID_WAIT: Duration = Duration::from_secs(10);
@@ -166,6 +226,26 @@ impl Ctx {
     /// # Errors
     /// As [`Proposer::propose`].
     pub async fn write(&self, req: crate::tree::Request) -> Result<(RequestResult, Zxid), Status> {
+        self.write_once(req, None).await
+    }
+
+    /// Proposes a client write with its request id (if it has one) and waits for its result:
+    /// a copy of a write already applied gets that write's result and zxid.
+    ///
+    /// # Errors
+    /// As [`Proposer::propose`]; `STALE_REQUEST` for a copy whose result is forgotten.
+    pub async fn write_once(
+        &self,
+        req: crate::tree::Request,
+        id: Option<RequestId>,
+    ) -> Result<(RequestResult, Zxid), Status> {
+        let req = match id {
+            Some(id) => crate::tree::Request::Tagged {
+                id,
+                request: Box::new(req),
+            },
+            None => req,
+        };
         let started = std::time::Instant::now();
         let r = self.proposer.propose(req).await.map_err(Status::from);
         self.shared

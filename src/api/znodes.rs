@@ -94,15 +94,24 @@ impl ZNodesService {
         })
     }
 
-    /// Proposes one op for `caller` and returns its outcome.
-    async fn single(&self, op: t::Op, caller: Caller) -> Result<(OpOutcome, u64), Status> {
+    /// Proposes one op for `caller` (with the request's id, if it carries one) and returns
+    /// its outcome.
+    async fn single(
+        &self,
+        op: t::Op,
+        caller: Caller,
+        id: Option<t::RequestId>,
+    ) -> Result<(OpOutcome, u64), Status> {
         let (result, zxid) = self
             .ctx
-            .write(t::Request::Multi {
-                ops: vec![op],
-                single: true,
-                caller: Some(caller),
-            })
+            .write_once(
+                t::Request::Multi {
+                    ops: vec![op],
+                    single: true,
+                    caller: Some(caller),
+                },
+                id,
+            )
             .await?;
         match result {
             RequestResult::Multi(Ok(mut outs)) if outs.len() == 1 => Ok((outs.remove(0), zxid)),
@@ -175,8 +184,9 @@ impl ZNodes for ZNodesService {
         req: Request<v1::CreateRequest>,
     ) -> Result<Response<v1::CreateResponse>, Status> {
         let caller = crate::auth::caller(&req);
+        let id = super::request_id(req.metadata())?;
         let op = self.create_op(req.into_inner(), &caller)?;
-        match self.single(op, caller).await? {
+        match self.single(op, caller, id).await? {
             (OpOutcome::Create { path, stat }, zxid) => Ok(Response::new(v1::CreateResponse {
                 header: self.ctx.header_at(zxid),
                 path,
@@ -191,8 +201,9 @@ impl ZNodes for ZNodesService {
         req: Request<v1::DeleteRequest>,
     ) -> Result<Response<v1::DeleteResponse>, Status> {
         let caller = crate::auth::caller(&req);
+        let id = super::request_id(req.metadata())?;
         let op = self.delete_op(req.into_inner())?;
-        let (_, zxid) = self.single(op, caller).await?;
+        let (_, zxid) = self.single(op, caller, id).await?;
         Ok(Response::new(v1::DeleteResponse {
             header: self.ctx.header_at(zxid),
         }))
@@ -251,8 +262,9 @@ impl ZNodes for ZNodesService {
         req: Request<v1::SetDataRequest>,
     ) -> Result<Response<v1::SetDataResponse>, Status> {
         let caller = crate::auth::caller(&req);
+        let id = super::request_id(req.metadata())?;
         let op = self.set_op(req.into_inner())?;
-        match self.single(op, caller).await? {
+        match self.single(op, caller, id).await? {
             (OpOutcome::SetData { stat }, zxid) => Ok(Response::new(v1::SetDataResponse {
                 header: self.ctx.header_at(zxid),
                 stat: Some((&stat).into()),
@@ -312,6 +324,7 @@ impl ZNodes for ZNodesService {
         req: Request<v1::MultiRequest>,
     ) -> Result<Response<v1::MultiResponse>, Status> {
         let caller = crate::auth::caller(&req);
+        let id = super::request_id(req.metadata())?;
         let r = req.into_inner();
         if r.ops.len() > self.ctx.cfg.max_multi_ops {
             return Err(BatonError::TooLarge {
@@ -357,11 +370,14 @@ impl ZNodes for ZNodesService {
         let n = ops.len();
         let (result, zxid) = self
             .ctx
-            .write(t::Request::Multi {
-                ops,
-                single: false,
-                caller: Some(caller),
-            })
+            .write_once(
+                t::Request::Multi {
+                    ops,
+                    single: false,
+                    caller: Some(caller),
+                },
+                id,
+            )
             .await?;
         let header = self.ctx.header_at(zxid);
         let resp = match result {
@@ -428,6 +444,7 @@ impl ZNodes for ZNodesService {
         req: Request<v1::SetAclRequest>,
     ) -> Result<Response<v1::SetAclResponse>, Status> {
         let caller = crate::auth::caller(&req);
+        let id = super::request_id(req.metadata())?;
         let r = req.into_inner();
         self.ctx.check_write_path(&r.path, false)?;
         check_version(r.version)?;
@@ -437,7 +454,7 @@ impl ZNodes for ZNodesService {
             acl: list,
             version: r.version,
         };
-        match self.single(op, caller).await? {
+        match self.single(op, caller, id).await? {
             (OpOutcome::SetAcl { stat }, zxid) => Ok(Response::new(v1::SetAclResponse {
                 header: self.ctx.header_at(zxid),
                 stat: Some((&stat).into()),

@@ -112,6 +112,10 @@ pub struct BenchArgs {
     /// (measures the ACL checks with `--user`).
     #[arg(long = "acl", value_name = "ENTRY")]
     pub acl: Vec<String>,
+    /// Send writes without request ids (as clients before them did: no retry of a write whose
+    /// outcome is unknown), to measure what the ids cost.
+    #[arg(long)]
+    pub no_request_ids: bool,
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
@@ -365,10 +369,11 @@ async fn connect_pool(
     endpoints: &[String],
     base: &ClientOptions,
     count: u64,
-    op_timeout: Duration,
+    args: &BenchArgs,
 ) -> Result<Vec<Client>, CliError> {
     let options = ClientOptions {
-        timeout: op_timeout,
+        timeout: Duration::from_millis(args.op_timeout),
+        request_ids: !args.no_request_ids,
         ..base.clone()
     };
     let connects = (0..count).map(|j| {
@@ -482,7 +487,7 @@ async fn closed_loop(
 ) -> Result<Report, CliError> {
     let op_timeout = Duration::from_millis(args.op_timeout);
     let conns = args.conns();
-    let pool = connect_pool(endpoints, base, conns, op_timeout).await?;
+    let pool = connect_pool(endpoints, base, conns, args).await?;
     match args.workload {
         Workload::Put | Workload::Get => create_keys(&pool, args).await?,
         _ => ensure_path(&pool[0], "/bench/cd").await?,
@@ -606,11 +611,11 @@ async fn watch(
 ) -> Result<Report, CliError> {
     let op_timeout = Duration::from_millis(args.op_timeout);
     let count = usize::try_from(args.watchers).unwrap_or(1).max(1);
-    let writer = connect_pool(&endpoints[..1], base, 1, op_timeout)
+    let writer = connect_pool(&endpoints[..1], base, 1, args)
         .await?
         .remove(0);
     ensure_path(&writer, WATCH_PATH).await?;
-    let watcher_clients = connect_pool(endpoints, base, args.watchers, op_timeout).await?;
+    let watcher_clients = connect_pool(endpoints, base, args.watchers, args).await?;
 
     let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
     let mut tasks = Vec::new();
@@ -823,7 +828,7 @@ async fn lock(
     use std::sync::atomic::Ordering::SeqCst;
     let op_timeout = Duration::from_millis(args.op_timeout);
     let conns = args.conns();
-    let pool = connect_pool(endpoints, base, conns, op_timeout).await?;
+    let pool = connect_pool(endpoints, base, conns, args).await?;
     ensure_path(&pool[0], "/bench/lock").await?;
     let run_id: u32 = rand::random();
     let path = format!("/bench/lock/{run_id:08x}");

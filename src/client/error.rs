@@ -217,7 +217,8 @@ fn code_for_reason(reason: &str) -> Code {
         | "NOT_EMPTY"
         | "NO_CHILDREN_FOR_EPHEMERALS"
         | "SESSION_EXPIRED"
-        | "RUNTIME_INCONSISTENCY" => Code::FailedPrecondition,
+        | "RUNTIME_INCONSISTENCY"
+        | "STALE_REQUEST" => Code::FailedPrecondition,
         "INVALID_PATH" | "BAD_ARGUMENTS" => Code::InvalidArgument,
         "AUTH_FAILED" => Code::Unauthenticated,
         "TOO_LARGE" | "NOSPACE" => Code::ResourceExhausted,

@@ -4,10 +4,20 @@
 //!
 //! A [`Client`] holds one gRPC channel per endpoint and sends each call to its *current*
 //! endpoint. When that endpoint is unavailable (connection refused, member down or without a
-//! quorum) the client moves on to the next one; reads are retried there at once, writes only
-//! when they are known not to have been applied (the connection was never made, or the server
-//! answered `UNAVAILABLE`). Every call has a timeout (10 s by default, see
-//! [`Client::with_timeout`]); a write that times out has an unknown outcome.
+//! quorum) the client moves on to the next one; reads are retried there at once. Every call
+//! has a timeout (10 s by default, see [`Client::with_timeout`]).
+//!
+//! Znode writes (`create`, `set_data`, `delete`, `multi`) are **applied at most once** and
+//! retried until their deadline: each [`Client`] draws a random client id when it connects
+//! and numbers its writes; a write whose outcome is unknown (`OUTCOME_UNKNOWN`, a broken
+//! connection, no reply within a share of the deadline) is sent again with the same id, and
+//! the cluster answers a copy of a write it already applied with that write's original result
+//! (zxid, Stat, created path, or error such as `NODE_EXISTS`) instead of applying it again
+//! (see `baton::tree::clients`). Only when the deadline passes is the outcome unknown.
+//! An attempt that gets no answer within [`ClientOptions::write_attempt_timeout`] is sent
+//! again to the next endpoint.
+//! Other writes (sessions, membership) are sent again only when they are known not to have
+//! been applied (the connection was never made, or the server answered `UNAVAILABLE`).
 //!
 //! Returned values are the generated protobuf types ([`Stat`], [`MultiResponse`], ...): the
 //! client is the edge of the system, and those types are the public API.
@@ -102,6 +112,15 @@ pub struct ClientOptions {
     /// TLS (default none). When set, every endpoint is connected over TLS, whatever its
     /// scheme; an `https://` endpoint without it is refused.
     pub tls: Option<ClientTls>,
+    /// How long one attempt of a znode write may go unanswered before it is sent again, with
+    /// the same request id, to the next endpoint (default 2 s; always within `timeout`). A
+    /// member that holds a write without answering (a leader cut off from the others does not
+    /// know yet that it was replaced) then costs this, not the whole deadline.
+    pub write_attempt_timeout: Duration,
+    /// Whether znode writes carry request ids and are retried when their outcome is unknown
+    /// (default true). Without, such a write is reported as it is (`OUTCOME_UNKNOWN`, a
+    /// broken connection), never sent again.
+    pub request_ids: bool,
 }
 
 /// A `user:password` pair that never prints its password.
@@ -123,6 +142,8 @@ impl Default for ClientOptions {
             max_message_size: 64 * 1024 * 1024,
             digest: None,
             tls: None,
+            write_attempt_timeout: Duration::from_secs(2),
+            request_ids: true,
         }
     }
 }
@@ -212,6 +233,91 @@ enum Retry {
     Idempotent,
     /// Writes: retried only when known not to have been applied.
     IfNotApplied,
+    /// Znode writes with a request id: retried, with the same id, whenever the outcome is
+    /// unknown, until the deadline (the cluster applies the id at most once).
+    Once,
+}
+
+/// The client's request ids: its id and the sequence numbers of its writes in flight.
+struct Sequencer {
+    /// Random, never 0; one per [`Client::connect`] (clones share it).
+    client_id: u64,
+    state: std::sync::Mutex<SeqState>,
+}
+
+struct SeqState {
+    /// The next sequence number to hand out.
+    next: u64,
+    /// Sequence numbers of writes not yet answered (or given up).
+    in_flight: std::collections::BTreeSet<u64>,
+}
+
+impl Sequencer {
+    fn new() -> Sequencer {
+        let mut client_id = 0;
+        while client_id == 0 {
+            client_id = rand::random::<u64>();
+        }
+        Sequencer {
+            client_id,
+            state: std::sync::Mutex::new(SeqState {
+                next: 1,
+                in_flight: std::collections::BTreeSet::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SeqState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new sequence number, in flight until the returned guard is dropped.
+    fn start(&self) -> InFlight<'_> {
+        let mut st = self.lock();
+        let seq = st.next;
+        st.next += 1;
+        st.in_flight.insert(seq);
+        InFlight { seq, owner: self }
+    }
+
+    /// The lowest sequence number still in flight (every one below was answered).
+    fn first_incomplete(&self, seq: u64) -> u64 {
+        self.lock()
+            .in_flight
+            .first()
+            .copied()
+            .unwrap_or(seq)
+            .min(seq)
+    }
+}
+
+/// A write's sequence number while it is in flight.
+struct InFlight<'a> {
+    seq: u64,
+    owner: &'a Sequencer,
+}
+
+impl InFlight<'_> {
+    /// Puts the request id into a request's metadata.
+    fn stamp<T>(&self, request: &mut Request<T>) {
+        let md = request.metadata_mut();
+        let first = self.owner.first_incomplete(self.seq);
+        for (key, value) in [
+            (crate::api::CLIENT_ID_HEADER, self.owner.client_id),
+            (crate::api::SEQ_HEADER, self.seq),
+            (crate::api::FIRST_INCOMPLETE_HEADER, first),
+        ] {
+            if let Ok(v) = value.to_string().parse() {
+                md.insert(key, v);
+            }
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.owner.lock().in_flight.remove(&self.seq);
+    }
 }
 
 /// A handle on a Baton cluster. Cheap to clone; clones share the connections.
@@ -242,6 +348,8 @@ struct Shared {
     /// Index of the endpoint calls go to; advanced when it turns out unavailable.
     current: AtomicUsize,
     options: ClientOptions,
+    /// Request ids of znode writes.
+    ids: Sequencer,
 }
 
 impl std::fmt::Debug for Client {
@@ -362,6 +470,7 @@ impl Client {
                 channels,
                 current: AtomicUsize::new(current),
                 options,
+                ids: Sequencer::new(),
             }),
             credentials: None,
         };
@@ -433,6 +542,12 @@ impl Client {
         &self.shared.endpoints
     }
 
+    /// The random id this client's znode writes carry (with a sequence number each) so that
+    /// a retried write is applied at most once. Clones share it.
+    pub fn client_id(&self) -> u64 {
+        self.shared.ids.client_id
+    }
+
     /// The endpoint calls currently go to.
     pub fn current_endpoint(&self) -> &str {
         let (i, _) = self.current();
@@ -463,7 +578,7 @@ impl Client {
         let req = options.request(path, data.into());
         let max = self.max_message_size();
         let resp = self
-            .unary(Retry::IfNotApplied, req, move |ch, r| async move {
+            .unary(Retry::Once, req, move |ch, r| async move {
                 znodes(ch, max).create(r).await
             })
             .await?;
@@ -549,7 +664,7 @@ impl Client {
         };
         let max = self.max_message_size();
         let resp = self
-            .unary(Retry::IfNotApplied, req, move |ch, r| async move {
+            .unary(Retry::Once, req, move |ch, r| async move {
                 znodes(ch, max).set_data(r).await
             })
             .await?;
@@ -596,7 +711,7 @@ impl Client {
         };
         let max = self.max_message_size();
         let resp = self
-            .unary(Retry::IfNotApplied, req, move |ch, r| async move {
+            .unary(Retry::Once, req, move |ch, r| async move {
                 znodes(ch, max).set_acl(r).await
             })
             .await?;
@@ -636,7 +751,7 @@ impl Client {
         };
         let max = self.max_message_size();
         let resp = self
-            .unary(Retry::IfNotApplied, req, move |ch, r| async move {
+            .unary(Retry::Once, req, move |ch, r| async move {
                 znodes(ch, max).delete(r).await
             })
             .await?;
@@ -719,7 +834,7 @@ impl Client {
             ops: ops.into_iter().collect(),
         };
         let max = self.max_message_size();
-        self.unary(Retry::IfNotApplied, req, move |ch, r| async move {
+        self.unary(Retry::Once, req, move |ch, r| async move {
             znodes(ch, max).multi(r).await
         })
         .await
@@ -1115,7 +1230,7 @@ impl Client {
 
     /// Sends a unary call with the client's deadline, failing over to the next endpoint on
     /// `UNAVAILABLE` (and on a timeout, without retrying) as `retry` allows. Each endpoint is
-    /// tried at most once.
+    /// tried at most once, except with [`Retry::Once`] (see [`Client::unary_once`]).
     async fn unary<Req, Resp, F, Fut>(
         &self,
         retry: Retry,
@@ -1127,6 +1242,13 @@ impl Client {
         F: Fn(Channel, Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
+        let retry = match retry {
+            Retry::Once if self.shared.options.request_ids => {
+                return self.unary_once(req, call).await
+            }
+            Retry::Once => Retry::IfNotApplied,
+            r => r,
+        };
         let deadline = Instant::now() + self.timeout;
         let attempts = self.shared.channels.len();
         let mut last = None;
@@ -1178,8 +1300,88 @@ impl Client {
             None => ClientError::Timeout(self.timeout),
         })
     }
+
+    /// Sends a znode write with a request id (one sequence number for all its attempts) until
+    /// it is answered or the deadline passes. An attempt whose outcome is unknown is sent
+    /// again with the same id: `OUTCOME_UNKNOWN` (on the same member, which finds the new
+    /// leader), a broken connection, `UNAVAILABLE` or no reply within
+    /// [`ClientOptions::write_attempt_timeout`] (on the next member). The cluster applies the id at most once and answers a copy with
+    /// the original result, so every answer is the write's own.
+    async fn unary_once<Req, Resp, F, Fut>(&self, req: Req, call: F) -> Result<Resp, ClientError>
+    where
+        Req: Clone,
+        F: Fn(Channel, Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Response<Resp>, Status>>,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let per_attempt = self.shared.options.write_attempt_timeout.max(ATTEMPT_MIN);
+        let id = self.shared.ids.start();
+        let mut last: Option<ClientError> = None;
+        // Whether an attempt may have been applied: then a later "not applied" answer
+        // (UNAVAILABLE, a refused connection) speaks only for its own copy.
+        let mut maybe_applied = false;
+        let mut pause = OVERLOAD_PAUSE;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            let attempt = per_attempt.min(remaining);
+            let (index, channel) = self.current();
+            let mut request = Request::new(req.clone());
+            request.set_timeout(attempt);
+            id.stamp(&mut request);
+            let outcome =
+                tokio::time::timeout_at(Instant::now() + attempt, call(channel, request)).await;
+            let move_on = match outcome {
+                Ok(Ok(resp)) => return Ok(resp.into_inner()),
+                Err(_) => {
+                    maybe_applied = true;
+                    last = Some(ClientError::Timeout(self.timeout));
+                    true
+                }
+                Ok(Err(status)) => {
+                    let reason = crate::error::status_reason(&status);
+                    let unknown = matches!(
+                        reason.as_deref(),
+                        Some("OUTCOME_UNKNOWN" | "OVERLOADED" | "UNAVAILABLE")
+                    ) || (reason.is_none()
+                        && matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled));
+                    let broken =
+                        status.code() == Code::Unavailable || error::is_connection_error(&status);
+                    if !unknown && !broken {
+                        return Err(status.into());
+                    }
+                    let same_member =
+                        matches!(reason.as_deref(), Some("OUTCOME_UNKNOWN" | "OVERLOADED"));
+                    if !error::not_applied(&status) && reason.as_deref() != Some("OVERLOADED") {
+                        maybe_applied = true;
+                    }
+                    last = Some(status.into());
+                    !same_member
+                }
+            };
+            if move_on {
+                self.fail_over(index);
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let jitter = rand::random::<f64>() * 0.5 + 0.75;
+            tokio::time::sleep(pause.mul_f64(jitter).min(remaining)).await;
+            pause = (pause * 2).min(OVERLOAD_PAUSE_MAX);
+        }
+        Err(match last {
+            // Every attempt was refused before it was applied: so was the write.
+            Some(e) if !maybe_applied => e,
+            // The last attempt's outcome is itself unknown: report it as it is.
+            Some(ClientError::Status(s)) if !error::not_applied(&s) => ClientError::Status(s),
+            // An earlier attempt may have been applied: the outcome is unknown.
+            _ => ClientError::Timeout(self.timeout),
+        })
+    }
 }
 
+/// Shortest wait for one attempt of a write with a request id.
+const ATTEMPT_MIN: Duration = Duration::from_millis(50);
 /// First pause before a request shed by an overloaded member is sent again.
 const OVERLOAD_PAUSE: Duration = Duration::from_millis(10);
 /// Longest pause between resends of a shed request.

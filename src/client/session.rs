@@ -424,6 +424,7 @@ mod tests {
                 channels: vec![endpoint.connect_lazy()],
                 current: std::sync::atomic::AtomicUsize::new(0),
                 options: Default::default(),
+                ids: super::super::Sequencer::new(),
             }),
             timeout: Duration::from_secs(1),
             credentials: None,

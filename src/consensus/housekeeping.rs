@@ -73,8 +73,12 @@ pub struct Housekeeping {
     pub liveness: Arc<Liveness>,
     /// Peer connections.
     pub peers: Arc<Peers>,
-    /// TTL reaper period.
+    /// TTL reaper period (request ids of idle clients are checked at the same pace).
     pub ttl_check: Duration,
+    /// How long an idle client's request ids are remembered.
+    pub client_ttl: Duration,
+    /// Most clients whose request ids are remembered.
+    pub max_clients: usize,
 }
 
 /// Runs the housekeeping loop until shutdown.
@@ -88,6 +92,8 @@ pub async fn run(hk: Housekeeping, mut shutdown: Shutdown) {
         liveness,
         peers,
         ttl_check,
+        client_ttl,
+        max_clients,
     } = hk;
     let mut last_member_check = Instant::now() - Duration::from_secs(10);
     let mut tick = tokio::time::interval(Duration::from_millis(50));
@@ -164,6 +170,28 @@ pub async fn run(hk: Housekeeping, mut shutdown: Shutdown) {
                 debug!(count = paths.len(), "deleting expired TTL nodes");
                 if let Err(e) = proposer.propose_here(Request::ExpireTtl(paths)).await {
                     warn!(error = %e, "could not delete expired TTL nodes");
+                }
+            }
+            let expirable = {
+                let tree = shared.tree.read().unwrap_or_else(|e| e.into_inner());
+                tree.clients().expirable(
+                    now_ms(),
+                    i64::try_from(client_ttl.as_millis()).unwrap_or(i64::MAX),
+                    max_clients,
+                    10_000,
+                )
+            };
+            if let Some((client_ids, before_ms)) = expirable {
+                debug!(
+                    count = client_ids.len(),
+                    "forgetting the request ids of idle clients"
+                );
+                let req = Request::ExpireClients {
+                    client_ids,
+                    before_ms,
+                };
+                if let Err(e) = proposer.propose_here(req).await {
+                    warn!(error = %e, "could not forget the request ids of idle clients");
                 }
             }
         }

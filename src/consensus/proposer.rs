@@ -405,7 +405,8 @@ impl Loop {
                     let r = results.next().ok_or_else(|| {
                         BatonError::Internal("state machine returned too few results".into())
                     });
-                    let _ = it.reply.send(r.map(|r| (r, zxid)));
+                    // A copy of a write already applied answers as the original did.
+                    let _ = it.reply.send(r.and_then(|r| r.settle(zxid)));
                 }
             }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {

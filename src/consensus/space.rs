@@ -136,7 +136,9 @@ pub fn allowed_during_alarm(req: &Request) -> bool {
             }
             Op::SetData { .. } | Op::SetAcl { .. } => false,
         }),
+        Request::Tagged { request, .. } => allowed_during_alarm(request),
         Request::CloseSession { .. }
+        | Request::ExpireClients { .. }
         | Request::ExpireSessions(_)
         | Request::ExpireTtl(_)
         | Request::Noop => true,

@@ -7,7 +7,8 @@
 //! never touch sled. `apply(entries)` takes the tree's write lock, applies every entry
 //! (`State::apply` for commands; blank and membership entries only advance the applied
 //! index), then writes everything the batch touched as ONE sled `apply_batch` on `sm.<gen>`:
-//! each touched node and session read back from the state (present → put, gone → remove)
+//! each touched node, session and client record read back from the state (present → put,
+//! gone → remove)
 //! and the meta record (last applied log id, membership, last time, last zxid). Because the
 //! meta record is in the same atomic batch, the tree on disk is always the state after some
 //! whole batch. There is no flush: after a crash the log is intact, and openraft re-applies
@@ -17,13 +18,15 @@
 //! and [`SmShared::applied`] is bumped.
 //!
 //! Key layout of `sm.<gen>` (one-byte prefixes): `n` + path → `StoredNode`, `s` + session id
-//! (u64 BE) → `StoredSession`, `m` + name → meta (`mstate` → `StateMeta`).
+//! (u64 BE) → `StoredSession`, `c` + client id (u64 BE) → `StoredClient` (the request ids of
+//! [`crate::tree::clients`]), `m` + name → meta (`mstate` → `StateMeta`).
 //!
 //! # Snapshots
 //!
 //! A snapshot is a file in `<data_dir>/snapshots/<index>-<term>.snap`: length-delimited
 //! prost records, a `SnapshotHeader` (format, meta, id, record counts), then a
-//! `SnapshotNode` per znode and a `StoredSession` per session.
+//! `SnapshotNode` per znode, a `StoredSession` per session and (format 2) a `StoredClient`
+//! per client with remembered request ids.
 //! - Build: encode the in-memory state under the READ lock (applies wait, reads do not),
 //!   release it, write `<name>.tmp`, fsync, rename, fsync the directory, keep the newest 2.
 //! - Current snapshot: the newest file, so it survives restarts.
@@ -49,16 +52,17 @@ use openraft::{
 use prost::Message;
 use tokio::sync::watch;
 
-use super::{CommandResult, LogId, MemberNode, StoredMembership, TypeConfig};
+use super::{wire, CommandResult, LogId, MemberNode, StoredMembership, TypeConfig};
 use crate::proto::raft as pb;
 use crate::stages::{Stage, Stages};
 use crate::store::codec::{self, CodecError, Entry};
 use crate::store::{sync_dir, Change, Store, StoreError, WRITING_KEY};
-use crate::tree::{path, Node, Session, SessionId, State};
+use crate::tree::{path, ClientRecord, ClientTable, Node, Session, SessionId, State};
 use crate::watch::WatchHub;
 
-/// Format number written in snapshot headers.
-pub const SNAPSHOT_FORMAT: u32 = 1;
+/// Format number written in snapshot headers. Format 2 adds the request-id records after
+/// the sessions; format 1 (no such records) is still read.
+pub const SNAPSHOT_FORMAT: u32 = 2;
 /// Snapshot files kept after a build.
 const SNAPSHOTS_KEPT: usize = 2;
 /// Records per sled batch when loading a snapshot into a tree.
@@ -68,6 +72,8 @@ const LOAD_BATCH: usize = 1024;
 const NODE_PREFIX: u8 = b'n';
 /// Key prefix of session records.
 const SESSION_PREFIX: u8 = b's';
+/// Key prefix of request-id records (one per client, see [`crate::tree::clients`]).
+const CLIENT_PREFIX: u8 = b'c';
 /// Key of the meta record (`m` + `state`): last applied log id, time and zxid.
 const META_KEY: &[u8] = b"mstate";
 /// Key of the membership record (`m` + `membership`), written when the membership changes.
@@ -85,6 +91,49 @@ fn node_key(path: &str) -> Vec<u8> {
     k
 }
 
+fn client_key(id: u64) -> [u8; 9] {
+    let mut k = [CLIENT_PREFIX; 9];
+    k[1..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// A client's request-id record → its stored form.
+pub fn client_to_pb(client_id: u64, c: &ClientRecord) -> pb::StoredClient {
+    pb::StoredClient {
+        client_id,
+        oldest: c.oldest,
+        last_ms: c.last_ms,
+        results: c
+            .results
+            .iter()
+            .map(|(seq, (zxid, r))| pb::RememberedResult {
+                seq: *seq,
+                result: Some(wire::result_to_pb(r, *zxid)),
+            })
+            .collect(),
+    }
+}
+
+/// Stored form → a client's id and record.
+pub fn client_from_pb(c: pb::StoredClient) -> Result<(u64, ClientRecord), CodecError> {
+    let mut results = std::collections::BTreeMap::new();
+    for r in c.results {
+        let stored = r
+            .result
+            .ok_or_else(|| CodecError::new("RememberedResult", "missing result"))?;
+        let (result, zxid) = wire::result_from_pb(stored)?;
+        results.insert(r.seq, (zxid, result));
+    }
+    Ok((
+        c.client_id,
+        ClientRecord {
+            oldest: c.oldest,
+            last_ms: c.last_ms,
+            results,
+        },
+    ))
+}
+
 fn session_key(id: SessionId) -> [u8; 9] {
     let mut k = [SESSION_PREFIX; 9];
     k[1..].copy_from_slice(&id.to_be_bytes());
@@ -100,7 +149,7 @@ struct AppliedMeta {
 
 /// The state machine as shared with the rest of the member (API, reads, housekeeping).
 pub struct SmShared {
-    /// The znode tree and sessions. Writers: `apply` and snapshot install only.
+    /// The znode tree, sessions and request ids. Writers: `apply` and snapshot install only.
     pub tree: RwLock<State>,
     /// Watch registry; `apply` publishes to it under the tree's write lock.
     pub hub: Arc<WatchHub>,
@@ -213,13 +262,14 @@ impl StateMachineStore {
         }
         let loaded = load_tree(&sm)?;
         let applied_index = loaded.meta.last_applied.map_or(0, |l| l.index);
-        let state = build_state(
+        let mut state = build_state(
             loaded.nodes,
             loaded.sessions,
             loaded.last_time_ms,
             loaded.last_zxid,
             applied_index,
         )?;
+        state.set_clients(loaded.clients);
 
         sync_dir(store.data_dir())?;
         let mut snapshot_index = 0;
@@ -264,6 +314,7 @@ impl StateMachineStore {
 struct Loaded {
     nodes: Vec<(String, Node)>,
     sessions: Vec<Session>,
+    clients: ClientTable,
     meta: AppliedMeta,
     last_time_ms: i64,
     last_zxid: u64,
@@ -282,6 +333,12 @@ fn load_tree(tree: &sled::Tree) -> Result<Loaded, StoreError> {
     for kv in tree.scan_prefix([SESSION_PREFIX]) {
         let (_, v) = kv?;
         sessions.push(codec::session_from_pb(codec::decode("StoredSession", &v)?)?);
+    }
+    let mut clients = ClientTable::default();
+    for kv in tree.scan_prefix([CLIENT_PREFIX]) {
+        let (_, v) = kv?;
+        let (id, record) = client_from_pb(codec::decode("StoredClient", &v)?)?;
+        clients.insert(id, record);
     }
     let (mut meta, last_time_ms, last_zxid) = match tree.get(META_KEY)? {
         Some(v) => meta_from_pb(codec::decode("StateMeta", &v)?)?,
@@ -305,6 +362,7 @@ fn load_tree(tree: &sled::Tree) -> Result<Loaded, StoreError> {
     Ok(Loaded {
         nodes,
         sessions,
+        clients,
         meta,
         last_time_ms,
         last_zxid,
@@ -392,6 +450,7 @@ fn encode_snapshot(
         snapshot_id: snapshot_id.to_string(),
         nodes: state.node_count() as u64,
         sessions: state.session_count() as u64,
+        clients: state.clients().len() as u64,
     };
     let node_rec = |p: &String, n: &Node| pb::SnapshotNode {
         path: p.clone(),
@@ -406,6 +465,9 @@ fn encode_snapshot(
     for s in state.sessions() {
         len += delimited_len(codec::session_to_pb(&s.session).encoded_len());
     }
+    for (id, c) in state.clients().iter() {
+        len += delimited_len(client_to_pb(*id, c).encoded_len());
+    }
     let mut buf = Vec::with_capacity(len);
     put_delimited(&mut buf, &header)?;
     for (p, n) in state.nodes() {
@@ -414,13 +476,16 @@ fn encode_snapshot(
     for s in state.sessions() {
         put_delimited(&mut buf, &codec::session_to_pb(&s.session))?;
     }
+    for (id, c) in state.clients().iter() {
+        put_delimited(&mut buf, &client_to_pb(*id, c))?;
+    }
     Ok(buf)
 }
 
 fn decode_header(buf: &mut &[u8]) -> Result<pb::SnapshotHeader, CodecError> {
     let h = pb::SnapshotHeader::decode_length_delimited(buf)
         .map_err(|e| CodecError::new("SnapshotHeader", e.to_string()))?;
-    if h.format != SNAPSHOT_FORMAT {
+    if !(1..=SNAPSHOT_FORMAT).contains(&h.format) {
         return Err(CodecError::new(
             "SnapshotHeader",
             format!(
@@ -454,6 +519,7 @@ struct SnapshotContents {
     last_zxid: u64,
     nodes: Vec<(String, pb::StoredNode)>,
     sessions: Vec<pb::StoredSession>,
+    clients: Vec<pb::StoredClient>,
 }
 
 fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotContents, CodecError> {
@@ -482,6 +548,13 @@ fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotContents, CodecError> {
                 .map_err(|e| CodecError::new("StoredSession", e.to_string()))?,
         );
     }
+    let mut clients = Vec::with_capacity(cap(header.clients));
+    for _ in 0..header.clients {
+        clients.push(
+            pb::StoredClient::decode_length_delimited(&mut buf)
+                .map_err(|e| CodecError::new("StoredClient", e.to_string()))?,
+        );
+    }
     if !buf.is_empty() {
         return Err(CodecError::new(
             "snapshot",
@@ -494,6 +567,7 @@ fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotContents, CodecError> {
         last_zxid,
         nodes,
         sessions,
+        clients,
     })
 }
 
@@ -742,13 +816,20 @@ fn contents_state(contents: SnapshotContents, meta: &Meta) -> Result<State, Stor
     for stored in contents.sessions {
         sessions.push(codec::session_from_pb(stored)?);
     }
-    build_state(
+    let mut clients = ClientTable::default();
+    for stored in contents.clients {
+        let (id, record) = client_from_pb(stored)?;
+        clients.insert(id, record);
+    }
+    let mut state = build_state(
         nodes,
         sessions,
         contents.last_time_ms,
         contents.last_zxid,
         meta.last_log_id.map_or(0, |l| l.index),
-    )
+    )?;
+    state.set_clients(clients);
+    Ok(state)
 }
 
 /// The disk half of an install; returns the new tree and the state to swap in. Everything
@@ -822,6 +903,12 @@ fn replace_generation(
         .chain(state.sessions().map(|s| {
             let k = session_key(s.session.id).to_vec();
             (k, codec::session_to_pb(&s.session).encode_to_vec())
+        }))
+        .chain(state.clients().iter().map(|(id, c)| {
+            (
+                client_key(*id).to_vec(),
+                client_to_pb(*id, c).encode_to_vec(),
+            )
         }));
     for (k, v) in records {
         batch.insert(k, v);
@@ -894,6 +981,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let mut events = Vec::new();
             let mut touched_nodes = BTreeSet::new();
             let mut touched_sessions = BTreeSet::new();
+            let mut touched_clients = BTreeSet::new();
             for entry in entries {
                 let log_id = entry.log_id;
                 if first_index.is_none() {
@@ -907,6 +995,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         events.append(&mut a.events);
                         touched_nodes.append(&mut a.touched_nodes);
                         touched_sessions.append(&mut a.touched_sessions);
+                        touched_clients.append(&mut a.touched_clients);
                     }
                     EntryPayload::Blank => {
                         state.applied_index = log_id.index;
@@ -938,6 +1027,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     state
                         .session(*id)
                         .map(|s| codec::session_to_pb(&s.session).encode_to_vec()),
+                ));
+            }
+            for id in &touched_clients {
+                changes.push((
+                    client_key(*id).to_vec(),
+                    state
+                        .clients()
+                        .get(*id)
+                        .map(|c| client_to_pb(*id, c).encode_to_vec()),
                 ));
             }
             let membership_changed = meta.membership != shared.meta_read().membership;
@@ -1088,6 +1186,17 @@ mod tests {
         }
     }
 
+    fn tagged(client_id: u64, seq: u64, first_incomplete: u64, request: Request) -> Request {
+        Request::Tagged {
+            id: crate::tree::RequestId {
+                client_id,
+                seq,
+                first_incomplete,
+            },
+            request: Box::new(request),
+        }
+    }
+
     fn cmd(time_ms: i64, requests: Vec<Request>) -> EntryPayload<TypeConfig> {
         EntryPayload::Normal(Command { time_ms, requests }.into())
     }
@@ -1162,6 +1271,17 @@ mod tests {
                         },
                         // Fails: results recorded, nothing changes.
                         create("/missing/child", CreateMode::Persistent, 0, 0),
+                        // Writes with request ids: one applied, a copy of it, one that fails
+                        // (its error is remembered too), one of another client.
+                        tagged(0xc1, 1, 1, create("/once", CreateMode::Persistent, 0, 0)),
+                        tagged(0xc1, 1, 1, create("/once", CreateMode::Persistent, 0, 0)),
+                        tagged(0xc1, 2, 1, create("/app", CreateMode::Persistent, 0, 0)),
+                        tagged(
+                            0xc2,
+                            9,
+                            9,
+                            create("/app/", CreateMode::PersistentSequential, 0, 0),
+                        ),
                     ],
                 ),
             ),
@@ -1184,7 +1304,13 @@ mod tests {
             assert_eq!(results.len(), 5);
             assert!(results[0].is_empty() && results[1].is_empty() && results[4].is_empty());
             assert_eq!(results[2].len(), 9);
-            assert_eq!(results[3].len(), 3);
+            assert_eq!(results[3].len(), 7);
+            assert!(
+                matches!(&results[3][4], crate::tree::RequestResult::Duplicate { zxid: 4, result }
+                    if **result == results[3][3]),
+                "{:?}",
+                results[3][4]
+            );
             assert_eq!(*shared.applied.borrow(), 5);
             let delivery = rx.try_recv().expect("watch fired");
             assert_eq!(
@@ -1208,6 +1334,9 @@ mod tests {
             // apply does not flush; a clean shutdown does.
             store.durable_flush().expect("flush");
             let st = shared.tree.read().expect("lock").clone();
+            let c1 = st.clients().get(0xc1).expect("client 0xc1 remembered");
+            assert_eq!(c1.results.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+            assert_eq!(st.clients().len(), 2);
             (st, applied)
         };
         let (_store, mut sm, shared) = open(dir.path());
@@ -1261,7 +1390,9 @@ mod tests {
             .expect("install");
 
         let want = leader_shared.tree.read().expect("lock").clone();
+        assert_eq!(want.clients().len(), 2, "the snapshot carries request ids");
         assert_eq!(*fshared.tree.read().expect("lock"), want);
+        assert_eq!(fshared.tree.read().expect("lock").digest(), want.digest());
         assert_eq!(
             follower.applied_state().await.expect("applied"),
             leader.applied_state().await.expect("applied")
@@ -1407,6 +1538,7 @@ mod tests {
             snapshot_id: snap.meta.snapshot_id.clone(),
             nodes: 1,
             sessions: 0,
+            clients: 0,
         };
         put_delimited(&mut orphan, &header).expect("encode");
         let rec = pb::SnapshotNode {

@@ -255,6 +255,15 @@ pub fn error_to_pb(e: &BatonError) -> pb::ErrorDetail {
         | BatonError::BadCredentials(m)
         | BatonError::Internal(m) => d.message = m.clone(),
         BatonError::RuntimeInconsistency => {}
+        BatonError::StaleRequest {
+            client_id,
+            seq,
+            oldest,
+        } => {
+            d.session_id = *client_id;
+            d.size = *seq;
+            d.limit = *oldest;
+        }
         // Never forwarded; kept readable should one be.
         e @ (BatonError::BackupInProgress | BatonError::ClusterMismatch { .. }) => {
             d.message = e.to_string();
@@ -326,6 +335,11 @@ pub fn error_from_pb(d: pb::ErrorDetail) -> BatonError {
         "OVERLOADED" => BatonError::Overloaded(d.message),
         "BAD_ARGUMENTS" => BatonError::BadArguments(d.message),
         "RUNTIME_INCONSISTENCY" => BatonError::RuntimeInconsistency,
+        "STALE_REQUEST" => BatonError::StaleRequest {
+            client_id: d.session_id,
+            seq: d.size,
+            oldest: d.limit,
+        },
         "UNAVAILABLE" => BatonError::Unavailable(d.message),
         "NOSPACE" => BatonError::NoSpace(d.message),
         "OUTCOME_UNKNOWN" => BatonError::OutcomeUnknown(d.message),
@@ -419,6 +433,8 @@ pub fn result_to_pb(r: &RequestResult, zxid: u64) -> pb::RequestResult {
         }),
         RequestResult::Done(Ok(())) => R::Done(pb::Blank {}),
         RequestResult::Done(Err(e)) => R::DoneError(error_to_pb(e)),
+        RequestResult::Duplicate { zxid, result } => return result_to_pb(result, *zxid),
+        RequestResult::Stale(e) => R::Failed(error_to_pb(e)),
     };
     pb::RequestResult {
         result: Some(result),
@@ -500,6 +516,11 @@ mod tests {
                 path: "/l/lock-0000000001".into(),
                 owner: 1,
                 session: 2,
+            },
+            BatonError::StaleRequest {
+                client_id: u64::MAX,
+                seq: 7,
+                oldest: 9,
             },
         ];
         for e in errs {

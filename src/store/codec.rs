@@ -14,7 +14,7 @@ use prost::Message;
 use crate::consensus::{LogId, MemberNode, StoredMembership, TypeConfig};
 use crate::proto::raft as pb;
 use crate::tree::acl::{Acl, Caller, Id};
-use crate::tree::{Command, CreateMode, Node, NodeAcl, Op, Request, Session, Stat};
+use crate::tree::{Command, CreateMode, Node, NodeAcl, Op, Request, RequestId, Session, Stat};
 
 /// An openraft log entry of Baton's type configuration.
 pub type Entry = openraft::Entry<TypeConfig>;
@@ -348,7 +348,25 @@ pub fn command_from_pb(c: pb::Command) -> Result<Command, CodecError> {
 /// Request → proto (used on the wire too, for forwarded requests).
 pub fn request_to_pb(r: &Request) -> pb::Request {
     use pb::request::Request as R;
+    if let Request::Tagged { id, request } = r {
+        let mut inner = request_to_pb(request);
+        inner.id = Some(pb::RequestId {
+            client_id: id.client_id,
+            seq: id.seq,
+            first_incomplete: id.first_incomplete,
+        });
+        return inner;
+    }
     let r = match r {
+        // Handled above; a nested id cannot be represented and is never built.
+        Request::Tagged { .. } => R::Noop(pb::Noop {}),
+        Request::ExpireClients {
+            client_ids,
+            before_ms,
+        } => R::ExpireClients(pb::ExpireClients {
+            client_ids: client_ids.clone(),
+            before_ms: *before_ms,
+        }),
         Request::Multi {
             ops,
             single,
@@ -382,43 +400,60 @@ pub fn request_to_pb(r: &Request) -> pb::Request {
         }),
         Request::Noop => R::Noop(pb::Noop {}),
     };
-    pb::Request { request: Some(r) }
+    pb::Request {
+        request: Some(r),
+        id: None,
+    }
 }
 
 /// proto → Request.
 pub fn request_from_pb(r: pb::Request) -> Result<Request, CodecError> {
     use pb::request::Request as R;
-    Ok(
-        match r
-            .request
-            .ok_or_else(|| CodecError::missing("Request", "request"))?
-        {
-            R::Multi(m) => Request::Multi {
-                ops: m
-                    .ops
-                    .into_iter()
-                    .map(op_from_pb)
-                    .collect::<Result<_, _>>()?,
-                single: m.single,
-                caller: m.caller.map(|c| Caller {
-                    ids: c.ids.into_iter().map(acl_id_from_pb).collect(),
-                    superuser: c.superuser,
-                }),
-            },
-            R::OpenSession(o) => Request::OpenSession {
-                session_id: o.session_id,
-                secret: o.secret,
-                timeout_ms: o.timeout_ms,
-            },
-            R::CloseSession(c) => Request::CloseSession {
-                session_id: c.session_id,
-                secret: c.secret,
-            },
-            R::ExpireSessions(e) => Request::ExpireSessions(e.session_ids),
-            R::ExpireTtl(e) => Request::ExpireTtl(e.paths),
-            R::Noop(_) => Request::Noop,
+    let id = r.id;
+    let request = match r
+        .request
+        .ok_or_else(|| CodecError::missing("Request", "request"))?
+    {
+        R::Multi(m) => Request::Multi {
+            ops: m
+                .ops
+                .into_iter()
+                .map(op_from_pb)
+                .collect::<Result<_, _>>()?,
+            single: m.single,
+            caller: m.caller.map(|c| Caller {
+                ids: c.ids.into_iter().map(acl_id_from_pb).collect(),
+                superuser: c.superuser,
+            }),
         },
-    )
+        R::OpenSession(o) => Request::OpenSession {
+            session_id: o.session_id,
+            secret: o.secret,
+            timeout_ms: o.timeout_ms,
+        },
+        R::CloseSession(c) => Request::CloseSession {
+            session_id: c.session_id,
+            secret: c.secret,
+        },
+        R::ExpireSessions(e) => Request::ExpireSessions(e.session_ids),
+        R::ExpireTtl(e) => Request::ExpireTtl(e.paths),
+        R::Noop(_) => Request::Noop,
+        R::ExpireClients(e) => Request::ExpireClients {
+            client_ids: e.client_ids,
+            before_ms: e.before_ms,
+        },
+    };
+    Ok(match id {
+        None => request,
+        Some(id) => Request::Tagged {
+            id: RequestId {
+                client_id: id.client_id,
+                seq: id.seq,
+                first_incomplete: id.first_incomplete,
+            },
+            request: Box::new(request),
+        },
+    })
 }
 
 fn op_to_pb(op: &Op) -> pb::Op {
@@ -696,6 +731,25 @@ mod tests {
                 Request::ExpireSessions(vec![1, 2, u64::MAX]),
                 Request::ExpireTtl(vec!["/t1".into(), "/t2".into()]),
                 Request::Noop,
+                Request::Tagged {
+                    id: RequestId {
+                        client_id: u64::MAX,
+                        seq: 12,
+                        first_incomplete: 9,
+                    },
+                    request: Box::new(Request::Multi {
+                        ops: vec![Op::Delete {
+                            path: "/d".into(),
+                            version: -1,
+                        }],
+                        single: true,
+                        caller: None,
+                    }),
+                },
+                Request::ExpireClients {
+                    client_ids: vec![1, u64::MAX],
+                    before_ms: -5,
+                },
             ],
         }
     }
@@ -843,6 +897,7 @@ mod tests {
                         single: true,
                         caller: None,
                     })),
+                    id: None,
                 }],
             })),
         };

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use bytes::Bytes;
 
 use super::acl::{self, Acl, Caller};
+use super::clients::ClientTable;
 use super::path::{self, PathLimits};
 use super::types::*;
 use crate::error::BatonError;
@@ -52,6 +53,8 @@ pub struct Applied {
     pub touched_nodes: BTreeSet<String>,
     /// Sessions opened or removed.
     pub touched_sessions: BTreeSet<SessionId>,
+    /// Clients whose request-id record changed or was removed.
+    pub touched_clients: BTreeSet<u64>,
 }
 
 /// Undo record for rolling back a failed Multi.
@@ -71,6 +74,8 @@ pub struct State {
     nodes: HashMap<String, Node>,
     sessions: BTreeMap<SessionId, SessionEntry>,
     ttl_nodes: BTreeSet<String>,
+    /// Results of client writes that carried a request id (see [`super::clients`]).
+    clients: ClientTable,
     /// Largest proposer time applied (keeps times monotonic in log order).
     pub last_time_ms: i64,
     /// zxid of the last change to the tree or sessions.
@@ -94,6 +99,7 @@ struct Txn {
     events: Vec<Event>,
     touched_nodes: BTreeSet<String>,
     touched_sessions: BTreeSet<SessionId>,
+    touched_clients: BTreeSet<u64>,
     containers: Vec<String>,
 }
 
@@ -117,6 +123,7 @@ impl State {
             nodes,
             sessions: BTreeMap::new(),
             ttl_nodes: BTreeSet::new(),
+            clients: ClientTable::default(),
             last_time_ms: 0,
             last_zxid: 0,
             applied_index: 0,
@@ -203,6 +210,16 @@ impl State {
         self.sessions.values()
     }
 
+    /// The request-id table.
+    pub fn clients(&self) -> &ClientTable {
+        &self.clients
+    }
+
+    /// Replaces the request-id table (loading stored state).
+    pub fn set_clients(&mut self, clients: ClientTable) {
+        self.clients = clients;
+    }
+
     /// Number of sessions.
     pub fn session_count(&self) -> usize {
         self.sessions.len()
@@ -235,7 +252,8 @@ impl State {
         Some((page, more))
     }
 
-    /// A hash of every node (path, data, Stat, sequence counter, ACL) and session, independent of
+    /// A hash of every node (path, data, Stat, sequence counter, ACL), session and remembered
+    /// request result (see [`super::clients`]), independent of
     /// insertion order: members that applied the same log have the same digest.
     pub fn digest(&self) -> u64 {
         use std::hash::{Hash, Hasher};
@@ -258,6 +276,7 @@ impl State {
             let s = &e.session;
             (s.id, &s.secret, s.timeout_ms, s.created_zxid, s.created_ms).hash(&mut h);
         }
+        self.clients.hash_into(&mut h);
         h.finish()
     }
 
@@ -278,6 +297,17 @@ impl State {
         self.applied_index = zxid;
         let mut out = Applied::default();
         for req in &cmd.requests {
+            let (id, req) = match req {
+                Request::Tagged { id, request } => (Some(id), request.as_ref()),
+                other => (None, other),
+            };
+            if let Some(id) = id {
+                out.touched_clients.insert(id.client_id);
+                if let Some(answer) = self.clients.admit(id, time) {
+                    out.results.push(answer);
+                    continue;
+                }
+            }
             let mut txn = Txn {
                 zxid,
                 time,
@@ -285,14 +315,11 @@ impl State {
                 events: Vec::new(),
                 touched_nodes: BTreeSet::new(),
                 touched_sessions: BTreeSet::new(),
+                touched_clients: BTreeSet::new(),
                 containers: Vec::new(),
             };
             let result = self.apply_request(&mut txn, req);
-            let ok = match &result {
-                RequestResult::Multi(r) => r.is_ok(),
-                RequestResult::Done(r) => r.is_ok(),
-            };
-            if ok {
+            if result.is_ok() {
                 self.reap_containers(&mut txn);
                 if !txn.events.is_empty() || !txn.touched_sessions.is_empty() {
                     self.last_zxid = zxid;
@@ -300,8 +327,12 @@ impl State {
                 out.events.append(&mut txn.events);
                 out.touched_nodes.append(&mut txn.touched_nodes);
                 out.touched_sessions.append(&mut txn.touched_sessions);
+                out.touched_clients.append(&mut txn.touched_clients);
             } else {
                 self.rollback(txn.undo);
+            }
+            if let Some(id) = id {
+                self.clients.record(id, zxid, &result);
             }
             out.results.push(result);
         }
@@ -351,6 +382,18 @@ impl State {
                 RequestResult::Done(Ok(()))
             }
             Request::Noop => RequestResult::Done(Ok(())),
+            Request::ExpireClients {
+                client_ids,
+                before_ms,
+            } => {
+                let removed = self.clients.expire(client_ids, *before_ms);
+                txn.touched_clients.extend(removed);
+                RequestResult::Done(Ok(()))
+            }
+            // Only a client write carries an id, once: `apply` takes it off before this.
+            Request::Tagged { .. } => RequestResult::Done(Err(BatonError::BadArguments(
+                "a request id on a request that already carries one".into(),
+            ))),
         }
     }
 

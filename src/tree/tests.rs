@@ -2178,6 +2178,7 @@ fn failed_requests_emit_no_events() {
     assert!(a.results.iter().all(|r| match r {
         RequestResult::Multi(r) => r.is_err(),
         RequestResult::Done(r) => r.is_err(),
+        other => panic!("no request id was sent: {other:?}"),
     }));
     assert!(a.events.is_empty());
     assert!(a.touched_nodes.is_empty());
@@ -2657,6 +2658,7 @@ fn random_histories_keep_invariants_and_failed_multis_change_nothing() {
                 let failed = match &a.results[0] {
                     RequestResult::Multi(r) => r.is_err(),
                     RequestResult::Done(r) => r.is_err(),
+                    other => panic!("no request id was sent: {other:?}"),
                 };
                 if failed {
                     let mut expected = before;

@@ -229,9 +229,38 @@ impl Op {
     }
 }
 
+/// The id a client gives one of its writes so that a retry of it is applied at most once
+/// (see [`super::clients`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RequestId {
+    /// The client's id (never 0), chosen at random by the client.
+    pub client_id: u64,
+    /// The write's sequence number among the client's writes (from 1).
+    pub seq: u64,
+    /// The client's lowest sequence number still waiting for an answer (at most `seq`):
+    /// every result before it has been received and may be forgotten.
+    pub first_incomplete: u64,
+}
+
 /// One request carried in a log entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
+    /// A client write with its request id: applied once; a copy whose id was already
+    /// applied gets the remembered result.
+    Tagged {
+        /// The id.
+        id: RequestId,
+        /// The write.
+        request: Box<Request>,
+    },
+    /// Forget the request ids of clients idle since before `before_ms` (entry time), decided
+    /// by the leader; a client active since is kept.
+    ExpireClients {
+        /// The clients.
+        client_ids: Vec<u64>,
+        /// Only records whose last write is older than this (Unix ms) are removed.
+        before_ms: i64,
+    },
     /// Atomic list of ops; `single` marks a lone client op (Create, Delete, SetData).
     Multi {
         /// The ops.
@@ -273,6 +302,8 @@ impl Request {
             Request::Multi { ops, .. } => ops.iter().map(|o| o.size() + 16).sum(),
             Request::ExpireTtl(p) => p.iter().map(|p| p.len() + 4).sum(),
             Request::ExpireSessions(s) => s.len() * 10,
+            Request::Tagged { request, .. } => request.size() + 24,
+            Request::ExpireClients { client_ids, .. } => client_ids.len() * 10 + 8,
             _ => 32,
         }
     }
@@ -332,6 +363,40 @@ pub enum RequestResult {
     Multi(Result<Vec<OpOutcome>, MultiFailure>),
     /// Outcome of a session request or barrier.
     Done(Result<(), BatonError>),
+    /// A copy of a write already applied: its result then and the zxid of the entry that
+    /// applied it. Nothing was applied this time.
+    Duplicate {
+        /// zxid of the entry that applied the write.
+        zxid: Zxid,
+        /// The result it had.
+        result: Box<RequestResult>,
+    },
+    /// A copy of a write whose result is no longer remembered; nothing was applied.
+    Stale(BatonError),
+}
+
+impl RequestResult {
+    /// Whether the request took effect (a duplicate or stale copy changes nothing itself).
+    pub fn is_ok(&self) -> bool {
+        match self {
+            RequestResult::Multi(r) => r.is_ok(),
+            RequestResult::Done(r) => r.is_ok(),
+            RequestResult::Duplicate { .. } | RequestResult::Stale(_) => false,
+        }
+    }
+
+    /// The result and zxid to answer with, for a request applied in the entry at `zxid`: a
+    /// duplicate answers as its original did, a stale copy with its error.
+    ///
+    /// # Errors
+    /// [`BatonError::StaleRequest`] for a stale copy.
+    pub fn settle(self, zxid: Zxid) -> Result<(RequestResult, Zxid), BatonError> {
+        match self {
+            RequestResult::Duplicate { zxid, result } => Ok((*result, zxid)),
+            RequestResult::Stale(e) => Err(e),
+            r => Ok((r, zxid)),
+        }
+    }
 }
 
 /// What happened to a node.

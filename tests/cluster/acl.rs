@@ -275,7 +275,12 @@ async fn acl_matrix_missing_permission_bypass() {
     denied(base.get_data("/closed").await, "closed parent");
     // Paths are checked before any ACL (etcd's GHSA-xg4h-6gfc-h4m8 class: authorise the form
     // executed): non-canonical spellings of a readable path are refused as paths.
-    for bad in ["/closed/../closed/public", "//closed/public", "/closed/public/", "/closed/./public"] {
+    for bad in [
+        "/closed/../closed/public",
+        "//closed/public",
+        "/closed/public/",
+        "/closed/./public",
+    ] {
         let e = base.get_data(bad).await.expect_err(bad);
         assert!(e.is("INVALID_PATH"), "{bad}: {e}");
     }

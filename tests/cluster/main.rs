@@ -8,6 +8,7 @@
 
 mod acl;
 mod backup;
+mod exactly_once;
 mod failover;
 #[path = "../common/fenced.rs"]
 mod fenced;

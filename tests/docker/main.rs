@@ -16,6 +16,10 @@
 //!   increments under the lock are exact, tokens increase along the counter, no stale or
 //!   refused write commits, and the writer held the lock at every committed increment.
 //!
+//! * **exactly-once counter** (`counter.rs`): compare-and-set increments retried by the client
+//!   with request ids; the counter equals the acknowledged increments plus the applied ones of
+//!   unknown outcome, with 0 duplicated applications and none lost.
+//!
 //! A nemesis (`nemesis.rs`) partitions a member or the leader from its peers, kills and
 //! restarts members, and pauses them, one fault at a time, measuring the recovery time after
 //! each heal. Afterwards every member must converge to the same state hash at the same index.
@@ -23,6 +27,7 @@
 //! histories too when the run fails (or `BATON_DF_KEEP=1`).
 
 mod cluster;
+mod counter;
 mod ephemerals;
 #[path = "../common/fenced.rs"]
 mod fenced;
@@ -240,6 +245,22 @@ async fn run(cfg: Config) -> Vec<String> {
             seed.wrapping_add(3000 + i as u64),
         )));
     }
+    if let Err(e) = counter::setup(&setup).await {
+        return vec![format!("setup: counter: {e}")];
+    }
+    let counter_log: counter::Log = Arc::default();
+    let mut counter_tasks = Vec::new();
+    for i in 0..counter::WORKERS {
+        let Ok(client) = counter::client(&cluster, next_client()).await else {
+            return vec!["setup: cannot connect a counter client".into()];
+        };
+        counter_tasks.push(tokio::spawn(counter::worker(
+            i,
+            client,
+            counter_log.clone(),
+            stop.clone(),
+        )));
+    }
     let lock_workload = match locks::Workload::start(&cluster, &setup, next_client()).await {
         Ok(w) => w,
         Err(e) => return vec![format!("setup: lock workload: {e}")],
@@ -306,6 +327,15 @@ async fn run(cfg: Config) -> Vec<String> {
         match tokio::time::timeout(Duration::from_secs(60), t).await {
             Ok(Ok(r)) => running.extend(r),
             _ => problems.push("a session worker did not stop within 60 s".into()),
+        }
+    }
+    for t in counter_tasks {
+        // An increment may take up to its 20 s deadline.
+        if !matches!(
+            tokio::time::timeout(Duration::from_secs(60), t).await,
+            Ok(Ok(()))
+        ) {
+            problems.push("a counter client did not stop within 60 s".into());
         }
     }
     let lock_report = lock_workload.finish(&setup).await;
@@ -376,6 +406,15 @@ async fn run(cfg: Config) -> Vec<String> {
         }
     }
     problems.extend(seq_problems.iter().cloned());
+
+    // ---- exactly-once counter ----
+    let counter_report = counter::check(&cluster, &counter_log).await;
+    problems.extend(
+        counter_report
+            .problems
+            .iter()
+            .map(|p| format!("counter: {p}")),
+    );
 
     // ---- ephemerals ----
     let eph_final_problems = ephemerals::finish_running(&setup, &rec, running, &eph_log).await;
@@ -574,6 +613,12 @@ async fn run(cfg: Config) -> Vec<String> {
         lock_report.figures,
         lock_report.problems.len()
     );
+    say!(
+        "exactly-once counter: {} workers; {}; {} problem(s)",
+        counter::WORKERS,
+        counter_report.figures,
+        counter_report.problems.len()
+    );
     say!("faults: {} injected", faults.len());
     let mut all_recovery: Vec<u64> = Vec::new();
     for (k, (n, secs, rec_ms)) in &by_kind {
@@ -718,6 +763,7 @@ async fn run(cfg: Config) -> Vec<String> {
             "figures": &lock_report.figures,
             "problems": &lock_report.problems,
         },
+        "counter": &counter_report.summary,
         "faults": faults,
         "recovery_ms": {
             "p50": pct(&all_recovery, 0.5),

@@ -37,6 +37,7 @@ fn entry(index: u64, kib: usize, seed: u64) -> pb::EntryRaw {
             request: Some(pb::request::Request::ExpireTtl(pb::ExpireTtl {
                 paths: vec![text],
             })),
+            id: None,
         }],
     };
     pb::EntryRaw {
