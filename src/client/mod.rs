@@ -1328,7 +1328,7 @@ impl Client {
             }
             let attempt = per_attempt.min(remaining);
             let (index, channel) = self.current();
-            let mut request = Request::new(req.clone());
+            let mut request = self.request(req.clone());
             request.set_timeout(attempt);
             id.stamp(&mut request);
             let outcome =
