@@ -846,11 +846,15 @@ impl Failover {
             )));
         }
         // Who may grant votes decides who can win. A voter still following this leader
-        // refuses every vote until its lease runs out, so only the members freed from it can
-        // elect anybody: this one, and as many others as the target needs besides (a majority
-        // minus the two of them). Freed members alone are one short of a majority, so none of
-        // them can win; the target's campaign, one term above theirs, wins with all of them.
-        // This member leaves first: while it leads it could grant a freed member's vote.
+        // refuses every vote until its lease runs out, so only the members not bound by a
+        // lease can elect anybody: this one (openraft does not refresh a leader's own vote
+        // while it leads, so once it has led for a lease it grants a vote of a higher term;
+        // it ignores an election trigger, so it cannot step aside itself), and as many
+        // others as the target needs besides (a majority minus the two of them), freed by
+        // stepping aside. Those are one short of a majority, so none of them can win; the
+        // target's campaign, one term above theirs, wins with all of them. A leader elected
+        // less than a lease ago refuses too: the campaign fails and the handover is asked
+        // again (see `api::cluster`).
         let majority = voters.len() / 2 + 1;
         let freed: Vec<u64> = voters
             .iter()
@@ -858,7 +862,6 @@ impl Failover {
             .filter(|id| *id != me && *id != to)
             .take(majority.saturating_sub(2))
             .collect();
-        self.leave_term(term).await;
         let steps = freed
             .iter()
             .map(|&id| self.send_step(&membership, id, term, to));
