@@ -359,61 +359,28 @@ async fn unauthenticated_method_gate_bypass() {
 
 /// Every method path of the services reflection lists.
 async fn reflected_methods(client: &Client) -> Vec<String> {
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    let mut rc = ServerReflectionClient::new(client.channel());
-    let ask = |m: MessageRequest| ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(m),
-    };
-    let mut req = tonic::Request::new(futures::stream::iter(vec![ask(
-        MessageRequest::ListServices(String::new()),
-    )]));
-    req.metadata_mut().insert(
-        "authorization",
-        "digest root:s3cret-root".parse().expect("h"),
-    );
-    let mut s = rc
-        .server_reflection_info(req)
-        .await
-        .expect("reflection")
-        .into_inner();
     let mut services = Vec::new();
-    while let Some(r) = s.message().await.expect("reflection message") {
-        if let Some(MessageResponse::ListServicesResponse(l)) = r.message_response {
+    for r in reflect(client, MessageRequest::ListServices(String::new())).await {
+        if let MessageResponse::ListServicesResponse(l) = r {
             services.extend(l.service.into_iter().map(|s| s.name));
         }
     }
     let mut methods = Vec::new();
     for svc in services {
-        let mut req = tonic::Request::new(futures::stream::iter(vec![ask(
-            MessageRequest::FileContainingSymbol(svc.clone()),
-        )]));
-        req.metadata_mut().insert(
-            "authorization",
-            "digest root:s3cret-root".parse().expect("h"),
-        );
-        let mut s = rc
-            .server_reflection_info(req)
-            .await
-            .expect("reflection")
-            .into_inner();
-        while let Some(r) = s.message().await.expect("reflection message") {
-            if let Some(MessageResponse::FileDescriptorResponse(f)) = r.message_response {
-                for bytes in f.file_descriptor_proto {
-                    let fd: prost_types::FileDescriptorProto =
-                        prost::Message::decode(bytes.as_slice()).expect("descriptor");
-                    let package = fd.package().to_string();
-                    for sd in fd.service {
-                        let full = format!("{package}.{}", sd.name());
-                        if full != svc {
-                            continue;
-                        }
-                        for m in sd.method {
-                            methods.push(format!("/{full}/{}", m.name()));
-                        }
+        for r in reflect(client, MessageRequest::FileContainingSymbol(svc.clone())).await {
+            let MessageResponse::FileDescriptorResponse(f) = r else {
+                continue;
+            };
+            for bytes in f.file_descriptor_proto {
+                let fd: prost_types::FileDescriptorProto =
+                    prost::Message::decode(bytes.as_slice()).expect("descriptor");
+                let package = fd.package().to_string();
+                for sd in fd.service {
+                    let full = format!("{package}.{}", sd.name());
+                    if full == svc {
+                        methods.extend(sd.method.iter().map(|m| format!("/{full}/{}", m.name())));
                     }
                 }
             }
@@ -422,6 +389,33 @@ async fn reflected_methods(client: &Client) -> Vec<String> {
     methods.sort();
     methods.dedup();
     methods
+}
+
+/// One reflection request as the super principal; the responses.
+async fn reflect(
+    client: &Client,
+    ask: tonic_reflection::pb::v1::server_reflection_request::MessageRequest,
+) -> Vec<tonic_reflection::pb::v1::server_reflection_response::MessageResponse> {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    let mut req = tonic::Request::new(futures::stream::iter(vec![ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(ask),
+    }]));
+    req.metadata_mut().insert(
+        "authorization",
+        "digest root:s3cret-root".parse().expect("h"),
+    );
+    let mut s = ServerReflectionClient::new(client.channel())
+        .server_reflection_info(req)
+        .await
+        .expect("reflection")
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(r) = s.message().await.expect("reflection message") {
+        out.extend(r.message_response);
+    }
+    out
 }
 
 /// Calls `method` with an empty message and returns the status code (OK if it answered).

@@ -104,7 +104,9 @@ def test_digest_credentials_and_acls_over_tls(tls_channel):
     assert f"digest:{digest('alice', 'pw')}" in who.ids and who.secure
     znodes = znodes_pb2_grpc.ZNodesStub(tls_channel)
     path = f"/py-acl-{uuid.uuid4().hex[:12]}"
-    only_alice = common_pb2.Acl(perms=31, scheme="auth", id="")
+    # An explicit digest entry: `auth` would also name the client certificate, which every
+    # caller of this test shares.
+    only_alice = common_pb2.Acl(perms=31, scheme="digest", id=digest("alice", "pw"))
     znodes.Create(
         znodes_pb2.CreateRequest(path=path, data=b"a", acl=[only_alice]),
         metadata=alice,
