@@ -391,8 +391,8 @@ impl Failover {
     /// Keeps this member from campaigning while it cannot reach a majority of the voters (a
     /// partition cut it off): openraft 0.9 has no pre-vote, so such a member would raise its
     /// term at every election timeout, and on healing its inflated term would depose the
-    /// healthy leader for nothing. Every [`REACH_EVERY`] a follower connects afresh to each
-    /// other voter's peer port; after [`CUT_OFF_AFTER`] checks in a row that found a minority
+    /// healthy leader for nothing. Every `REACH_EVERY` a follower connects afresh to each
+    /// other voter's peer port; after `CUT_OFF_AFTER` checks in a row that found a minority
     /// reachable (this member included), its election timer is turned off, and back on at the
     /// first check that finds a majority. Only connections that cannot be made count against
     /// a peer: a process that is merely slow still answers a connect. It never stops the
