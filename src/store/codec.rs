@@ -692,12 +692,23 @@ mod tests {
                             mode: CreateMode::EphemeralSequential,
                             session_id: 42,
                             ttl_ms: 0,
-                            acl: Vec::new(),
+                            acl: vec![Acl {
+                                perms: crate::tree::acl::READ | crate::tree::acl::ADMIN,
+                                id: Id::new("digest", "u:AAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+                            }],
                         },
                         Op::SetData {
                             path: "/a".into(),
                             data: Bytes::from_static(b"\x00\xff"),
                             version: 3,
+                        },
+                        Op::SetAcl {
+                            path: "/e".into(),
+                            acl: vec![Acl {
+                                perms: crate::tree::acl::ALL,
+                                id: Id::new("x509", "CN=app"),
+                            }],
+                            version: 2,
                         },
                         Op::Check {
                             path: "/a".into(),
@@ -709,7 +720,10 @@ mod tests {
                         },
                     ],
                     single: false,
-                    caller: None,
+                    caller: Some(Caller {
+                        ids: vec![Id::new("digest", "u:AAAAAAAAAAAAAAAAAAAAAAAAAAA=")],
+                        superuser: true,
+                    }),
                 },
                 Request::Multi {
                     ops: vec![Op::Delete {
@@ -857,7 +871,26 @@ mod tests {
         let bytes = node_to_pb(&node).encode_to_vec();
         assert_eq!(
             node_from_pb(decode("StoredNode", &bytes).expect("decodes")),
-            Ok(node)
+            Ok(node.clone())
+        );
+        // A restricted ACL survives the stored form (snapshots and backups use it too).
+        let restricted = Node {
+            acl: NodeAcl::new(vec![
+                Acl {
+                    perms: crate::tree::acl::READ,
+                    id: Id::new("world", "anyone"),
+                },
+                Acl {
+                    perms: crate::tree::acl::ALL,
+                    id: Id::new("x509", "CN=app"),
+                },
+            ]),
+            ..node
+        };
+        let bytes = node_to_pb(&restricted).encode_to_vec();
+        assert_eq!(
+            node_from_pb(decode("StoredNode", &bytes).expect("decodes")),
+            Ok(restricted)
         );
 
         let s = Session {
