@@ -88,6 +88,44 @@ pub fn request_id(md: &tonic::metadata::MetadataMap) -> Result<Option<RequestId>
     }))
 }
 
+/// The request id of a write by `caller`: [`request_id`], with the client id bound to the
+/// caller's ids, so that a caller who learns or guesses another's client id cannot read its
+/// remembered results or make its writes stale. Every member derives the same id from the
+/// same credentials; anonymous callers keep the id they sent.
+///
+/// # Errors
+/// As [`request_id`].
+pub fn own_request_id(
+    md: &tonic::metadata::MetadataMap,
+    caller: &Caller,
+) -> Result<Option<RequestId>, BatonError> {
+    Ok(request_id(md)?.map(|mut id| {
+        id.client_id = bound_client_id(id.client_id, caller);
+        id
+    }))
+}
+
+/// `client_id` mixed with the caller's ids (SHA-1 over both, first 8 bytes); unchanged for
+/// an anonymous caller. Never 0.
+fn bound_client_id(client_id: u64, caller: &Caller) -> u64 {
+    use sha1::{Digest as _, Sha1};
+    if caller.ids.is_empty() {
+        return client_id;
+    }
+    let mut h = Sha1::new();
+    h.update(client_id.to_le_bytes());
+    for id in &caller.ids {
+        h.update(id.scheme.as_bytes());
+        h.update([0]);
+        h.update(id.id.as_bytes());
+        h.update([0]);
+    }
+    let d = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    u64::from_le_bytes(first).max(1)
+}
+
 /// Longest a read waits for `min_zxid` to be applied.
 const MIN_ZXID_WAIT: Duration = Duration::from_secs(10);
 

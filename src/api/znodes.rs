@@ -184,7 +184,7 @@ impl ZNodes for ZNodesService {
         req: Request<v1::CreateRequest>,
     ) -> Result<Response<v1::CreateResponse>, Status> {
         let caller = crate::auth::caller(&req);
-        let id = super::request_id(req.metadata())?;
+        let id = super::own_request_id(req.metadata(), &caller)?;
         let op = self.create_op(req.into_inner(), &caller)?;
         match self.single(op, caller, id).await? {
             (OpOutcome::Create { path, stat }, zxid) => Ok(Response::new(v1::CreateResponse {
@@ -201,7 +201,7 @@ impl ZNodes for ZNodesService {
         req: Request<v1::DeleteRequest>,
     ) -> Result<Response<v1::DeleteResponse>, Status> {
         let caller = crate::auth::caller(&req);
-        let id = super::request_id(req.metadata())?;
+        let id = super::own_request_id(req.metadata(), &caller)?;
         let op = self.delete_op(req.into_inner())?;
         let (_, zxid) = self.single(op, caller, id).await?;
         Ok(Response::new(v1::DeleteResponse {
@@ -262,7 +262,7 @@ impl ZNodes for ZNodesService {
         req: Request<v1::SetDataRequest>,
     ) -> Result<Response<v1::SetDataResponse>, Status> {
         let caller = crate::auth::caller(&req);
-        let id = super::request_id(req.metadata())?;
+        let id = super::own_request_id(req.metadata(), &caller)?;
         let op = self.set_op(req.into_inner())?;
         match self.single(op, caller, id).await? {
             (OpOutcome::SetData { stat }, zxid) => Ok(Response::new(v1::SetDataResponse {
@@ -324,7 +324,7 @@ impl ZNodes for ZNodesService {
         req: Request<v1::MultiRequest>,
     ) -> Result<Response<v1::MultiResponse>, Status> {
         let caller = crate::auth::caller(&req);
-        let id = super::request_id(req.metadata())?;
+        let id = super::own_request_id(req.metadata(), &caller)?;
         let r = req.into_inner();
         if r.ops.len() > self.ctx.cfg.max_multi_ops {
             return Err(BatonError::TooLarge {
@@ -444,7 +444,7 @@ impl ZNodes for ZNodesService {
         req: Request<v1::SetAclRequest>,
     ) -> Result<Response<v1::SetAclResponse>, Status> {
         let caller = crate::auth::caller(&req);
-        let id = super::request_id(req.metadata())?;
+        let id = super::own_request_id(req.metadata(), &caller)?;
         let r = req.into_inner();
         self.ctx.check_write_path(&r.path, false)?;
         check_version(r.version)?;

@@ -571,3 +571,51 @@ async fn revoke(channel: &tonic::transport::Channel, path: &str, to: Acl) -> u64
     let resp = zn.set_acl(req).await.expect("revoke").into_inner();
     resp.header.expect("header").zxid
 }
+
+/// Request-id hijacking: the exactly-once table is keyed by client id, so a caller who sends
+/// another caller's client id must neither make that caller's writes stale nor be answered
+/// with its remembered results. Ids are bound to the caller's credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn request_id_hijack_across_callers() {
+    let c = start(1, open_auth).await;
+    let channel = c.client(1).await.channel();
+    let create = |path: &str, who: &str, seq: u64| {
+        let mut zn = baton::proto::v1::z_nodes_client::ZNodesClient::new(channel.clone());
+        let mut req = tonic::Request::new(baton::proto::v1::CreateRequest {
+            path: path.to_string(),
+            ..Default::default()
+        });
+        let md = req.metadata_mut();
+        md.insert(
+            "authorization",
+            format!("digest {who}:pw").parse().expect("h"),
+        );
+        md.insert(baton::api::CLIENT_ID_HEADER, "777".parse().expect("h"));
+        md.insert(baton::api::SEQ_HEADER, seq.to_string().parse().expect("h"));
+        md.insert(
+            baton::api::FIRST_INCOMPLETE_HEADER,
+            seq.to_string().parse().expect("h"),
+        );
+        async move { zn.create(req).await.map(|r| r.into_inner().path) }
+    };
+    // Bob claims alice's client id with a high sequence number...
+    create("/hijack-b", "bob", 1000)
+        .await
+        .expect("bob's own write");
+    // ...which does not make alice's first write stale.
+    let alice = create("/hijack-a", "alice", 1)
+        .await
+        .expect("alice's write applies");
+    assert_eq!(alice, "/hijack-a");
+    // Bob replaying alice's request id gets no remembered answer of hers.
+    let replay = create("/hijack-a", "alice-replayed-by-bob", 1).await;
+    match replay {
+        Err(s) => assert!(
+            s.code() == tonic::Code::FailedPrecondition || s.code() == tonic::Code::AlreadyExists,
+            "{s:?}"
+        ),
+        Ok(p) => panic!("a replay by another caller was answered with {p}"),
+    }
+    let root = c.client(1).await;
+    assert!(root.exists("/hijack-a").await.expect("read").is_some());
+}
