@@ -295,11 +295,18 @@ impl ZNodes for ZNodesService {
             let Some((page, more)) = s.children_page(&r.path, &r.start_after, limit) else {
                 return Err(BatonError::NoNode(r.path.clone()));
             };
+            // Names need READ on the parent (as in ZooKeeper); each child's Stat is the child's
+            // own metadata and needs READ on the child.
             let stats: Vec<v1::Stat> = if r.include_stats {
-                page.iter()
-                    .filter_map(|name| s.get(&path::join(&r.path, name)))
-                    .map(|n| (&n.stat).into())
-                    .collect()
+                let mut stats = Vec::with_capacity(page.len());
+                for name in &page {
+                    let child = path::join(&r.path, name);
+                    if let Some(n) = s.get(&child) {
+                        acl::require(n.acl.as_slice(), &caller, acl::READ, &child)?;
+                        stats.push((&n.stat).into());
+                    }
+                }
+                stats
             } else {
                 Vec::new()
             };

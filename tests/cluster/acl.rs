@@ -273,6 +273,36 @@ async fn acl_matrix_missing_permission_bypass() {
         b"p"
     );
     denied(base.get_data("/closed").await, "closed parent");
+    // Listing with stats shows each child's metadata: READ on every child listed.
+    root.create(
+        "/closed-kids",
+        "",
+        CreateOptions::persistent().with_acl(vec![Acl {
+            perms: acl::READ,
+            id: AclId::new("world", "anyone"),
+        }]),
+    )
+    .await
+    .expect("kids");
+    root.create(
+        "/closed-kids/secret",
+        "",
+        CreateOptions::persistent().with_acl(vec![entry(acl::ALL, "nobody")]),
+    )
+    .await
+    .expect("secret kid");
+    assert_eq!(
+        base.get_all_children("/closed-kids").await.expect("names"),
+        vec!["secret".to_string()]
+    );
+    let with_stats = baton::client::ChildrenOptions {
+        include_stats: true,
+        ..Default::default()
+    };
+    denied(
+        base.get_children("/closed-kids", with_stats).await,
+        "child stats without READ on the child",
+    );
     // Paths are checked before any ACL (etcd's GHSA-xg4h-6gfc-h4m8 class: authorise the form
     // executed): non-canonical spellings of a readable path are refused as paths.
     for bad in [
