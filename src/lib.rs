@@ -1,3 +1,31 @@
+//! Baton: ZooKeeper's data model over gRPC, replicated with openraft.
+//!
+//! # The write path, in order
+//! 1. [`auth`]: the first layer of the client port names the caller and applies the method
+//!    gate; [`ops::grpc`] counts, bounds and times the request around it.
+//! 2. [`api`]: one file per gRPC service validates the request (paths, sizes, ACL lists) and
+//!    builds a [`tree::Request`] carrying the caller's ids and the request id.
+//! 3. [`consensus::proposer`]: packs waiting requests into one log entry (group commit); on a
+//!    follower it forwards the batch to the leader over the peer port
+//!    ([`consensus::peer_service`]).
+//! 4. openraft appends the entry to the write-ahead log ([`store::wal`], [`store::log`]) and
+//!    replicates it ([`consensus::network`]); a majority's `fdatasync` commits it.
+//! 5. [`consensus::state_machine`] applies it: [`tree::state`] changes the in-memory tree (ACLs
+//!    checked by [`tree::acl`], request ids by [`tree::clients`]), the changes are written
+//!    behind to sled ([`store`]), and the events go to the [`watch`] hub.
+//! 6. The proposer answers each request with its result and zxid.
+//!
+//! # The read path
+//! [`api`] → [`consensus::reads`] (a leader-confirmed read index shared by concurrent reads,
+//! or nothing for SERIALIZABLE) → wait for local apply → read the in-memory tree, checking the
+//! node's ACL.
+//!
+//! # Around them
+//! [`server`] starts and stops a member; [`consensus::failover`] replaces a dead leader within
+//! milliseconds and hands the leadership over; [`tls`] secures both ports; [`backup`] streams
+//! and restores snapshots; [`ops`] serves metrics and health; [`client`] and [`cli`] are the
+//! Rust client and the `baton` command; [`check`] is the linearizability checker the tests use.
+
 pub mod api;
 pub mod auth;
 pub mod backup;
