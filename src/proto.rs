@@ -18,6 +18,30 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("bato
 
 use crate::tree::{self, CreateMode, EventType};
 
+/// Wire ACL entries → ours (checked later by [`tree::acl::canonical`]).
+pub fn acl_from_wire(list: Vec<v1::Acl>) -> Vec<tree::acl::Acl> {
+    list.into_iter()
+        .map(|a| tree::acl::Acl {
+            perms: a.perms,
+            id: tree::acl::Id {
+                scheme: a.scheme,
+                id: a.id,
+            },
+        })
+        .collect()
+}
+
+/// Our ACL entries → wire.
+pub fn acl_to_wire(list: &[tree::acl::Acl]) -> Vec<v1::Acl> {
+    list.iter()
+        .map(|a| v1::Acl {
+            perms: a.perms,
+            scheme: a.id.scheme.clone(),
+            id: a.id.id.clone(),
+        })
+        .collect()
+}
+
 impl From<&tree::Stat> for v1::Stat {
     fn from(s: &tree::Stat) -> Self {
         v1::Stat {

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use super::Ctx;
 use crate::error::BatonError;
 use crate::proto::v1::{self, z_nodes_server::ZNodes};
-use crate::proto::{create_mode, op_error};
+use crate::proto::{acl_from_wire, acl_to_wire, create_mode, op_error};
 use crate::tree::acl::{self, Caller};
 use crate::tree::path;
 use crate::tree::{self as t, OpOutcome, RequestResult};
@@ -119,30 +119,6 @@ impl ZNodesService {
             other => Err(BatonError::Internal(format!("unexpected result {other:?}")).to_status()),
         }
     }
-}
-
-/// Wire ACL entries → ours (checked later by [`acl::canonical`]).
-pub fn acl_from_wire(list: Vec<v1::Acl>) -> Vec<acl::Acl> {
-    list.into_iter()
-        .map(|a| acl::Acl {
-            perms: a.perms,
-            id: acl::Id {
-                scheme: a.scheme,
-                id: a.id,
-            },
-        })
-        .collect()
-}
-
-/// Our ACL entries → wire.
-pub fn acl_to_wire(list: &[acl::Acl]) -> Vec<v1::Acl> {
-    list.iter()
-        .map(|a| v1::Acl {
-            perms: a.perms,
-            scheme: a.id.scheme.clone(),
-            id: a.id.id.clone(),
-        })
-        .collect()
 }
 
 fn check_version(v: i32) -> Result<(), BatonError> {

@@ -688,7 +688,7 @@ impl Client {
             })
             .await?;
         Ok((
-            crate::api::znodes::acl_from_wire(resp.acl),
+            crate::proto::acl_from_wire(resp.acl),
             resp.stat.unwrap_or_default(),
         ))
     }
@@ -706,7 +706,7 @@ impl Client {
     ) -> Result<Stat, ClientError> {
         let req = pb::SetAclRequest {
             path: path.to_string(),
-            acl: crate::api::znodes::acl_to_wire(acl),
+            acl: crate::proto::acl_to_wire(acl),
             version,
         };
         let max = self.max_message_size();

@@ -78,7 +78,7 @@ impl CreateOptions {
             mode: self.mode as i32,
             session_id: self.session_id,
             ttl_ms: self.ttl_ms,
-            acl: crate::api::znodes::acl_to_wire(&self.acl),
+            acl: crate::proto::acl_to_wire(&self.acl),
         }
     }
 }

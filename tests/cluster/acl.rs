@@ -591,7 +591,7 @@ async fn revoke(channel: &tonic::transport::Channel, path: &str, to: Acl) -> u64
     let mut zn = baton::proto::v1::z_nodes_client::ZNodesClient::new(channel.clone());
     let mut req = tonic::Request::new(baton::proto::v1::SetAclRequest {
         path: path.to_string(),
-        acl: baton::api::znodes::acl_to_wire(&[to]),
+        acl: baton::proto::acl_to_wire(&[to]),
         version: -1,
     });
     req.metadata_mut().insert(
