@@ -112,7 +112,7 @@ pub fn gate(method: &str) -> Gate {
 
 /// Failed logins from one address allowed per second.
 pub const MAX_FAILURES_PER_SECOND: u32 = 10;
-/// Addresses tracked for failed logins at most (the oldest windows are dropped).
+/// Addresses tracked for failed logins, and client certificates whose ids are kept, at most.
 const MAX_TRACKED: usize = 10_000;
 
 /// The metadata key credentials travel in.
@@ -219,6 +219,9 @@ pub struct Authenticator {
     cfg: AuthConfig,
     acl_of: AclReader,
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    /// Client certificates (DER) already parsed, and the x509 id each gave: a connection's
+    /// certificate is parsed once, not on each of its requests.
+    cert_ids: Mutex<HashMap<Vec<u8>, Option<String>>>,
     /// Counts for the metrics.
     pub counters: AuthCounters,
 }
@@ -242,6 +245,7 @@ impl Authenticator {
             cfg,
             acl_of: Box::new(acl_of),
             failures: Mutex::new(HashMap::new()),
+            cert_ids: Mutex::new(HashMap::new()),
             counters: AuthCounters::default(),
         }
     }
@@ -337,6 +341,20 @@ impl Authenticator {
             }
         }
         Ok(())
+    }
+
+    /// The x509 id of a client certificate (DER), parsed once per certificate.
+    fn cert_id(&self, der: &[u8]) -> Option<String> {
+        let mut g = self.cert_ids.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(id) = g.get(der) {
+            return id.clone();
+        }
+        let id = cert_identity(der, self.cfg.x509_identity);
+        if g.len() >= MAX_TRACKED {
+            g.clear();
+        }
+        g.insert(der.to_vec(), id.clone());
+        id
     }
 
     fn throttled(&self, ip: IpAddr) -> bool {
@@ -473,10 +491,7 @@ where
         // The leaf certificate's identity, when the client presented one.
         let certs: Vec<String> = tls
             .and_then(TlsConnectInfo::peer_certs)
-            .and_then(|c| {
-                c.first()
-                    .and_then(|leaf| cert_identity(leaf, auth.cfg.x509_identity))
-            })
+            .and_then(|c| c.first().and_then(|leaf| auth.cert_id(leaf)))
             .into_iter()
             .collect();
         let method = req.uri().path().to_string();
