@@ -123,6 +123,10 @@ pub struct Args {
     /// Log entries kept behind a snapshot before purging (default 5000).
     #[arg(long, env = "BATON_KEEP_LOGS")]
     pub keep_logs: Option<u64>,
+    /// Bound in ms on one snapshot chunk sent to a member, the last one included, which is
+    /// answered once the member has installed the whole snapshot (default 60000).
+    #[arg(long, env = "BATON_SNAPSHOT_INSTALL_TIMEOUT_MS")]
+    pub snapshot_install_timeout_ms: Option<u64>,
     /// Most client requests packed into one log entry (default 1024).
     #[arg(long, env = "BATON_MAX_BATCH")]
     pub max_batch: Option<usize>,
@@ -279,6 +283,8 @@ pub struct Config {
     pub snapshot_every: u64,
     /// Logs kept behind a snapshot.
     pub keep_logs: u64,
+    /// Bound on one snapshot chunk RPC (the last waits for the install).
+    pub snapshot_install_timeout: Duration,
     /// Requests per log entry.
     pub max_batch: usize,
     /// sled cache in bytes.
@@ -350,6 +356,7 @@ impl Default for Config {
             election_timeout_max: Duration::from_millis(250),
             snapshot_every: 20_000,
             keep_logs: 5_000,
+            snapshot_install_timeout: Duration::from_secs(60),
             max_batch: 1024,
             cache_bytes: 8 * 1024 * 1024,
             wal_segment_bytes: crate::store::wal::DEFAULT_SEGMENT_BYTES,
@@ -527,6 +534,10 @@ impl Config {
             election_timeout_max: ms(pick!(election_timeout_max_ms), d.election_timeout_max),
             snapshot_every: pick!(snapshot_every).unwrap_or(d.snapshot_every),
             keep_logs: pick!(keep_logs).unwrap_or(d.keep_logs),
+            snapshot_install_timeout: ms(
+                pick!(snapshot_install_timeout_ms),
+                d.snapshot_install_timeout,
+            ),
             max_batch: pick!(max_batch).unwrap_or(d.max_batch),
             cache_bytes: mib(pick!(cache_mb), d.cache_bytes),
             wal_segment_bytes: mib(pick!(wal_segment_mb), d.wal_segment_bytes),
@@ -626,6 +637,9 @@ impl Config {
         }
         if self.snapshot_every == 0 {
             return bad("snapshot-every must be > 0".into());
+        }
+        if self.snapshot_install_timeout < Duration::from_millis(100) {
+            return bad("snapshot-install-timeout-ms must be at least 100".into());
         }
         if self.wal_segment_bytes < (1 << 20) || self.wal_segment_bytes > (1 << 30) {
             return bad("wal-segment-mb must be between 1 and 1024".into());

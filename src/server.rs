@@ -23,6 +23,7 @@ use crate::consensus::peer_service::PeerService;
 use crate::consensus::peers::{Peers, MAX_PEER_MESSAGE};
 use crate::consensus::proposer::Proposer;
 use crate::consensus::reads::ReadBarrier;
+use crate::consensus::rejoin::VoteHold;
 use crate::consensus::space::{self, SpaceAlarm};
 use crate::consensus::state_machine::StateMachineStore;
 use crate::consensus::{MemberNode, Raft};
@@ -169,7 +170,7 @@ fn raft_config(cfg: &Config) -> Result<openraft::Config, ServerError> {
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
         max_in_snapshot_log_to_keep: cfg.keep_logs,
         purge_batch_size: 256,
-        install_snapshot_timeout: 5000,
+        install_snapshot_timeout: cfg.snapshot_install_timeout.as_millis() as u64,
         snapshot_max_chunk_size: 1024 * 1024,
         max_payload_entries: 300,
         ..Default::default()
@@ -315,6 +316,27 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
     let applied = shared.tree.read().map(|t| t.applied_index).unwrap_or(0);
     hub.reset_history(applied);
 
+    // A member that starts with nothing in a cluster it does not found holds its vote until
+    // it has caught up (see `consensus::rejoin`): it may be coming back from a lost disk.
+    let pristine = {
+        use openraft::storage::RaftLogStorage;
+        let mut probe = log_store.clone();
+        let state = probe
+            .get_log_state()
+            .await
+            .map_err(|e| ServerError::Raft(e.to_string()))?;
+        let vote = probe
+            .read_vote()
+            .await
+            .map_err(|e| ServerError::Raft(e.to_string()))?;
+        state.last_log_id.is_none()
+            && state.last_purged_log_id.is_none()
+            && vote.is_none()
+            && shared.last_applied().is_none()
+    };
+    let founder = members.keys().next().copied() == Some(cfg.id);
+    let vote_hold = VoteHold::load(&store, pristine && !founder)?;
+
     let faults = opts.faults.unwrap_or_default();
     let peers = Peers::with_tls(cfg.id, cluster.clone(), faults.clone(), tls.clone());
     let raft = Raft::new(
@@ -331,9 +353,11 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         .is_initialized()
         .await
         .map_err(|e| ServerError::Raft(e.to_string()))?;
+    if vote_hold.holding() {
+        raft.runtime_config().elect(false);
+    }
     // Exactly one member initialises a new cluster: the lowest id of the initial members.
-    let initializer = members.keys().next().copied() == Some(cfg.id);
-    if !initialized && initializer {
+    if !initialized && founder {
         let cluster_id = cluster.create()?;
         info!(
             id = cfg.id,
@@ -402,6 +426,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         peers.clone(),
         failover_log,
         shared.stages.clone(),
+        vote_hold.clone(),
     );
     tokio::spawn(failover.clone().run(shutdown.clone()));
     tokio::spawn(failover.clone().guard_elections(shutdown.clone()));
@@ -416,6 +441,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         shared: shared.clone(),
         liveness: liveness.clone(),
         failover: failover.clone(),
+        vote_hold,
         shutdown: peer_stop.clone(),
     };
     let lock_waiters = api::locks::LockWaiters::start(shared.clone());

@@ -40,6 +40,7 @@ use tracing::{debug, info, warn};
 
 use super::faults::Fault;
 use super::peers::Peers;
+use super::rejoin::VoteHold;
 use super::{LogId, Raft};
 use crate::error::BatonError;
 use crate::proto::raft as pb;
@@ -136,6 +137,8 @@ pub struct Failover {
     pub stats: FailoverStats,
     /// The member's recorder: leader changes and the current term are noted there.
     stages: Arc<Stages>,
+    /// While on, this member starts no election of any kind (see `consensus::rejoin`).
+    vote_hold: Arc<VoteHold>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -184,10 +187,12 @@ impl Failover {
         peers: Arc<Peers>,
         log: LogStore,
         stages: Arc<Stages>,
+        vote_hold: Arc<VoteHold>,
     ) -> Arc<Failover> {
         Arc::new(Failover {
             my_id,
             stages,
+            vote_hold,
             raft,
             peers,
             log,
@@ -687,6 +692,9 @@ impl Failover {
     /// Leaves `term` with an election this member cannot win (its vote moves off the leader,
     /// so it no longer keeps the leader's lease); true once its vote has moved.
     async fn leave_term(&self, term: u64) -> bool {
+        if self.vote_hold.holding() {
+            return false;
+        }
         if let Err(e) = self.raft.trigger().elect().await {
             warn!(error = %e, "could not step aside");
             return false;
@@ -733,6 +741,14 @@ impl Failover {
             debug!(
                 leader,
                 term, "no longer following the gone leader; not campaigning"
+            );
+            return;
+        }
+        if self.vote_hold.holding() {
+            info!(
+                leader,
+                term,
+                "this member has not caught up since it started without data; not campaigning"
             );
             return;
         }

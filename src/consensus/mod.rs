@@ -2,7 +2,6 @@
 //! client requests into log entries (group commit), and linearizable reads.
 
 use std::fmt;
-use std::io::Cursor;
 
 use crate::store::codec::LogCommand;
 use crate::tree::RequestResult;
@@ -16,6 +15,8 @@ pub mod peer_service;
 pub mod peers;
 pub mod proposer;
 pub mod reads;
+pub mod rejoin;
+pub mod snapshot;
 pub mod space;
 pub mod state_machine;
 pub mod wire;
@@ -46,7 +47,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = MemberNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

@@ -16,6 +16,7 @@ use super::failover::Failover;
 use super::housekeeping::Liveness;
 use super::peers::is_leader;
 use super::proposer::Proposer;
+use super::rejoin::VoteHold;
 use super::state_machine::SmShared;
 use super::{wire, MemberNode, Raft};
 use crate::error::BatonError;
@@ -38,6 +39,8 @@ pub struct PeerService {
     pub liveness: Arc<Liveness>,
     /// The failover fast path (reports from other members).
     pub failover: Arc<Failover>,
+    /// Votes held back until a member that started without data has caught up.
+    pub vote_hold: Arc<VoteHold>,
     /// Ends Follow streams when the member shuts down.
     pub shutdown: crate::shutdown::Shutdown,
 }
@@ -252,6 +255,17 @@ impl raft_server::Raft for PeerService {
     ) -> Result<Response<pb::VoteResponse>, Status> {
         sent_by(&req, vote_sender(req.get_ref().vote.as_ref()), "Vote")?;
         let rpc = wire::vote_req_from_pb(req.into_inner()).map_err(bad_request)?;
+        if !self.vote_hold.may_vote(rpc.last_log_id.map(|l| l.index)) {
+            // Refused without looking further: this member may have lost a vote or entries
+            // it had before (see `consensus::rejoin`).
+            let vote = self.raft.metrics().borrow().vote;
+            let resp = openraft::raft::VoteResponse {
+                vote,
+                vote_granted: false,
+                last_log_id: None,
+            };
+            return Ok(Response::new(wire::vote_resp_to_pb(&resp)));
+        }
         let resp = self.raft.vote(rpc).await.map_err(raft_stopped)?;
         Ok(Response::new(wire::vote_resp_to_pb(&resp)))
     }
@@ -268,6 +282,12 @@ impl raft_server::Raft for PeerService {
         let started = std::time::Instant::now();
         let rpc = wire::append_req_from_pb(req.into_inner()).map_err(bad_request)?;
         let has_entries = !rpc.entries.is_empty();
+        if self.vote_hold.holding() {
+            self.vote_hold.contact(rpc.leader_commit.map(|l| l.index));
+            if self.vote_hold.applied(*self.shared.applied.borrow()) {
+                self.raft.runtime_config().elect(true);
+            }
+        }
         let resp = self.raft.append_entries(rpc).await.map_err(raft_stopped)?;
         if has_entries {
             self.shared.stages.since(Stage::PeerAppendEntries, started);

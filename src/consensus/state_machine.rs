@@ -23,46 +23,45 @@
 //!
 //! # Snapshots
 //!
-//! A snapshot is a file in `<data_dir>/snapshots/<index>-<term>.snap`: length-delimited
-//! prost records, a `SnapshotHeader` (format, meta, id, record counts), then a
-//! `SnapshotNode` per znode, a `StoredSession` per session and (format 2) a `StoredClient`
-//! per client with remembered request ids.
-//! - Build: encode the in-memory state under the READ lock (applies wait, reads do not),
-//!   release it, write `<name>.tmp`, fsync, rename, fsync the directory, keep the newest 2.
-//! - Current snapshot: the newest file, so it survives restarts.
-//! - Install: decode and check, save it as the newest file (the only one kept), load it into
-//!   a fresh `sm.<gen+1>` in batches, durable flush, point `sm_gen` at it, durable flush,
-//!   drop `sm.<gen>`; then swap the in-memory state under the write lock and reset the watch
+//! Files in `<data_dir>/snapshots/` (format: [`super::snapshot`]).
+//! - Build: clone the in-memory state under the READ lock (constant time: its collections
+//!   are persistent, see [`State`]), release it, and write the clone to `<name>.tmp` on a
+//!   blocking thread, then fsync, rename, fsync the directory, keep the newest 2. Applies,
+//!   reads and heartbeats go on while the file is written; the clone keeps the point in time.
+//! - Current snapshot: the newest file, opened and sent from disk in chunks.
+//! - Receive: chunks go to an unnamed file in the snapshot directory (created, then unlinked
+//!   at once, so an interrupted transfer leaves nothing behind).
+//! - Install: read the received file record by record, checking its checksum and that it
+//!   forms a tree, write it as the newest snapshot file (the only one kept), load it into a
+//!   fresh `sm.<gen+1>` in batches, durable flush, point `sm_gen` at it, durable flush, drop
+//!   `sm.<gen>`; then swap the in-memory state under the write lock and reset the watch
 //!   history (the events between the old and new state are unknown). A crash at any point
 //!   leaves either the old generation or the new one; opening drops the other.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs;
-use std::io::{Cursor, Write};
-use std::path::{Path, PathBuf};
+use std::io::{Seek, SeekFrom};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
-    EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
-    StorageError,
+    EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, Snapshot, StorageError,
 };
 use prost::Message;
 use tokio::sync::watch;
 
-use super::{wire, CommandResult, LogId, MemberNode, StoredMembership, TypeConfig};
+use super::snapshot::{self, AppliedMeta, Meta};
+use super::{wire, CommandResult, LogId, StoredMembership, TypeConfig};
 use crate::proto::raft as pb;
 use crate::stages::{Stage, Stages};
 use crate::store::codec::{self, CodecError, Entry};
 use crate::store::{sync_dir, Change, Store, StoreError, WRITING_KEY};
-use crate::tree::{path, ClientRecord, ClientTable, Node, Session, SessionId, State};
+use crate::tree::{ClientTable, Loader, SessionId, State};
 use crate::watch::WatchHub;
 
-/// Format number written in snapshot headers. Format 2 adds the request-id records after
-/// the sessions; format 1 (no such records) is still read.
-pub const SNAPSHOT_FORMAT: u32 = 2;
 /// Snapshot files kept after a build.
 const SNAPSHOTS_KEPT: usize = 2;
 /// Records per sled batch when loading a snapshot into a tree.
@@ -81,9 +80,6 @@ const META_KEY: &[u8] = b"mstate";
 /// when this record is absent.)
 const MEMBERSHIP_KEY: &[u8] = b"mmembership";
 
-/// Snapshot meta of Baton's type configuration.
-type Meta = SnapshotMeta<u64, MemberNode>;
-
 fn node_key(path: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + path.len());
     k.push(NODE_PREFIX);
@@ -97,54 +93,10 @@ fn client_key(id: u64) -> [u8; 9] {
     k
 }
 
-/// A client's request-id record → its stored form.
-pub fn client_to_pb(client_id: u64, c: &ClientRecord) -> pb::StoredClient {
-    pb::StoredClient {
-        client_id,
-        oldest: c.oldest,
-        last_ms: c.last_ms,
-        results: c
-            .results
-            .iter()
-            .map(|(seq, (zxid, r))| pb::RememberedResult {
-                seq: *seq,
-                result: Some(wire::result_to_pb(r, *zxid)),
-            })
-            .collect(),
-    }
-}
-
-/// Stored form → a client's id and record.
-pub fn client_from_pb(c: pb::StoredClient) -> Result<(u64, ClientRecord), CodecError> {
-    let mut results = std::collections::BTreeMap::new();
-    for r in c.results {
-        let stored = r
-            .result
-            .ok_or_else(|| CodecError::new("RememberedResult", "missing result"))?;
-        let (result, zxid) = wire::result_from_pb(stored)?;
-        results.insert(r.seq, (zxid, result));
-    }
-    Ok((
-        c.client_id,
-        ClientRecord {
-            oldest: c.oldest,
-            last_ms: c.last_ms,
-            results,
-        },
-    ))
-}
-
 fn session_key(id: SessionId) -> [u8; 9] {
     let mut k = [SESSION_PREFIX; 9];
     k[1..].copy_from_slice(&id.to_be_bytes());
     k
-}
-
-/// What openraft asks of the state machine besides its contents.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct AppliedMeta {
-    last_applied: Option<LogId>,
-    membership: StoredMembership,
 }
 
 /// The state machine as shared with the rest of the member (API, reads, housekeeping).
@@ -245,35 +197,27 @@ impl StateMachineStore {
                 "the state machine on disk was being written when the member stopped; \
                  rebuilding it from the newest snapshot and the log"
             );
-            let (state, applied) = match read_newest_snapshot(&store.snapshot_dir())? {
-                Some((meta, bytes)) => {
-                    let c = decode_snapshot(&bytes)?;
-                    let state = contents_state(c, &meta)?;
+            let (state, applied) = match snapshot::newest(&snapshot_dir)? {
+                Some((path, _)) => {
+                    let d = snapshot::read_file(&path)?;
                     let applied = AppliedMeta {
-                        last_applied: meta.last_log_id,
-                        membership: meta.last_membership,
+                        last_applied: d.meta.last_log_id,
+                        membership: d.meta.last_membership,
                     };
-                    (state, applied)
+                    (d.state, applied)
                 }
                 None => (State::default(), AppliedMeta::default()),
             };
             sm = replace_generation(store, gen, &state, &applied)?;
             gen += 1;
         }
-        let loaded = load_tree(&sm)?;
-        let applied_index = loaded.meta.last_applied.map_or(0, |l| l.index);
-        let mut state = build_state(
-            loaded.nodes,
-            loaded.sessions,
-            loaded.last_time_ms,
-            loaded.last_zxid,
-            applied_index,
-        )?;
-        state.set_clients(loaded.clients);
+        let (state, loaded_meta) = load_tree(&sm)?;
+        let applied_index = state.applied_index;
 
         sync_dir(store.data_dir())?;
+        snapshot::remove_incoming(&snapshot_dir)?;
         let mut snapshot_index = 0;
-        for (index, _, path) in list_snapshot_dir(&snapshot_dir)? {
+        for (index, _, path) in snapshot::list_dir(&snapshot_dir)? {
             if path.extension().is_some_and(|e| e == "tmp") {
                 fs::remove_file(&path).map_err(|e| StoreError::io("remove", &path, e))?;
             } else {
@@ -290,7 +234,7 @@ impl StateMachineStore {
             snapshot_index: AtomicU64::new(snapshot_index),
             snapshot_bytes: AtomicU64::new(0),
             installs: watch::channel(0).0,
-            meta: RwLock::new(loaded.meta),
+            meta: RwLock::new(loaded_meta),
             stages: Arc::default(),
             snapshot_files: Mutex::new(()),
             snapshot_dir,
@@ -310,38 +254,11 @@ impl StateMachineStore {
     }
 }
 
-/// What `sm.<gen>` holds.
-struct Loaded {
-    nodes: Vec<(String, Node)>,
-    sessions: Vec<Session>,
-    clients: ClientTable,
-    meta: AppliedMeta,
-    last_time_ms: i64,
-    last_zxid: u64,
-}
-
-fn load_tree(tree: &sled::Tree) -> Result<Loaded, StoreError> {
-    let mut nodes = Vec::new();
-    for kv in tree.scan_prefix([NODE_PREFIX]) {
-        let (k, v) = kv?;
-        let path = std::str::from_utf8(&k[1..])
-            .map_err(|_| CodecError::new("StoredNode", "path is not UTF-8"))?
-            .to_string();
-        nodes.push((path, codec::node_from_pb(codec::decode("StoredNode", &v)?)?));
-    }
-    let mut sessions = Vec::new();
-    for kv in tree.scan_prefix([SESSION_PREFIX]) {
-        let (_, v) = kv?;
-        sessions.push(codec::session_from_pb(codec::decode("StoredSession", &v)?)?);
-    }
-    let mut clients = ClientTable::default();
-    for kv in tree.scan_prefix([CLIENT_PREFIX]) {
-        let (_, v) = kv?;
-        let (id, record) = client_from_pb(codec::decode("StoredClient", &v)?)?;
-        clients.insert(id, record);
-    }
+/// Loads `sm.<gen>` into a [`State`] (one record at a time: nodes come in key order, so a
+/// parent before its children) with the applied meta.
+fn load_tree(tree: &sled::Tree) -> Result<(State, AppliedMeta), StoreError> {
     let (mut meta, last_time_ms, last_zxid) = match tree.get(META_KEY)? {
-        Some(v) => meta_from_pb(codec::decode("StateMeta", &v)?)?,
+        Some(v) => snapshot::meta_from_pb(codec::decode("StateMeta", &v)?)?,
         None => (AppliedMeta::default(), 0, 0),
     };
     match tree.get(MEMBERSHIP_KEY)? {
@@ -359,23 +276,33 @@ fn load_tree(tree: &sled::Tree) -> Result<Loaded, StoreError> {
         }
         None => {}
     }
-    Ok(Loaded {
-        nodes,
-        sessions,
-        clients,
-        meta,
-        last_time_ms,
-        last_zxid,
-    })
-}
-
-fn meta_to_pb(meta: &AppliedMeta, last_time_ms: i64, last_zxid: u64) -> pb::StateMeta {
-    pb::StateMeta {
-        last_applied: meta.last_applied.as_ref().map(codec::log_id_to_pb),
-        membership: Some(codec::stored_membership_to_pb(&meta.membership)),
-        last_time_ms,
-        last_zxid,
+    let mut loader = Loader::new(last_time_ms, last_zxid);
+    for kv in tree.scan_prefix([SESSION_PREFIX]) {
+        let (_, v) = kv?;
+        loader.add_session(codec::session_from_pb(codec::decode("StoredSession", &v)?)?);
     }
+    for kv in tree.scan_prefix([NODE_PREFIX]) {
+        let (k, v) = kv?;
+        let path = std::str::from_utf8(&k[1..])
+            .map_err(|_| CodecError::new("StoredNode", "path is not UTF-8"))?
+            .to_string();
+        loader.add_node(path, codec::node_from_pb(codec::decode("StoredNode", &v)?)?);
+    }
+    let mut clients = ClientTable::default();
+    for kv in tree.scan_prefix([CLIENT_PREFIX]) {
+        let (_, v) = kv?;
+        let (id, record) = wire::client_from_pb(codec::decode("StoredClient", &v)?)?;
+        clients.insert(id, record);
+    }
+    let (mut state, orphans) = loader.finish();
+    if orphans > 0 {
+        return Err(StoreError::Corrupt(format!(
+            "{orphans} stored znodes have no parent"
+        )));
+    }
+    state.set_clients(clients);
+    state.applied_index = meta.last_applied.map_or(0, |l| l.index);
+    Ok((state, meta))
 }
 
 /// The meta record as stored in the tree: without the membership (it has its own record).
@@ -388,288 +315,49 @@ fn state_meta_to_pb(meta: &AppliedMeta, last_time_ms: i64, last_zxid: u64) -> pb
     }
 }
 
-fn meta_from_pb(m: pb::StateMeta) -> Result<(AppliedMeta, i64, u64), CodecError> {
-    let meta = AppliedMeta {
-        last_applied: m.last_applied.map(codec::log_id_from_pb).transpose()?,
-        membership: match m.membership {
-            Some(sm) => codec::stored_membership_from_pb(sm)?,
-            None => StoredMembership::default(),
-        },
-    };
-    Ok((meta, m.last_time_ms, m.last_zxid))
+fn now_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
-/// Rebuilds a [`State`] from records: counts children (the stored form does not carry
-/// `num_children`), and refuses records that do not form a tree.
-fn build_state(
-    mut nodes: Vec<(String, Node)>,
-    sessions: Vec<Session>,
-    last_time_ms: i64,
-    last_zxid: u64,
-    applied_index: u64,
-) -> Result<State, StoreError> {
-    let mut counts: HashMap<String, i32> = HashMap::new();
-    for (p, _) in &nodes {
-        if let Some(parent) = path::parent(p) {
-            *counts.entry(parent.to_string()).or_default() += 1;
-        }
-    }
-    for (p, n) in &mut nodes {
-        n.stat.num_children = counts.get(p.as_str()).copied().unwrap_or(0);
-    }
-    let (mut state, orphans) = State::from_records(nodes, sessions, last_time_ms, last_zxid);
-    if orphans > 0 {
-        return Err(StoreError::Corrupt(format!(
-            "{orphans} stored znodes have no parent"
-        )));
-    }
-    state.applied_index = applied_index;
-    Ok(state)
+/// A point-in-time view of the state machine: a clone of the state (constant time, see
+/// [`State`]) and its applied meta, taken together under the read lock.
+fn view(shared: &SmShared) -> Result<(State, AppliedMeta), StoreError> {
+    let state = shared.tree.read().map_err(|_| poisoned())?;
+    Ok((state.clone(), shared.meta_read().clone()))
 }
 
-// ---- snapshot encoding ----
-
-fn put_delimited(buf: &mut Vec<u8>, m: &impl Message) -> Result<(), StoreError> {
-    m.encode_length_delimited(buf)
-        .map_err(|e| StoreError::Corrupt(format!("encoding a snapshot record: {e}")))
-}
-
-fn delimited_len(len: usize) -> usize {
-    prost::length_delimiter_len(len) + len
-}
-
-/// Encodes the state as a snapshot file's bytes.
-fn encode_snapshot(
-    state: &State,
-    meta: &AppliedMeta,
-    snapshot_id: &str,
-) -> Result<Vec<u8>, StoreError> {
-    let header = pb::SnapshotHeader {
-        format: SNAPSHOT_FORMAT,
-        meta: Some(meta_to_pb(meta, state.last_time_ms, state.last_zxid)),
-        snapshot_id: snapshot_id.to_string(),
-        nodes: state.node_count() as u64,
-        sessions: state.session_count() as u64,
-        clients: state.clients().len() as u64,
-    };
-    let node_rec = |p: &String, n: &Node| pb::SnapshotNode {
-        path: p.clone(),
-        node: Some(codec::node_to_pb(n)),
-    };
-    // Size it exactly first: snapshots can be large, and doubling growth would briefly need
-    // twice the memory.
-    let mut len = delimited_len(header.encoded_len());
-    for (p, n) in state.nodes() {
-        len += delimited_len(node_rec(p, n).encoded_len());
-    }
-    for s in state.sessions() {
-        len += delimited_len(codec::session_to_pb(&s.session).encoded_len());
-    }
-    for (id, c) in state.clients().iter() {
-        len += delimited_len(client_to_pb(*id, c).encoded_len());
-    }
-    let mut buf = Vec::with_capacity(len);
-    put_delimited(&mut buf, &header)?;
-    for (p, n) in state.nodes() {
-        put_delimited(&mut buf, &node_rec(p, n))?;
-    }
-    for s in state.sessions() {
-        put_delimited(&mut buf, &codec::session_to_pb(&s.session))?;
-    }
-    for (id, c) in state.clients().iter() {
-        put_delimited(&mut buf, &client_to_pb(*id, c))?;
-    }
-    Ok(buf)
-}
-
-fn decode_header(buf: &mut &[u8]) -> Result<pb::SnapshotHeader, CodecError> {
-    let h = pb::SnapshotHeader::decode_length_delimited(buf)
-        .map_err(|e| CodecError::new("SnapshotHeader", e.to_string()))?;
-    if !(1..=SNAPSHOT_FORMAT).contains(&h.format) {
-        return Err(CodecError::new(
-            "SnapshotHeader",
-            format!(
-                "snapshot format {} (this build reads {SNAPSHOT_FORMAT})",
-                h.format
-            ),
-        ));
-    }
-    Ok(h)
-}
-
-/// The openraft meta a header describes.
-fn header_meta(h: &pb::SnapshotHeader) -> Result<(Meta, i64, u64), CodecError> {
-    let m = h
-        .meta
-        .clone()
-        .ok_or_else(|| CodecError::new("SnapshotHeader", "missing meta"))?;
-    let (applied, last_time_ms, last_zxid) = meta_from_pb(m)?;
+/// Writes a view as the newest snapshot file and opens it for reading. Blocking; holds no
+/// state-machine lock.
+fn build_snapshot_blocking(
+    shared: &SmShared,
+    state: State,
+    applied: AppliedMeta,
+) -> Result<(Meta, fs::File, u64), StoreError> {
+    let (index, term) = applied
+        .last_applied
+        .map_or((0, 0), |l| (l.index, l.leader_id.term));
+    let snapshot_id = format!("{index}-{term}-{:x}", now_nanos());
     let meta = Meta {
         last_log_id: applied.last_applied,
-        last_membership: applied.membership,
-        snapshot_id: h.snapshot_id.clone(),
+        last_membership: applied.membership.clone(),
+        snapshot_id,
     };
-    Ok((meta, last_time_ms, last_zxid))
-}
-
-/// A decoded snapshot.
-struct SnapshotContents {
-    meta: Meta,
-    last_time_ms: i64,
-    last_zxid: u64,
-    nodes: Vec<(String, pb::StoredNode)>,
-    sessions: Vec<pb::StoredSession>,
-    clients: Vec<pb::StoredClient>,
-}
-
-fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotContents, CodecError> {
-    let mut buf = bytes;
-    let header = decode_header(&mut buf)?;
-    let (meta, last_time_ms, last_zxid) = header_meta(&header)?;
-    // The counts come from the file: do not trust them for allocation.
-    let cap = |n: u64| {
-        usize::try_from(n)
-            .unwrap_or(usize::MAX)
-            .min(bytes.len() / 2)
-    };
-    let mut nodes = Vec::with_capacity(cap(header.nodes));
-    for _ in 0..header.nodes {
-        let rec = pb::SnapshotNode::decode_length_delimited(&mut buf)
-            .map_err(|e| CodecError::new("SnapshotNode", e.to_string()))?;
-        let node = rec
-            .node
-            .ok_or_else(|| CodecError::new("SnapshotNode", "missing node"))?;
-        nodes.push((rec.path, node));
-    }
-    let mut sessions = Vec::with_capacity(cap(header.sessions));
-    for _ in 0..header.sessions {
-        sessions.push(
-            pb::StoredSession::decode_length_delimited(&mut buf)
-                .map_err(|e| CodecError::new("StoredSession", e.to_string()))?,
-        );
-    }
-    let mut clients = Vec::with_capacity(cap(header.clients));
-    for _ in 0..header.clients {
-        clients.push(
-            pb::StoredClient::decode_length_delimited(&mut buf)
-                .map_err(|e| CodecError::new("StoredClient", e.to_string()))?,
-        );
-    }
-    if !buf.is_empty() {
-        return Err(CodecError::new(
-            "snapshot",
-            format!("{} bytes after the last record", buf.len()),
-        ));
-    }
-    Ok(SnapshotContents {
-        meta,
-        last_time_ms,
-        last_zxid,
-        nodes,
-        sessions,
-        clients,
-    })
-}
-
-// ---- snapshot files ----
-
-fn snapshot_file_name(meta: &Meta) -> String {
-    let (index, term) = meta
-        .last_log_id
-        .map_or((0, 0), |l| (l.index, l.leader_id.term));
-    format!("{index}-{term}.snap")
-}
-
-/// `(index, term, path)` of every `<index>-<term>.snap[.tmp]` in `dir`, oldest first.
-fn list_snapshot_dir(dir: &Path) -> Result<Vec<(u64, u64, PathBuf)>, StoreError> {
-    let mut out = Vec::new();
-    let entries = fs::read_dir(dir).map_err(|e| StoreError::io("list", dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| StoreError::io("list", dir, e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let stem = name
-            .strip_suffix(".snap")
-            .or_else(|| name.strip_suffix(".snap.tmp"));
-        let Some((index, term)) = stem.and_then(|s| s.split_once('-')) else {
-            continue;
-        };
-        if let (Ok(index), Ok(term)) = (index.parse(), term.parse()) {
-            out.push((index, term, entry.path()));
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Finished snapshot files, oldest first.
-fn list_snapshots(dir: &Path) -> Result<Vec<(u64, u64, PathBuf)>, StoreError> {
-    let mut all = list_snapshot_dir(dir)?;
-    all.retain(|(_, _, p)| p.extension().is_some_and(|e| e == "snap"));
-    Ok(all)
-}
-
-/// Writes a snapshot file atomically and durably: temp file, fsync, rename, fsync dir.
-fn write_snapshot_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let path = dir.join(name);
-    let mut f = fs::File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| StoreError::io("write", &tmp, e))?;
-    drop(f);
-    fs::rename(&tmp, &path).map_err(|e| StoreError::io("rename", &tmp, e))?;
-    sync_dir(dir)
-}
-
-/// Deletes all but the newest `keep` snapshot files.
-fn prune_snapshots(dir: &Path, keep: usize) -> Result<(), StoreError> {
-    let all = list_snapshots(dir)?;
-    let excess = all.len().saturating_sub(keep);
-    for (_, _, path) in all.into_iter().take(excess) {
-        fs::remove_file(&path).map_err(|e| StoreError::io("remove", &path, e))?;
-    }
-    Ok(())
-}
-
-/// The newest snapshot file's meta and bytes.
-fn read_newest_snapshot(dir: &Path) -> Result<Option<(Meta, Vec<u8>)>, StoreError> {
-    let Some((_, _, path)) = list_snapshots(dir)?.pop() else {
-        return Ok(None);
-    };
-    let bytes = fs::read(&path).map_err(|e| StoreError::io("read", &path, e))?;
-    let (meta, _, _) = header_meta(&decode_header(&mut bytes.as_slice())?)?;
-    Ok(Some((meta, bytes)))
-}
-
-fn build_snapshot_blocking(shared: &SmShared) -> Result<(Meta, Vec<u8>), StoreError> {
-    let (meta, bytes) = {
-        let state = shared.tree.read().map_err(|_| poisoned())?;
-        let applied = shared.meta_read().clone();
-        let (index, term) = applied
-            .last_applied
-            .map_or((0, 0), |l| (l.index, l.leader_id.term));
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let snapshot_id = format!("{index}-{term}-{nanos:x}");
-        let bytes = encode_snapshot(&state, &applied, &snapshot_id)?;
-        let meta = Meta {
-            last_log_id: applied.last_applied,
-            last_membership: applied.membership,
-            snapshot_id,
-        };
-        (meta, bytes)
-    };
+    let name = snapshot::file_name(&meta);
     let _files = shared
         .snapshot_files
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    write_snapshot_file(&shared.snapshot_dir, &snapshot_file_name(&meta), &bytes)?;
-    prune_snapshots(&shared.snapshot_dir, SNAPSHOTS_KEPT)?;
-    let index = meta.last_log_id.map_or(0, |l| l.index);
+    let size = snapshot::write_file(&shared.snapshot_dir, &name, |f| {
+        snapshot::write_snapshot(f, &state, &applied, &meta.snapshot_id)
+    })?;
+    drop(state);
+    snapshot::prune(&shared.snapshot_dir, SNAPSHOTS_KEPT)?;
+    let path = shared.snapshot_dir.join(&name);
+    let file = fs::File::open(&path).map_err(|e| StoreError::io("open", &path, e))?;
     shared.snapshot_index.fetch_max(index, Ordering::SeqCst);
-    Ok((meta, bytes))
+    Ok((meta, file, size))
 }
 
 /// What a snapshot holds, without its records: shown for backups (`baton snapshot status`)
@@ -693,47 +381,39 @@ pub struct SnapshotSummary {
 }
 
 impl SnapshotSummary {
-    fn of(meta: &Meta, header: &pb::SnapshotHeader, last_time_ms: i64, last_zxid: u64) -> Self {
+    fn of(meta: &Meta, state: &State) -> Self {
         SnapshotSummary {
             last_log_id: meta.last_log_id,
             membership: meta.last_membership.clone(),
-            last_zxid,
-            last_time_ms,
-            znodes: header.nodes,
-            sessions: header.sessions,
+            last_zxid: state.last_zxid,
+            last_time_ms: state.last_time_ms,
+            znodes: state.node_count() as u64,
+            sessions: state.session_count() as u64,
             snapshot_id: meta.snapshot_id.clone(),
         }
     }
 }
 
 /// Encodes the current state in the snapshot format, for a backup, without writing a
-/// snapshot file or touching the member's own snapshots. Blocking: it holds the tree's read
-/// lock while encoding (applies wait, reads do not), exactly as a snapshot build does; call it
-/// in `spawn_blocking`.
+/// snapshot file or touching the member's own snapshots. The state is a point-in-time view
+/// taken in constant time: applies go on while it is encoded. Blocking: call it in
+/// `spawn_blocking`.
 ///
 /// # Errors
 /// A poisoned state-machine lock, or a record that cannot be encoded.
 pub fn encode_backup(shared: &SmShared) -> Result<(SnapshotSummary, Vec<u8>), StoreError> {
-    let state = shared.tree.read().map_err(|_| poisoned())?;
-    let applied = shared.meta_read().clone();
+    let (state, applied) = view(shared)?;
     let (index, term) = applied
         .last_applied
         .map_or((0, 0), |l| (l.index, l.leader_id.term));
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let snapshot_id = format!("{index}-{term}-backup-{nanos:x}");
-    let bytes = encode_snapshot(&state, &applied, &snapshot_id)?;
-    let summary = SnapshotSummary {
+    let meta = Meta {
         last_log_id: applied.last_applied,
-        membership: applied.membership,
-        last_zxid: state.last_zxid,
-        last_time_ms: state.last_time_ms,
-        znodes: state.node_count() as u64,
-        sessions: state.session_count() as u64,
-        snapshot_id,
+        last_membership: applied.membership.clone(),
+        snapshot_id: format!("{index}-{term}-backup-{:x}", now_nanos()),
     };
-    Ok((summary, bytes))
+    let mut bytes = Vec::new();
+    snapshot::write_snapshot(&mut bytes, &state, &applied, &meta.snapshot_id)?;
+    Ok((SnapshotSummary::of(&meta, &state), bytes))
 }
 
 /// Decodes a whole snapshot, checks that its records form a tree, and returns what it holds
@@ -742,26 +422,17 @@ pub fn encode_backup(shared: &SmShared) -> Result<(SnapshotSummary, Vec<u8>), St
 ///
 /// # Errors
 /// [`StoreError::Codec`] for bytes that do not decode (truncated, another format, trailing
-/// bytes), [`StoreError::Corrupt`] for records that do not form a tree.
+/// bytes, a checksum that does not match), [`StoreError::Corrupt`] for records that do not
+/// form a tree.
 pub fn inspect_snapshot(bytes: &[u8]) -> Result<(SnapshotSummary, u64), StoreError> {
-    let header = decode_header(&mut &bytes[..])?;
-    let contents = decode_snapshot(bytes)?;
-    let summary = SnapshotSummary::of(
-        &contents.meta,
-        &header,
-        contents.last_time_ms,
-        contents.last_zxid,
-    );
-    let meta = contents.meta.clone();
-    let state = contents_state(contents, &meta)?;
-    Ok((summary, state.digest()))
+    let d = snapshot::read_snapshot(bytes)?;
+    Ok((SnapshotSummary::of(&d.meta, &d.state), d.state.digest()))
 }
 
 /// Makes a snapshot the whole state machine of a new, empty data directory: the state is
-/// loaded into the store's state-machine tree and the snapshot is saved as its newest
-/// snapshot file (members that join later are sent it), both with `membership` in place of
-/// the membership the snapshot was taken with. Offline and blocking: the store must not be
-/// in use by a member.
+/// loaded into the store's state-machine tree and saved as its newest snapshot file (members
+/// that join later are sent it), both with `membership` in place of the membership the
+/// snapshot was taken with. Offline and blocking: the store must not be in use by a member.
 ///
 /// # Errors
 /// As [`inspect_snapshot`]; [`StoreError::Corrupt`] for a snapshot that covers no log entry;
@@ -771,116 +442,77 @@ pub fn restore_snapshot(
     bytes: &[u8],
     membership: StoredMembership,
 ) -> Result<SnapshotSummary, StoreError> {
-    let mut rest = bytes;
-    let mut header = decode_header(&mut rest)?;
-    let contents = decode_snapshot(bytes)?;
-    let Some(last) = contents.meta.last_log_id else {
+    let d = snapshot::read_snapshot(bytes)?;
+    let Some(last) = d.meta.last_log_id else {
         return Err(StoreError::Corrupt(
             "the snapshot covers no log entry: there is nothing to restore".into(),
         ));
     };
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
     let meta = Meta {
         last_log_id: Some(last),
         last_membership: membership,
-        snapshot_id: format!("{}-{}-restored-{nanos:x}", last.index, last.leader_id.term),
+        snapshot_id: format!(
+            "{}-{}-restored-{:x}",
+            last.index,
+            last.leader_id.term,
+            now_nanos()
+        ),
     };
     let applied = AppliedMeta {
         last_applied: meta.last_log_id,
         membership: meta.last_membership.clone(),
     };
-    let summary = SnapshotSummary::of(&meta, &header, contents.last_time_ms, contents.last_zxid);
-    let state = contents_state(contents, &meta)?;
-
-    header.meta = Some(meta_to_pb(&applied, state.last_time_ms, state.last_zxid));
-    header.snapshot_id = meta.snapshot_id.clone();
-    let mut rewritten = Vec::with_capacity(bytes.len() + 256);
-    put_delimited(&mut rewritten, &header)?;
-    rewritten.extend_from_slice(rest);
     let dir = store.snapshot_dir();
     fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
-    write_snapshot_file(&dir, &snapshot_file_name(&meta), &rewritten)?;
-    replace_generation(store, store.sm_gen()?, &state, &applied)?;
-    Ok(summary)
+    snapshot::write_file(&dir, &snapshot::file_name(&meta), |f| {
+        snapshot::write_snapshot(f, &d.state, &applied, &meta.snapshot_id)
+    })?;
+    replace_generation(store, store.sm_gen()?, &d.state, &applied)?;
+    Ok(SnapshotSummary::of(&meta, &d.state))
 }
 
-/// The state a decoded snapshot holds, checked to form a tree.
-fn contents_state(contents: SnapshotContents, meta: &Meta) -> Result<State, StoreError> {
-    let mut nodes = Vec::with_capacity(contents.nodes.len());
-    for (path, stored) in contents.nodes {
-        nodes.push((path, codec::node_from_pb(stored)?));
-    }
-    let mut sessions = Vec::with_capacity(contents.sessions.len());
-    for stored in contents.sessions {
-        sessions.push(codec::session_from_pb(stored)?);
-    }
-    let mut clients = ClientTable::default();
-    for stored in contents.clients {
-        let (id, record) = client_from_pb(stored)?;
-        clients.insert(id, record);
-    }
-    let mut state = build_state(
-        nodes,
-        sessions,
-        contents.last_time_ms,
-        contents.last_zxid,
-        meta.last_log_id.map_or(0, |l| l.index),
-    )?;
-    state.set_clients(clients);
-    Ok(state)
-}
-
-/// The disk half of an install; returns the new tree and the state to swap in. Everything
-/// is decoded and checked before anything on disk changes.
+/// The disk half of an install: reads the received file (checksum, tree), saves it as the
+/// only snapshot file, and loads it into the next generation. Returns the new tree, the
+/// state to swap in and the file's size. Everything is read and checked before anything on
+/// disk changes.
 fn install_blocking(
     store: &Store,
     shared: &SmShared,
     old_gen: u64,
     meta: &Meta,
-    mut bytes: Vec<u8>,
-) -> Result<(sled::Tree, State), StoreError> {
-    let contents = decode_snapshot(&bytes)?;
-    if contents.meta.last_log_id != meta.last_log_id
-        || contents.meta.last_membership != meta.last_membership
-    {
+    mut received: fs::File,
+) -> Result<(sled::Tree, State, u64), StoreError> {
+    received
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| StoreError::io("seek", "received snapshot", e))?;
+    let d = snapshot::read_snapshot(&mut received)?;
+    drop(received);
+    if d.meta.last_log_id != meta.last_log_id || d.meta.last_membership != meta.last_membership {
         return Err(StoreError::Corrupt(format!(
             "snapshot {} claims {:?} but its header holds {:?}",
-            meta.snapshot_id, meta.last_log_id, contents.meta.last_log_id
+            meta.snapshot_id, meta.last_log_id, d.meta.last_log_id
         )));
     }
-    let rewrite_header = contents.meta.snapshot_id != meta.snapshot_id;
-    let state = contents_state(contents, meta)?;
-
-    // 1. The snapshot becomes the current (and only) snapshot file.
-    if rewrite_header {
-        // Keep the file's header in line with the meta openraft will serve it under.
-        let mut rest = bytes.as_slice();
-        let mut header = decode_header(&mut rest)?;
-        header.snapshot_id = meta.snapshot_id.clone();
-        let mut rewritten = Vec::with_capacity(bytes.len() + meta.snapshot_id.len());
-        put_delimited(&mut rewritten, &header)?;
-        rewritten.extend_from_slice(rest);
-        bytes = rewritten;
-    }
-    {
-        let _files = shared
-            .snapshot_files
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        write_snapshot_file(&shared.snapshot_dir, &snapshot_file_name(meta), &bytes)?;
-        prune_snapshots(&shared.snapshot_dir, 1)?;
-    }
-    drop(bytes);
-
-    // 2. Load it into a fresh tree of the next generation, and point at that.
     let applied = AppliedMeta {
         last_applied: meta.last_log_id,
         membership: meta.last_membership.clone(),
     };
-    let tree = replace_generation(store, old_gen, &state, &applied)?;
-    Ok((tree, state))
+    // 1. The snapshot becomes the current (and only) snapshot file, under the id openraft
+    //    knows it by.
+    let size = {
+        let _files = shared
+            .snapshot_files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let size = snapshot::write_file(&shared.snapshot_dir, &snapshot::file_name(meta), |f| {
+            snapshot::write_snapshot(f, &d.state, &applied, &meta.snapshot_id)
+        })?;
+        snapshot::prune(&shared.snapshot_dir, 1)?;
+        size
+    };
+    // 2. Load it into a fresh tree of the next generation, and point at that.
+    let tree = replace_generation(store, old_gen, &d.state, &applied)?;
+    Ok((tree, d.state, size))
 }
 
 /// Writes `state` into a fresh tree of the generation after `old_gen` (in bounded batches),
@@ -907,7 +539,7 @@ fn replace_generation(
         .chain(state.clients().iter().map(|(id, c)| {
             (
                 client_key(*id).to_vec(),
-                client_to_pb(*id, c).encode_to_vec(),
+                wire::client_to_pb(*id, c).encode_to_vec(),
             )
         }));
     for (k, v) in records {
@@ -935,19 +567,19 @@ fn replace_generation(
 
 impl RaftSnapshotBuilder<TypeConfig> for SmSnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
-        let shared = self.shared.clone();
         let started = std::time::Instant::now();
-        let (meta, bytes) = tokio::task::spawn_blocking(move || build_snapshot_blocking(&shared))
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Write)(e.into()))?
-            .map_err(snap_err(ErrorVerb::Write))?;
+        let (state, applied) = view(&self.shared).map_err(snap_err(ErrorVerb::Write))?;
+        let shared = self.shared.clone();
+        let (meta, file, size) =
+            tokio::task::spawn_blocking(move || build_snapshot_blocking(&shared, state, applied))
+                .await
+                .map_err(|e| snap_err(ErrorVerb::Write)(e.into()))?
+                .map_err(snap_err(ErrorVerb::Write))?;
         self.shared.stages.since(Stage::SnapshotBuild, started);
-        self.shared
-            .snapshot_bytes
-            .store(bytes.len() as u64, Ordering::Relaxed);
+        self.shared.snapshot_bytes.store(size, Ordering::Relaxed);
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(bytes)),
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         })
     }
 }
@@ -1035,7 +667,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     state
                         .clients()
                         .get(*id)
-                        .map(|c| client_to_pb(*id, c).encode_to_vec()),
+                        .map(|c| wire::client_to_pb(*id, c).encode_to_vec()),
                 ));
             }
             let membership_changed = meta.membership != shared.meta_read().membership;
@@ -1075,14 +707,30 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn begin_receiving_snapshot(
         &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    ) -> Result<Box<tokio::fs::File>, StorageError<u64>> {
+        let dir = self.shared.snapshot_dir.clone();
+        let file = tokio::task::spawn_blocking(move || -> Result<fs::File, StoreError> {
+            // Unnamed once opened: a transfer cut off by a crash leaves nothing to clean up.
+            let path = dir.join(format!("incoming-{:x}.part", now_nanos()));
+            let f = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| StoreError::io("create", &path, e))?;
+            fs::remove_file(&path).map_err(|e| StoreError::io("remove", &path, e))?;
+            Ok(f)
+        })
+        .await
+        .map_err(|e| snap_err(ErrorVerb::Write)(e.into()))?
+        .map_err(snap_err(ErrorVerb::Write))?;
+        Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &Meta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError<u64>> {
         let install_err = |e: StoreError| {
             e.into_storage(
@@ -1090,17 +738,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 ErrorVerb::Write,
             )
         };
-        let bytes = snapshot.into_inner();
+        let received = snapshot.into_std().await;
         let started = std::time::Instant::now();
-        let size = bytes.len() as u64;
         let (store, shared, old_gen, m) = (
             self.store.clone(),
             self.shared.clone(),
             self.gen,
             meta.clone(),
         );
-        let (tree, new_state) = tokio::task::spawn_blocking(move || {
-            install_blocking(&store, &shared, old_gen, &m, bytes)
+        let (tree, new_state, size) = tokio::task::spawn_blocking(move || {
+            install_blocking(&store, &shared, old_gen, &m, received)
         })
         .await
         .map_err(|e| install_err(e.into()))?
@@ -1139,14 +786,26 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
-        let dir = self.shared.snapshot_dir.clone();
-        let newest = tokio::task::spawn_blocking(move || read_newest_snapshot(&dir))
+        let shared = self.shared.clone();
+        let newest =
+            tokio::task::spawn_blocking(move || -> Result<Option<(Meta, fs::File)>, StoreError> {
+                // Under the files lock, so that a prune cannot remove it between the two.
+                let _files = shared
+                    .snapshot_files
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let Some((path, meta)) = snapshot::newest(&shared.snapshot_dir)? else {
+                    return Ok(None);
+                };
+                let f = fs::File::open(&path).map_err(|e| StoreError::io("open", &path, e))?;
+                Ok(Some((meta, f)))
+            })
             .await
             .map_err(|e| snap_err(ErrorVerb::Read)(e.into()))?
             .map_err(snap_err(ErrorVerb::Read))?;
-        Ok(newest.map(|(meta, bytes)| Snapshot {
+        Ok(newest.map(|(meta, f)| Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(bytes)),
+            snapshot: Box::new(tokio::fs::File::from_std(f)),
         }))
     }
 }
@@ -1156,9 +815,28 @@ mod tests {
     use bytes::Bytes;
     use openraft::{CommittedLeaderId, Membership};
 
+    use std::path::Path;
+
+    use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
     use super::*;
+    use crate::consensus::snapshot::meta_to_pb;
     use crate::tree::{Command, CreateMode, Event, EventType, Op, Request};
     use crate::watch::WatchKind;
+
+    async fn read_all(mut f: Box<tokio::fs::File>) -> Vec<u8> {
+        f.seek(SeekFrom::Start(0)).await.expect("seek");
+        let mut v = Vec::new();
+        f.read_to_end(&mut v).await.expect("read");
+        v
+    }
+
+    async fn file_with(bytes: Vec<u8>) -> Box<tokio::fs::File> {
+        let mut f = tokio::fs::File::from_std(tempfile::tempfile().expect("tempfile"));
+        f.write_all(&bytes).await.expect("write");
+        f.flush().await.expect("flush");
+        Box::new(f)
+    }
 
     fn lid(term: u64, index: u64) -> LogId {
         LogId::new(CommittedLeaderId::new(term, 1), index)
@@ -1383,7 +1061,10 @@ mod tests {
             .expect("apply");
         let mut rx = fshared.applied.subscribe();
         let mut data = follower.begin_receiving_snapshot().await.expect("begin");
-        data.get_mut().extend_from_slice(current.snapshot.get_ref());
+        data.write_all(&read_all(current.snapshot).await)
+            .await
+            .expect("write");
+        data.shutdown().await.expect("flush");
         follower
             .install_snapshot(&current.meta, data)
             .await
@@ -1488,7 +1169,7 @@ mod tests {
                 .await
                 .expect("build");
         }
-        let files = list_snapshots(&store.snapshot_dir()).expect("list");
+        let files = snapshot::list(&store.snapshot_dir()).expect("list");
         let indexes: Vec<u64> = files.iter().map(|(i, _, _)| *i).collect();
         assert_eq!(indexes, vec![2, 3]);
         drop(sm);
@@ -1498,6 +1179,32 @@ mod tests {
         assert_eq!(shared.snapshot_index.load(Ordering::SeqCst), 3);
         let cur = sm.get_current_snapshot().await.expect("cur").expect("some");
         assert_eq!(cur.meta.last_log_id, Some(lid(1, 3)));
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_holds_the_state_of_the_moment_it_was_taken() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_store, mut sm, shared) = open(dir.path());
+        sm.apply(history()).await.expect("apply");
+        let want = shared.tree.read().expect("lock").clone();
+        let (state, applied) = view(&shared).expect("view");
+        // Applies go on after the view is taken (while its file would be written) ...
+        sm.apply(vec![entry(
+            2,
+            6,
+            cmd(3_000, vec![create("/later", CreateMode::Persistent, 0, 0)]),
+        )])
+        .await
+        .expect("apply");
+        assert!(shared.tree.read().expect("lock").get("/later").is_some());
+        // ... and the snapshot is still the state of that moment.
+        let (meta, file, size) = build_snapshot_blocking(&shared, state, applied).expect("build");
+        assert_eq!(meta.last_log_id, Some(lid(2, 5)));
+        assert_eq!(file.metadata().expect("stat").len(), size);
+        let d = snapshot::read_snapshot(file).expect("read");
+        assert!(d.state.get("/later").is_none());
+        assert_eq!(d.state.digest(), want.digest());
+        assert_eq!(d.state, want);
     }
 
     #[tokio::test]
@@ -1512,21 +1219,30 @@ mod tests {
             .build_snapshot()
             .await
             .expect("build");
-        let snap_bytes = snap.snapshot.get_ref().clone();
+        let snap_bytes = read_all(snap.snapshot).await;
         let mut bytes = snap_bytes.clone();
         bytes.truncate(bytes.len() - 3);
         let res = sm
-            .install_snapshot(&snap.meta, Box::new(Cursor::new(bytes)))
+            .install_snapshot(&snap.meta, file_with(bytes).await)
             .await;
         assert!(res.is_err());
         let res = sm
-            .install_snapshot(&snap.meta, Box::new(Cursor::new(b"garbage".to_vec())))
+            .install_snapshot(&snap.meta, file_with(b"garbage".to_vec()).await)
             .await;
         assert!(res.is_err());
-        // Decodes, but is not a tree: refused before any file or tree changes.
+        // A flipped bit: refused by the checksum.
+        let mut flipped = snap_bytes.clone();
+        let mid = flipped.len() / 2;
+        flipped[mid] ^= 0x10;
+        let res = sm
+            .install_snapshot(&snap.meta, file_with(flipped).await)
+            .await;
+        assert!(res.is_err());
+        // Decodes, but is not a tree: refused before any file or tree changes (format 2
+        // has no checksum, so the tree check is what refuses it).
         let mut orphan = Vec::new();
         let header = pb::SnapshotHeader {
-            format: SNAPSHOT_FORMAT,
+            format: 2,
             meta: Some(meta_to_pb(
                 &AppliedMeta {
                     last_applied: snap.meta.last_log_id,
@@ -1540,20 +1256,20 @@ mod tests {
             sessions: 0,
             clients: 0,
         };
-        put_delimited(&mut orphan, &header).expect("encode");
+        header.encode_length_delimited(&mut orphan).expect("encode");
         let rec = pb::SnapshotNode {
             path: "/no/parent".into(),
             node: Some(pb::StoredNode::default()),
         };
-        put_delimited(&mut orphan, &rec).expect("encode");
+        rec.encode_length_delimited(&mut orphan).expect("encode");
         let res = sm
-            .install_snapshot(&snap.meta, Box::new(Cursor::new(orphan)))
+            .install_snapshot(&snap.meta, file_with(orphan).await)
             .await;
         assert!(res.is_err());
         assert_eq!(*shared.tree.read().expect("lock"), before);
         assert_eq!(store.sm_gen().expect("gen"), 0);
         let cur = sm.get_current_snapshot().await.expect("cur").expect("some");
-        assert_eq!(cur.snapshot.into_inner(), snap_bytes);
+        assert_eq!(read_all(cur.snapshot).await, snap_bytes);
     }
 
     #[tokio::test]
@@ -1658,7 +1374,7 @@ mod tests {
         assert!(shared.tree.read().expect("lock").get("/half").is_none());
         assert!(shared.tree.read().expect("lock").get("/app").is_some());
         assert!(store.drop_stale_sm_trees(0).expect("trees").is_empty());
-        assert!(list_snapshot_dir(&store.snapshot_dir())
+        assert!(snapshot::list_dir(&store.snapshot_dir())
             .expect("list")
             .is_empty());
     }

@@ -12,7 +12,7 @@ use super::TypeConfig;
 use crate::error::BatonError;
 use crate::proto::raft as pb;
 use crate::store::codec::{self, CodecError};
-use crate::tree::{CreateMode, MultiFailure, OpOutcome, RequestResult, Stat};
+use crate::tree::{ClientRecord, CreateMode, MultiFailure, OpOutcome, RequestResult, Stat};
 
 type Res<T> = Result<T, CodecError>;
 
@@ -479,6 +479,43 @@ pub fn result_from_pb(r: pb::RequestResult) -> Res<(RequestResult, u64)> {
         R::DoneError(e) => RequestResult::Done(Err(error_from_pb(e))),
     };
     Ok((result, r.zxid))
+}
+
+/// A client's request-id record → its stored form.
+pub fn client_to_pb(client_id: u64, c: &ClientRecord) -> pb::StoredClient {
+    pb::StoredClient {
+        client_id,
+        oldest: c.oldest,
+        last_ms: c.last_ms,
+        results: c
+            .results
+            .iter()
+            .map(|(seq, (zxid, r))| pb::RememberedResult {
+                seq: *seq,
+                result: Some(result_to_pb(r, *zxid)),
+            })
+            .collect(),
+    }
+}
+
+/// Stored form → a client's id and record.
+pub fn client_from_pb(c: pb::StoredClient) -> Result<(u64, ClientRecord), CodecError> {
+    let mut results = imbl::OrdMap::new();
+    for r in c.results {
+        let stored = r
+            .result
+            .ok_or_else(|| CodecError::new("RememberedResult", "missing result"))?;
+        let (result, zxid) = result_from_pb(stored)?;
+        results.insert(r.seq, (zxid, result));
+    }
+    Ok((
+        c.client_id,
+        ClientRecord {
+            oldest: c.oldest,
+            last_ms: c.last_ms,
+            results,
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -632,7 +632,7 @@ pub fn node_from_pb(n: pb::StoredNode) -> Result<Node, CodecError> {
         },
         data: n.data,
         seq: n.seq,
-        children: BTreeSet::new(),
+        children: Default::default(),
         acl: NodeAcl::new(acl_from_pb(n.acl)?),
     })
 }
@@ -865,7 +865,7 @@ mod tests {
                 ttl_ms: 0,
             },
             seq: 11,
-            children: BTreeSet::new(),
+            children: Default::default(),
             acl: Default::default(),
         };
         let bytes = node_to_pb(&node).encode_to_vec();

@@ -27,7 +27,7 @@
 //! numbers, not by the highest one. Every applied number at or above `oldest` is in that set,
 //! so a number at or above `oldest` that is not in it was never applied.
 
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 
 use super::types::{RequestId, RequestResult, Zxid};
 use crate::error::BatonError;
@@ -46,13 +46,13 @@ pub struct ClientRecord {
     pub last_ms: i64,
     /// Results of the applied writes at or above `oldest`, by sequence number, with the zxid
     /// of the entry that applied each.
-    pub results: BTreeMap<u64, (Zxid, RequestResult)>,
+    pub results: OrdMap<u64, (Zxid, RequestResult)>,
 }
 
 /// Every client's record.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct ClientTable {
-    clients: BTreeMap<u64, ClientRecord>,
+    clients: OrdMap<u64, ClientRecord>,
 }
 
 impl ClientTable {
@@ -94,7 +94,12 @@ impl ClientTable {
         rec.last_ms = rec.last_ms.max(time_ms);
         if id.first_incomplete > rec.oldest {
             rec.oldest = id.first_incomplete;
-            rec.results = rec.results.split_off(&id.first_incomplete);
+            let kept = rec.results.get(&id.first_incomplete).cloned();
+            let (_, mut above) = rec.results.split(&id.first_incomplete);
+            if let Some(r) = kept {
+                above.insert(id.first_incomplete, r);
+            }
+            rec.results = above;
         }
         if let Some((zxid, result)) = rec.results.get(&id.seq) {
             return Some(RequestResult::Duplicate {
@@ -118,7 +123,8 @@ impl ClientTable {
         let rec = self.clients.entry(id.client_id).or_default();
         rec.results.insert(id.seq, (zxid, result.clone()));
         while rec.results.len() > MAX_REMEMBERED {
-            if let Some((seq, _)) = rec.results.pop_first() {
+            if let Some(seq) = rec.results.get_min().map(|(seq, _)| *seq) {
+                rec.results.remove(&seq);
                 rec.oldest = rec.oldest.max(seq.saturating_add(1));
             }
         }

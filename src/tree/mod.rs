@@ -13,5 +13,5 @@ mod clients_tests;
 mod tests;
 
 pub use clients::{ClientRecord, ClientTable};
-pub use state::{Applied, Node, SessionEntry, State};
+pub use state::{Applied, Loader, Node, SessionEntry, State};
 pub use types::*;

@@ -5,9 +5,10 @@
 //! A `Multi` is all-or-nothing: its ops are applied one by one (later ops see earlier ones)
 //! with an undo log, and rolled back if one fails.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use bytes::Bytes;
+use imbl::{OrdMap, OrdSet};
 
 use super::acl::{self, Acl, Caller};
 use super::clients::ClientTable;
@@ -27,8 +28,9 @@ pub struct Node {
     pub stat: Stat,
     /// Child creations so far: the next sequential suffix.
     pub seq: i32,
-    /// Names of the direct children, sorted.
-    pub children: BTreeSet<String>,
+    /// Names of the direct children, sorted. A persistent set: cloning a node (or the whole
+    /// state, for a snapshot) shares it instead of copying it.
+    pub children: OrdSet<String>,
     /// Who may do what to the node (and create or delete its children).
     pub acl: NodeAcl,
 }
@@ -39,7 +41,7 @@ pub struct SessionEntry {
     /// The session.
     pub session: Session,
     /// Paths of its ephemeral nodes.
-    pub ephemerals: BTreeSet<String>,
+    pub ephemerals: OrdSet<String>,
 }
 
 /// What one `apply` changed, for persistence and watch delivery.
@@ -69,11 +71,16 @@ enum Undo {
 }
 
 /// The znode tree and the sessions.
+///
+/// Every collection is persistent (`imbl`): a clone shares the data and costs a few pointer
+/// copies, and a later change copies only the path to what it changes. A snapshot is built
+/// from such a clone, taken under the read lock in constant time, so building it never holds
+/// apply back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct State {
-    nodes: HashMap<String, Node>,
-    sessions: BTreeMap<SessionId, SessionEntry>,
-    ttl_nodes: BTreeSet<String>,
+    nodes: OrdMap<String, Node>,
+    sessions: OrdMap<SessionId, SessionEntry>,
+    ttl_nodes: OrdSet<String>,
     /// Results of client writes that carried a request id (see [`super::clients`]).
     clients: ClientTable,
     /// Largest proposer time applied (keeps times monotonic in log order).
@@ -117,12 +124,12 @@ impl Txn {
 impl State {
     /// An empty tree: just `/`.
     pub fn new() -> Self {
-        let mut nodes = HashMap::new();
+        let mut nodes = OrdMap::new();
         nodes.insert("/".to_string(), Node::default());
         State {
             nodes,
-            sessions: BTreeMap::new(),
-            ttl_nodes: BTreeSet::new(),
+            sessions: OrdMap::new(),
+            ttl_nodes: OrdSet::new(),
             clients: ClientTable::default(),
             last_time_ms: 0,
             last_zxid: 0,
@@ -130,59 +137,50 @@ impl State {
         }
     }
 
-    /// Rebuilds a state from stored records (children sets, ephemeral and TTL indexes are
-    /// derived). Records whose parent is missing are dropped with an error count returned.
+    /// Rebuilds a state from stored records (children sets, child counts, ephemeral and TTL
+    /// indexes are derived). Records whose parent is missing are dropped with an error count
+    /// returned.
     pub fn from_records(
         nodes: impl IntoIterator<Item = (String, Node)>,
         sessions: impl IntoIterator<Item = Session>,
         last_time_ms: i64,
         last_zxid: Zxid,
     ) -> (Self, usize) {
-        let mut st = State::new();
-        st.last_time_ms = last_time_ms;
-        st.last_zxid = last_zxid;
+        let mut loader = Loader::new(last_time_ms, last_zxid);
         for s in sessions {
-            st.sessions.insert(
-                s.id,
-                SessionEntry {
-                    session: s,
-                    ephemerals: BTreeSet::new(),
-                },
-            );
+            loader.add_session(s);
         }
-        let mut all: Vec<(String, Node)> = nodes.into_iter().collect();
-        // Parents before their children: order by depth, the root first.
-        all.sort_by_key(|(p, _)| if p == "/" { 0 } else { p.matches('/').count() });
-        let mut orphans = 0;
-        for (p, mut n) in all {
-            n.children.clear();
-            if p == "/" {
-                if let Some(root) = st.nodes.get_mut("/") {
-                    n.children = std::mem::take(&mut root.children);
-                    *root = n;
-                }
-                continue;
-            }
-            let Some(parent) = path::parent(&p) else {
-                orphans += 1;
-                continue;
-            };
-            let Some(pn) = st.nodes.get_mut(parent) else {
-                orphans += 1;
-                continue;
-            };
-            pn.children.insert(path::name(&p).to_string());
-            if n.stat.ephemeral_owner != 0 {
-                if let Some(s) = st.sessions.get_mut(&n.stat.ephemeral_owner) {
-                    s.ephemerals.insert(p.clone());
-                }
-            }
-            if n.stat.mode.is_ttl() {
-                st.ttl_nodes.insert(p.clone());
-            }
-            st.nodes.insert(p, n);
+        for (p, n) in nodes {
+            loader.add_node(p, n);
         }
-        (st, orphans)
+        loader.finish()
+    }
+
+    /// Links a node whose parent exists; gives it back otherwise.
+    fn link_loaded(&mut self, p: String, mut n: Node) -> Option<(String, Node)> {
+        n.children = OrdSet::new();
+        n.stat.num_children = 0;
+        if p == "/" {
+            if let Some(root) = self.nodes.get_mut("/") {
+                n.children = std::mem::take(&mut root.children);
+                n.stat.num_children = root.stat.num_children;
+                *root = n;
+            }
+            return None;
+        }
+        let Some(parent) = path::parent(&p) else {
+            return Some((p, n));
+        };
+        let Some(pn) = self.nodes.get_mut(parent) else {
+            return Some((p, n));
+        };
+        pn.children.insert(path::name(&p).to_string());
+        pn.stat.num_children += 1;
+        if n.stat.mode.is_ttl() {
+            self.ttl_nodes.insert(p.clone());
+        }
+        self.nodes.insert(p, n);
+        None
     }
 
     /// The node at `path`.
@@ -195,7 +193,7 @@ impl State {
         self.nodes.len()
     }
 
-    /// Every node, in no particular order.
+    /// Every node, in path order (a parent before its children).
     pub fn nodes(&self) -> impl Iterator<Item = (&String, &Node)> {
         self.nodes.iter()
     }
@@ -242,7 +240,7 @@ impl State {
         let mut it: Box<dyn Iterator<Item = &String>> = if start_after.is_empty() {
             Box::new(node.children.iter())
         } else {
-            Box::new(node.children.range::<str, _>((
+            Box::new(node.children.range::<_, str>((
                 std::ops::Bound::Excluded(start_after),
                 std::ops::Bound::Unbounded,
             )))
@@ -613,7 +611,7 @@ impl State {
                 data: data.clone(),
                 stat: stat.clone(),
                 seq: 0,
-                children: BTreeSet::new(),
+                children: OrdSet::new(),
                 acl: node_acl.clone(),
             },
         );
@@ -661,7 +659,7 @@ impl State {
         txn.undo.push(Undo::Removed(path.to_string(), node));
         if owner != 0 {
             if let Some(s) = self.sessions.get_mut(&owner) {
-                if s.ephemerals.remove(path) {
+                if s.ephemerals.remove(path).is_some() {
                     txn.undo
                         .push(Undo::EphemeralRemoved(owner, path.to_string()));
                 }
@@ -724,7 +722,7 @@ impl State {
                     created_zxid: txn.zxid,
                     created_ms: txn.time,
                 },
-                ephemerals: BTreeSet::new(),
+                ephemerals: OrdSet::new(),
             },
         );
         txn.touched_sessions.insert(id);
@@ -804,6 +802,80 @@ impl State {
                 }
             }
         }
+    }
+}
+
+/// Builds a [`State`] from stored records one at a time (a snapshot is read as a stream, never
+/// held whole): a node is linked as soon as its parent is there (snapshots list parents
+/// first), and any other is kept aside and linked at the end, parents first.
+pub struct Loader {
+    state: State,
+    deferred: Vec<(String, Node)>,
+    ephemerals: Vec<(SessionId, String)>,
+}
+
+impl Loader {
+    /// An empty tree (only `/`) with the given clock and zxid.
+    pub fn new(last_time_ms: i64, last_zxid: Zxid) -> Self {
+        let mut state = State::new();
+        state.last_time_ms = last_time_ms;
+        state.last_zxid = last_zxid;
+        Loader {
+            state,
+            deferred: Vec::new(),
+            ephemerals: Vec::new(),
+        }
+    }
+
+    /// Adds a node record.
+    pub fn add_node(&mut self, path: String, node: Node) {
+        let owner = node.stat.ephemeral_owner;
+        let ephemeral = (owner != 0).then(|| path.clone());
+        match self.state.link_loaded(path, node) {
+            None => {
+                if let Some(p) = ephemeral {
+                    self.ephemerals.push((owner, p));
+                }
+            }
+            Some(rec) => self.deferred.push(rec),
+        }
+    }
+
+    /// Adds a session record.
+    pub fn add_session(&mut self, s: Session) {
+        self.state.sessions.insert(
+            s.id,
+            SessionEntry {
+                session: s,
+                ephemerals: OrdSet::new(),
+            },
+        );
+    }
+
+    /// The state, and how many node records had no parent (dropped).
+    pub fn finish(mut self) -> (State, usize) {
+        let mut deferred = std::mem::take(&mut self.deferred);
+        // Parents before their children: by depth.
+        deferred.sort_by_key(|(p, _)| p.matches('/').count());
+        let mut orphans = 0;
+        for (p, n) in deferred {
+            let owner = n.stat.ephemeral_owner;
+            let ephemeral = (owner != 0).then(|| p.clone());
+            match self.state.link_loaded(p, n) {
+                None => {
+                    if let Some(p) = ephemeral {
+                        self.ephemerals.push((owner, p));
+                    }
+                }
+                Some(_) => orphans += 1,
+            }
+        }
+        for (owner, p) in std::mem::take(&mut self.ephemerals) {
+            if let Some(s) = self.state.sessions.get_mut(&owner) {
+                s.ephemerals.insert(p);
+            }
+        }
+        (self.state, orphans)
     }
 }
 

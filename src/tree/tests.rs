@@ -2392,7 +2392,7 @@ fn from_records_derives_children_from_paths() {
     create(&mut st, 3, "/a/b", CreateMode::Persistent).unwrap();
     let (mut nodes, sessions) = export(&st);
     for (_, n) in &mut nodes {
-        n.children = BTreeSet::from(["bogus".to_string()]);
+        n.children = imbl::OrdSet::unit("bogus".to_string());
     }
     nodes.reverse();
     let (mut back, orphans) = State::from_records(nodes, sessions, st.last_time_ms, st.last_zxid);

@@ -1416,3 +1416,141 @@ async fn a_follower_over_its_quota_stops_the_clusters_writes_until_it_has_room()
     let status = c.synced_status(leader).await.expect("status");
     assert!(status.alarms.is_empty(), "{:?}", status.alarms);
 }
+
+/// Snapshots taken every few entries while four writers fill a tree never cost the leader
+/// its leadership nor a client an error; then a follower whose data directory is wiped
+/// rejoins by installing a snapshot streamed from the leader's file, and serves the whole
+/// tree (the small CI size of `scripts/bench-scale.sh`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn snapshots_under_writes_keep_the_leader_and_a_wiped_follower_rejoins() {
+    const WRITERS: usize = 4;
+    const BATCHES: usize = 40;
+    const PER_BATCH: usize = 25;
+    let mut c = TestCluster::start_with(ClusterOptions {
+        snapshot_every: 40,
+        keep_logs: 10,
+        ..ClusterOptions::default()
+    })
+    .await;
+    let leader = c.wait_for_leader(SECS(10)).await;
+    let via = c.client(leader).await;
+    create_settled(&via, "/big", b"").await;
+    let term = c.handle(leader).raft.metrics().borrow().current_term;
+
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let client = c.client(leader).await;
+        writers.push(tokio::spawn(async move {
+            for b in 0..BATCHES {
+                let mut ops = MultiOps::new();
+                for i in 0..PER_BATCH {
+                    ops = ops.create(
+                        &format!("/big/w{w}-{b:03}-{i:02}"),
+                        vec![b'x'; 256],
+                        CreateOptions::persistent(),
+                    );
+                }
+                let r = client
+                    .multi(ops.into_ops())
+                    .await
+                    .unwrap_or_else(|e| panic!("writer {w} batch {b}: {e}"));
+                assert!(r.succeeded, "writer {w} batch {b} failed: {r:?}");
+            }
+        }));
+    }
+    for w in writers {
+        w.await.expect("writer");
+    }
+    c.wait_converged(SECS(30)).await;
+    let m = c.handle(leader).raft.metrics().borrow().clone();
+    assert!(
+        m.snapshot.map_or(0, |l| l.index) > 40,
+        "precondition: the leader took snapshots during the load: {:?}",
+        m.snapshot
+    );
+    for id in c.running() {
+        let mm = c.handle(id).raft.metrics().borrow().clone();
+        assert_eq!(
+            (mm.current_term, mm.current_leader),
+            (term, Some(leader)),
+            "member {id}: the term or the leader changed while snapshots were taken"
+        );
+    }
+
+    // Wipe a follower (not the lowest id, which would found a new cluster) and bring it back.
+    let wiped = *followers(&c, leader).iter().max().expect("a follower");
+    c.stop(wiped).await;
+    let dir = c.node(wiped).dir.clone();
+    std::fs::remove_dir_all(&dir).expect("wipe");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    c.restart(wiped).await;
+    c.wait_converged(SECS(60)).await;
+    let snap = c
+        .handle(wiped)
+        .raft
+        .metrics()
+        .borrow()
+        .snapshot
+        .map_or(0, |l| l.index);
+    assert!(snap > 0, "member {wiped} rejoined by installing a snapshot");
+    let back = c.client(wiped).await;
+    let names = back.get_all_children("/big").await.expect("children");
+    assert_eq!(names.len(), WRITERS * BATCHES * PER_BATCH);
+    let (d, _) = back.get_data("/big/w3-039-24").await.expect("read");
+    assert_eq!(d, vec![b'x'; 256]);
+}
+
+/// A member that lost its data must not help elect a member that lacks an acknowledged
+/// write: with the write on the leader and one follower only, that follower wiped and back,
+/// and the leader stopped, the two others elect no one (the wiped member holds its vote
+/// until it has caught up); once the leader is back it leads again and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wiped_member_does_not_help_elect_a_member_that_lacks_acknowledged_writes() {
+    let mut c = TestCluster::start(3).await;
+    let leader = c.wait_for_leader(SECS(10)).await;
+    let via = c.client(leader).await;
+    create_settled(&via, "/held", b"").await;
+    c.wait_converged(SECS(10)).await;
+    let ids = followers(&c, leader);
+    // The wiped member must not be the lowest id (which would found a new cluster).
+    let (behind, wiped) = (ids[0].min(ids[1]), ids[0].max(ids[1]));
+
+    c.isolate(behind);
+    let (_, acked) = via
+        .create("/held/acked", "on two members", CreateOptions::persistent())
+        .await
+        .expect("acknowledged by the leader and the member about to be wiped");
+    c.stop(wiped).await;
+    let dir = c.node(wiped).dir.clone();
+    std::fs::remove_dir_all(&dir).expect("wipe");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    c.restart(wiped).await;
+    c.stop(leader).await;
+    c.heal();
+
+    // `behind` lacks the write; `wiped` has nothing. Neither may lead.
+    let deadline = Instant::now() + SECS(3);
+    while Instant::now() < deadline {
+        for id in [behind, wiped] {
+            let m = c.handle(id).raft.metrics().borrow().clone();
+            assert!(
+                m.state != ServerState::Leader,
+                "member {id} was elected without the acknowledged write:\n{}",
+                c.describe()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    c.restart(leader).await;
+    c.wait_for_leader(SECS(20)).await;
+    c.wait_converged(SECS(30)).await;
+    for id in c.ids() {
+        let client = c.client(id).await;
+        let (d, s) = client.get_data("/held/acked").await.expect("read");
+        assert_eq!(
+            (d.as_slice(), s.czxid),
+            (&b"on two members"[..], acked.czxid)
+        );
+    }
+}
