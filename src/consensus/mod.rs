@@ -9,6 +9,7 @@ use crate::tree::RequestResult;
 
 pub mod failover;
 pub mod faults;
+pub mod forward;
 pub mod housekeeping;
 pub mod identity;
 pub mod network;

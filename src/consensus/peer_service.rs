@@ -13,8 +13,8 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 
 use super::failover::Failover;
+use super::forward::is_leader;
 use super::housekeeping::Liveness;
-use super::peers::is_leader;
 use super::proposer::Proposer;
 use super::state_machine::SmShared;
 use super::{wire, MemberNode, Raft};
