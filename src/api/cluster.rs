@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::Ctx;
 use crate::consensus::forward::{Call, Forwarder, Leader, LEADER_WAIT};
-use crate::consensus::peer_service::PeerService;
+use crate::consensus::membership;
 use crate::consensus::space;
 use crate::consensus::wire;
 use crate::error::BatonError;
@@ -53,7 +53,7 @@ impl ClusterService {
                 pb::admin_request::Request::TransferLeader(to) => {
                     self.ctx.failover.transfer(to, &self.ctx.proposer).await?.1
                 }
-                req => PeerService::admin(&self.ctx.raft, req).await?,
+                req => membership::change(&self.ctx.raft, req).await?,
             }),
             Leader::There(to) => {
                 let req = pb::AdminRequest { request: Some(req) };

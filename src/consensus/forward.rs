@@ -1,8 +1,8 @@
 //! Who leads, and the way to it. Every request that only the leader may serve (forwarded
 //! writes from [`super::proposer`], the read index of [`super::reads`], administration from
-//! [`crate::api::cluster`], keepalives and address records from [`super::housekeeping`])
-//! finds the leader here, waits here (bounded) for one to be known, and is sent to it here,
-//! over the member's peer connections ([`super::peers`]).
+//! [`crate::api::cluster`], keepalives from [`super::housekeeping`], address records from
+//! [`super::membership`]) finds the leader here, waits here (bounded) for one to be known,
+//! and is sent to it here, over the member's peer connections ([`super::peers`]).
 //!
 //! Who leads is read from one look at openraft's metrics, so "this member leads" and "member
 //! N leads" are never decided from two different moments. A member that openraft names as the

@@ -7,8 +7,8 @@
 //! becomes leader it gives every session a fresh full timeout before expiring any, so a
 //! failover never mass-expires sessions.
 //!
-//! Every member also makes sure the replicated membership records its client address, so
-//! members and clients can find each other's client ports.
+//! Every second every member also makes sure the replicated membership records its addresses
+//! ([`super::membership::ensure_recorded`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use super::forward::{self, Call, Forwarder, Leader};
-use super::peer_service::update_member;
+use super::membership;
 use super::peers::Peers;
 use super::proposer::{now_ms, Proposer};
 use super::state_machine::SmShared;
@@ -108,7 +108,7 @@ pub async fn run(hk: Housekeeping, mut shutdown: Shutdown) {
         }
         let leading = forward::is_leader(&raft, my_id);
         if now_member_check_due(&mut last_member_check) {
-            ensure_recorded(&to_leader, &me).await;
+            membership::ensure_recorded(&to_leader, &me).await;
         }
         if !leading {
             was_leader = false;
@@ -230,56 +230,5 @@ async fn report_liveness(to_leader: &Forwarder, liveness: &Liveness) {
         .await;
     if let Err(e) = sent {
         debug!(leader = to.id, error = %e, "could not pass keepalives to the leader");
-    }
-}
-/// A member's report of its own addresses to the leader.
-const RECORD_ADDRESSES: Call = Call {
-    what: "recording this member's addresses on the leader",
-    timeout: Duration::from_secs(2),
-    may_apply: true,
-    until_deposed: false,
-};
-
-/// Makes sure the membership records this member's current addresses `me`: here if this
-/// member leads, otherwise by asking the leader. Failures are logged; the caller asks again
-/// later.
-async fn ensure_recorded(to_leader: &Forwarder, me: &MemberNode) {
-    let raft = to_leader.raft();
-    let my_id = to_leader.my_id();
-    let recorded = {
-        let m = raft.metrics();
-        let m = m.borrow();
-        m.membership_config.membership().get_node(&my_id).cloned()
-    };
-    match recorded {
-        Some(n) if n == *me => return,
-        None => return,
-        Some(_) => {}
-    }
-    let member = pb::MemberNode {
-        id: my_id,
-        peer_addr: me.peer_addr.clone(),
-        client_addr: me.client_addr.clone(),
-    };
-    match to_leader.leader() {
-        Ok(Leader::Here) => {
-            if let Err(e) = update_member(raft, member).await {
-                debug!(error = %e, "could not record this member's addresses");
-            }
-        }
-        Ok(Leader::There(to)) => {
-            let req = pb::UpdateMemberRequest {
-                member: Some(member),
-            };
-            let sent = to_leader
-                .call(&to, &RECORD_ADDRESSES, req, |mut c, r| async move {
-                    c.update_member(r).await
-                })
-                .await;
-            if let Err(e) = sent {
-                debug!(error = %e, "leader could not record this member's addresses");
-            }
-        }
-        Err(_) => {}
     }
 }
