@@ -7,7 +7,8 @@
 //!    builds a [`tree::Request`] carrying the caller's ids and the request id.
 //! 3. [`consensus::proposer`]: packs waiting requests into one log entry (group commit); on a
 //!    follower it forwards the batch to the leader over the peer port
-//!    ([`consensus::peer_service`]).
+//!    ([`consensus::peer_service`]). Every request that only the leader serves finds it, and
+//!    is sent to it, through [`consensus::forward`].
 //! 4. openraft appends the entry to the write-ahead log ([`store::wal`], [`store::log`]) and
 //!    replicates it ([`consensus::network`]); a majority's `fdatasync` commits it.
 //! 5. [`consensus::state_machine`] applies it: [`tree::state`] changes the in-memory tree (ACLs

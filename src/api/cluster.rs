@@ -10,8 +10,8 @@ use tracing::debug;
 use std::time::Duration;
 
 use super::Ctx;
-use crate::consensus::peer_service::PeerService;
-use crate::consensus::peers::{is_leader, status_error};
+use crate::consensus::forward::{Call, Forwarder, Leader, LEADER_WAIT};
+use crate::consensus::membership;
 use crate::consensus::space;
 use crate::consensus::wire;
 use crate::error::BatonError;
@@ -22,13 +22,24 @@ use crate::telemetry;
 /// The Cluster service.
 pub struct ClusterService {
     ctx: Arc<Ctx>,
+    to_leader: Forwarder,
     listings: RateLimit,
 }
+
+/// An administration request forwarded to the leader. It is not given up when another
+/// member starts leading: a leadership transfer makes that happen before it is answered.
+const ADMIN: Call = Call {
+    what: "cluster admin on the leader",
+    timeout: Duration::from_secs(30),
+    may_apply: true,
+    until_deposed: false,
+};
 
 impl ClusterService {
     /// A service over the member's core.
     pub fn new(ctx: Arc<Ctx>) -> Self {
         ClusterService {
+            to_leader: Forwarder::new(ctx.raft.clone(), ctx.peers.clone()),
             ctx,
             listings: RateLimit::new(LISTINGS_PER_SECOND),
         }
@@ -37,27 +48,25 @@ impl ClusterService {
     /// Runs an administration request on the leader: here, or forwarded to it. Returns what
     /// the leader answered (a log index; a term for a leadership transfer).
     async fn on_leader(&self, req: pb::admin_request::Request) -> Result<u64, Status> {
-        let raft = &self.ctx.raft;
-        if is_leader(raft, self.ctx.cfg.id) {
-            return Ok(match req {
+        match self.to_leader.find_leader(LEADER_WAIT).await? {
+            Leader::Here => Ok(match req {
                 pb::admin_request::Request::TransferLeader(to) => {
                     self.ctx.failover.transfer(to, &self.ctx.proposer).await?.1
                 }
-                req => PeerService::admin(raft, req).await?,
-            });
+                req => membership::change(&self.ctx.raft, req).await?,
+            }),
+            Leader::There(to) => {
+                let req = pb::AdminRequest { request: Some(req) };
+                let resp = self
+                    .to_leader
+                    .call(&to, &ADMIN, req, |mut c, r| async move { c.admin(r).await })
+                    .await?;
+                match resp.error {
+                    Some(e) => Err(wire::error_from_pb(e).to_status()),
+                    None => Ok(resp.index),
+                }
+            }
         }
-        let (_, mut client) = self.ctx.peers.leader_client(raft)?;
-        let mut r = tonic::Request::new(pb::AdminRequest { request: Some(req) });
-        r.set_timeout(Duration::from_secs(30));
-        let resp = client
-            .admin(r)
-            .await
-            .map_err(|s| status_error("cluster admin on the leader", &s, true))?
-            .into_inner();
-        if let Some(e) = resp.error {
-            return Err(wire::error_from_pb(e).to_status());
-        }
-        Ok(resp.index)
     }
 
     /// Runs a membership change on the leader, then waits until this member has applied it.

@@ -7,18 +7,18 @@
 //! becomes leader it gives every session a fresh full timeout before expiring any, so a
 //! failover never mass-expires sessions.
 //!
-//! Every member also makes sure the replicated membership records its client address, so
-//! members and clients can find each other's client ports.
+//! Every second every member also makes sure the replicated membership records its addresses
+//! ([`super::membership::ensure_recorded`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::ServerState;
 use tracing::{debug, info, warn};
 
-use super::peer_service::update_member;
-use super::peers::{self, Peers};
+use super::forward::{self, Call, Forwarder, Leader};
+use super::membership;
+use super::peers::Peers;
 use super::proposer::{now_ms, Proposer};
 use super::state_machine::SmShared;
 use super::{MemberNode, Raft};
@@ -95,6 +95,7 @@ pub async fn run(hk: Housekeeping, mut shutdown: Shutdown) {
         client_ttl,
         max_clients,
     } = hk;
+    let to_leader = Forwarder::new(raft.clone(), peers);
     let mut last_member_check = Instant::now() - Duration::from_secs(10);
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -105,17 +106,13 @@ pub async fn run(hk: Housekeeping, mut shutdown: Shutdown) {
             _ = tick.tick() => {}
             _ = shutdown.wait() => return,
         }
-        let leading = {
-            let m = raft.metrics();
-            let m = m.borrow();
-            m.state == ServerState::Leader && m.current_leader == Some(my_id)
-        };
+        let leading = forward::is_leader(&raft, my_id);
         if now_member_check_due(&mut last_member_check) {
-            ensure_recorded(&raft, my_id, &me, &peers, leading).await;
+            membership::ensure_recorded(&to_leader, &me).await;
         }
         if !leading {
             was_leader = false;
-            report_liveness(&raft, &liveness, &peers).await;
+            report_liveness(&to_leader, &liveness).await;
             continue;
         }
         liveness.take_pending();
@@ -207,58 +204,31 @@ fn now_member_check_due(last: &mut Instant) -> bool {
     }
 }
 
+/// The sessions refreshed on a follower, passed to the leader once per tick.
+const REPORT_LIVENESS: Call = Call {
+    what: "passing keepalives to the leader",
+    timeout: Duration::from_millis(500),
+    may_apply: false,
+    until_deposed: false,
+};
+
 /// Passes the sessions refreshed on this follower to the leader.
-async fn report_liveness(raft: &Raft, liveness: &Liveness, peers: &Peers) {
+async fn report_liveness(to_leader: &Forwarder, liveness: &Liveness) {
     let ids = liveness.take_pending();
     if ids.is_empty() {
         return;
     }
-    let Ok((leader, mut client)) = peers.leader_client(raft) else {
-        // No leader now: a new leader gives every session a full timeout anyway.
+    // No leader now: a new leader gives every session a full timeout anyway.
+    let Ok(Leader::There(to)) = to_leader.leader() else {
         return;
     };
-    let mut req = tonic::Request::new(pb::LivenessRequest {
-        session_ids: ids.clone(),
-    });
-    req.set_timeout(Duration::from_millis(500));
-    if let Err(s) = client.liveness(req).await {
-        debug!(leader, error = %s.message(), "could not pass keepalives to the leader");
-    }
-}
-
-/// Makes sure the membership records this member's current addresses.
-async fn ensure_recorded(raft: &Raft, my_id: u64, me: &MemberNode, peers: &Peers, leading: bool) {
-    let recorded = {
-        let m = raft.metrics();
-        let m = m.borrow();
-        m.membership_config.membership().get_node(&my_id).cloned()
-    };
-    match recorded {
-        Some(n) if n == *me => return,
-        None => return,
-        Some(_) => {}
-    }
-    let member = pb::MemberNode {
-        id: my_id,
-        peer_addr: me.peer_addr.clone(),
-        client_addr: me.client_addr.clone(),
-    };
-    if leading {
-        if let Err(e) = update_member(raft, member).await {
-            debug!(error = %e, "could not record this member's addresses");
-        }
-        return;
-    }
-    if peers::leader(raft).is_none() {
-        return;
-    }
-    if let Ok((_, mut client)) = peers.leader_client(raft) {
-        let mut req = tonic::Request::new(pb::UpdateMemberRequest {
-            member: Some(member),
-        });
-        req.set_timeout(Duration::from_secs(2));
-        if let Err(s) = client.update_member(req).await {
-            debug!(error = %s.message(), "leader could not record this member's addresses");
-        }
+    let req = pb::LivenessRequest { session_ids: ids };
+    let sent = to_leader
+        .call(&to, &REPORT_LIVENESS, req, |mut c, r| async move {
+            c.liveness(r).await
+        })
+        .await;
+    if let Err(e) = sent {
+        debug!(leader = to.id, error = %e, "could not pass keepalives to the leader");
     }
 }

@@ -1,5 +1,6 @@
 //! openraft glue: the type configuration, the state-machine adaptor, the proposer that packs
-//! client requests into log entries (group commit), and linearizable reads.
+//! client requests into log entries (group commit), linearizable reads, the way to the leader
+//! ([`forward`]) and changes to the membership ([`membership`]).
 
 use std::fmt;
 
@@ -8,8 +9,10 @@ use crate::tree::RequestResult;
 
 pub mod failover;
 pub mod faults;
+pub mod forward;
 pub mod housekeeping;
 pub mod identity;
+pub mod membership;
 pub mod network;
 pub mod peer_service;
 pub mod peers;

@@ -1,24 +1,22 @@
 //! The peer port's gRPC service (`baton.raft.v1.Raft`): Raft RPCs handed to openraft, and the
 //! requests followers pass to the leader (forwarded writes, read index, session liveness,
-//! membership updates and administration).
+//! membership updates and administration, the last two carried out by [`super::membership`]).
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use openraft::error::{ChangeMembershipError, ClientWriteError, InstallSnapshotError, RaftError};
-use openraft::ChangeMembers;
+use openraft::error::{InstallSnapshotError, RaftError};
 use tonic::{Request, Response, Status};
-use tracing::info;
 
 use super::failover::Failover;
+use super::forward::is_leader;
 use super::housekeeping::Liveness;
-use super::peers::is_leader;
+use super::membership;
 use super::proposer::Proposer;
 use super::rejoin::VoteHold;
 use super::state_machine::SmShared;
-use super::{wire, MemberNode, Raft};
+use super::{wire, Raft};
 use crate::error::BatonError;
 use crate::proto::raft::{self as pb, raft_server};
 use crate::stages::Stage;
@@ -72,32 +70,6 @@ fn raft_stopped<E: std::fmt::Display>(e: E) -> Status {
     Status::unavailable(format!("raft is not running: {e}"))
 }
 
-/// How long an administration request waits for a membership change already in progress
-/// (another request, or a member recording its addresses) before giving up with UNAVAILABLE.
-const CHANGE_IN_PROGRESS_WAIT: Duration = Duration::from_secs(5);
-
-type ChangeResult = Result<u64, RaftError<u64, ClientWriteError<u64, MemberNode>>>;
-
-/// Runs a membership change, retrying while another change is in progress: openraft refuses
-/// it then without proposing anything, so retrying is safe.
-async fn when_no_change_in_progress<F, Fut>(mut change: F) -> ChangeResult
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ChangeResult>,
-{
-    let deadline = tokio::time::Instant::now() + CHANGE_IN_PROGRESS_WAIT;
-    loop {
-        match change().await {
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
-                ChangeMembershipError::InProgress(_),
-            ))) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            r => return r,
-        }
-    }
-}
-
 impl PeerService {
     fn require_leader(&self) -> Result<(), BatonError> {
         if is_leader(&self.raft, self.my_id) {
@@ -108,106 +80,6 @@ impl PeerService {
                 self.my_id
             )))
         }
-    }
-
-    /// Executes an administration request on the leader.
-    pub async fn admin(raft: &Raft, req: pb::admin_request::Request) -> Result<u64, BatonError> {
-        use pb::admin_request::Request as A;
-        let r = match req {
-            A::AddLearner(n) => {
-                if n.id == 0 || n.peer_addr.is_empty() {
-                    return Err(BatonError::BadArguments(
-                        "a new member needs an id > 0 and a peer address".into(),
-                    ));
-                }
-                let members = raft.metrics().borrow().membership_config.clone();
-                if members.membership().get_node(&n.id).is_some() {
-                    return Err(BatonError::BadArguments(format!(
-                        "member {} already exists",
-                        n.id
-                    )));
-                }
-                info!(id = n.id, peer = %n.peer_addr, "adding learner");
-                let node = MemberNode {
-                    peer_addr: n.peer_addr,
-                    client_addr: n.client_addr,
-                };
-                when_no_change_in_progress(|| async {
-                    raft.add_learner(n.id, node.clone(), false)
-                        .await
-                        .map(|r| r.log_id.index)
-                })
-                .await
-            }
-            A::TransferLeader(_) => {
-                return Err(BatonError::BadArguments(
-                    "a leadership transfer is not a membership change".into(),
-                ))
-            }
-            A::Promote(id) => {
-                let m = raft.metrics().borrow().clone();
-                let membership = m.membership_config.membership();
-                if membership.get_node(&id).is_none() {
-                    return Err(BatonError::NoNode(format!("member {id}")));
-                }
-                if membership.voter_ids().any(|v| v == id) {
-                    return Err(BatonError::BadArguments(format!(
-                        "member {id} is already a voter"
-                    )));
-                }
-                let last = m.last_log_index.unwrap_or(0);
-                let matched = m
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(&id).cloned().flatten())
-                    .map(|l| l.index)
-                    .unwrap_or(0);
-                if last.saturating_sub(matched) > 1000 {
-                    return Err(BatonError::BadArguments(format!(
-                        "learner {id} has not caught up ({matched} of {last}); retry later"
-                    )));
-                }
-                info!(id, "promoting learner to voter");
-                when_no_change_in_progress(|| async {
-                    raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                        .await
-                        .map(|r| r.log_id.index)
-                })
-                .await
-            }
-            A::Remove(id) => {
-                let membership = raft.metrics().borrow().membership_config.clone();
-                let membership = membership.membership();
-                if membership.get_node(&id).is_none() {
-                    return Err(BatonError::NoNode(format!("member {id}")));
-                }
-                let voter = membership.voter_ids().any(|v| v == id);
-                info!(id, voter, "removing member");
-                let change = if voter {
-                    ChangeMembers::RemoveVoters(BTreeSet::from([id]))
-                } else {
-                    ChangeMembers::RemoveNodes(BTreeSet::from([id]))
-                };
-                when_no_change_in_progress(|| async {
-                    raft.change_membership(change.clone(), false)
-                        .await
-                        .map(|r| r.log_id.index)
-                })
-                .await
-            }
-        };
-        r.map_err(|e| match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
-                BatonError::Unavailable("not the leader".into())
-            }
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(
-                e @ ChangeMembershipError::InProgress(_),
-            )) => BatonError::Unavailable(format!("{e}; retry later")),
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-                BatonError::BadArguments(e.to_string())
-            }
-            RaftError::Fatal(f) => BatonError::Unavailable(f.to_string()),
-        })
     }
 }
 
@@ -402,7 +274,7 @@ impl raft_server::Raft for PeerService {
             .into_inner()
             .member
             .ok_or_else(|| Status::invalid_argument("member missing"))?;
-        update_member(&self.raft, m)
+        membership::update_member(&self.raft, m)
             .await
             .map_err(|e| e.to_status())?;
         Ok(Response::new(pb::UpdateMemberResponse {}))
@@ -423,7 +295,7 @@ impl raft_server::Raft for PeerService {
                 .transfer(to, &self.proposer)
                 .await
                 .map(|(_, term)| term),
-            r => PeerService::admin(&self.raft, r).await,
+            r => membership::change(&self.raft, r).await,
         };
         Ok(Response::new(match outcome {
             Ok(index) => pb::AdminResponse { error: None, index },
@@ -433,28 +305,4 @@ impl raft_server::Raft for PeerService {
             },
         }))
     }
-}
-
-/// Records a member's addresses in the membership (on the leader).
-///
-/// # Errors
-/// `UNAVAILABLE` if not leading or a membership change is in progress.
-pub async fn update_member(raft: &Raft, m: pb::MemberNode) -> Result<(), BatonError> {
-    let node = MemberNode {
-        peer_addr: m.peer_addr,
-        client_addr: m.client_addr,
-    };
-    let current = raft.metrics().borrow().membership_config.clone();
-    match current.membership().get_node(&m.id) {
-        None => return Err(BatonError::NoNode(format!("member {}", m.id))),
-        Some(n) if *n == node => return Ok(()),
-        Some(_) => {}
-    }
-    raft.change_membership(
-        ChangeMembers::SetNodes(BTreeMap::from([(m.id, node)])),
-        false,
-    )
-    .await
-    .map(|_| ())
-    .map_err(|e| BatonError::Unavailable(format!("cannot update member {}: {e}", m.id)))
 }

@@ -1,5 +1,6 @@
-//! Connections to the other members' peer ports, shared by the Raft network, the proposer
-//! (forwarding writes), read barriers (read index) and housekeeping (liveness, membership).
+//! Connections to the other members' peer ports, shared by the Raft network, the failover
+//! fast path and every request sent to the leader ([`super::forward`]); and what a failed peer
+//! call means.
 //!
 //! One lazily connected channel per member, wrapped in the fault-injection layer. Addresses
 //! come from the replicated membership, so a member's address change reaches everyone.
@@ -8,13 +9,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::ServerState;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Endpoint;
 
 use super::faults::{FaultService, Faults, LinkCut};
 use super::identity::{ClusterIdentity, ClusterStamp};
-use super::{MemberNode, Raft};
 use crate::error::BatonError;
 use crate::proto::raft::raft_client::RaftClient;
 use crate::tls::Tls;
@@ -109,70 +108,6 @@ impl Peers {
         .max_encoding_message_size(MAX_PEER_MESSAGE);
         g.insert(id, (addr.to_string(), generation, client.clone()));
         Ok(client)
-    }
-
-    /// A client for the current leader, if it is another member.
-    ///
-    /// # Errors
-    /// `UNAVAILABLE` if no leader is known.
-    pub fn leader_client(&self, raft: &Raft) -> Result<(u64, PeerClient), BatonError> {
-        let (id, node) = leader(raft).ok_or_else(|| BatonError::Unavailable("no leader".into()))?;
-        Ok((id, self.client(id, &node.peer_addr)?))
-    }
-}
-
-/// The current leader and its addresses, as this member knows them.
-pub fn leader(raft: &Raft) -> Option<(u64, MemberNode)> {
-    let m = raft.metrics();
-    let m = m.borrow();
-    let id = m.current_leader?;
-    let node = m.membership_config.membership().get_node(&id)?.clone();
-    Some((id, node))
-}
-
-/// Whether this member is the leader now.
-pub fn is_leader(raft: &Raft, my_id: u64) -> bool {
-    let m = raft.metrics();
-    let m = m.borrow();
-    m.state == ServerState::Leader && m.current_leader == Some(my_id)
-}
-
-/// The term in which this member leads now, if it does.
-pub fn leading_term(raft: &Raft, my_id: u64) -> Option<u64> {
-    let m = raft.metrics();
-    let m = m.borrow();
-    (m.state == ServerState::Leader && m.current_leader == Some(my_id)).then_some(m.current_term)
-}
-
-/// Resolves once this member no longer leads in `term` (it stepped down, or a later term
-/// began).
-pub async fn until_not_leading(raft: &Raft, my_id: u64, term: u64) {
-    let mut rx = raft.metrics();
-    let _ = rx
-        .wait_for(|m| {
-            !(m.state == ServerState::Leader
-                && m.current_leader == Some(my_id)
-                && m.current_term == term)
-        })
-        .await;
-}
-
-/// Resolves once this member knows a leader other than `leader`: used to give up on a call to
-/// a leader that stopped answering (paused, cut off) instead of waiting out its timeout.
-pub async fn until_leader_changes(raft: &Raft, leader: u64) {
-    let mut rx = raft.metrics();
-    let _ = rx
-        .wait_for(|m| m.current_leader.is_some() && m.current_leader != Some(leader))
-        .await;
-}
-
-/// Waits up to `timeout` for some leader to be known.
-pub async fn wait_for_leader(raft: &Raft, timeout: Duration) -> Option<u64> {
-    let mut rx = raft.metrics();
-    let r = tokio::time::timeout(timeout, rx.wait_for(|m| m.current_leader.is_some())).await;
-    match r {
-        Ok(Ok(m)) => m.current_leader,
-        _ => None,
     }
 }
 

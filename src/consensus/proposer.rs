@@ -7,9 +7,9 @@
 //! proposer's clock and proposes it as one entry. While a batch is in flight the next one
 //! fills up, so batches grow with load and a lone request waits for no timer.
 //!
-//! On a follower the same batch goes to the leader in one `Forward` RPC (one hop: the leader
-//! never forwards again). The follower then waits until it has applied the batch's entry, so
-//! a client reading from the member it wrote through sees its own write.
+//! On a follower the same batch goes to the leader in one `Forward` RPC ([`super::forward`];
+//! one hop: the leader never forwards again). The follower then waits until it has applied
+//! the batch's entry, so a client reading from the member it wrote through sees its own write.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -19,9 +19,10 @@ use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
-use super::peers::{self, status_error, Peers};
+use super::forward::{self, Call, Forwarder, Leader, Remote, LEADER_WAIT};
+use super::peers::Peers;
 use super::space::{self, SpaceAlarm};
-use super::{wire, MemberNode, Raft};
+use super::{wire, Raft};
 use crate::error::BatonError;
 use crate::proto::raft as pb;
 use crate::stages::{Stage as Timing, Stages};
@@ -32,10 +33,18 @@ use crate::tree::{Command, Request, RequestResult, Zxid};
 pub const MAX_BATCH_BYTES: usize = 2 * 1024 * 1024;
 /// Proposals in flight at once: one appending while the previous one is being applied.
 const MAX_IN_FLIGHT: usize = 2;
-/// How long a forwarded write may take end to end.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long to wait for a leader before answering UNAVAILABLE.
-const LEADER_WAIT: Duration = Duration::from_secs(3);
+/// A batch of writes forwarded to the leader. A leader that stops answering (paused, cut
+/// off) must not hold this member's writes for the whole timeout: once another leader is
+/// known, the forward is given up as "outcome unknown" (the old leader may have proposed it).
+/// A grace for a late reply was measured: it only delayed the answer after a silent failure
+/// by its length (a paused leader sends nothing), and a refused connection fails the call at
+/// once.
+const FORWARD: Call = Call {
+    what: "forwarding to the leader",
+    timeout: Duration::from_secs(15),
+    may_apply: true,
+    until_deposed: true,
+};
 /// How long a write submitted here may still be answered by consensus after this member
 /// stopped leading the term it was submitted in (an entry committed just before the change is
 /// then still reported as done); after that its outcome is reported as unknown. The write
@@ -125,7 +134,7 @@ pub fn now_ms() -> i64 {
 struct Loop {
     raft: Raft,
     my_id: u64,
-    peers: Arc<Peers>,
+    to_leader: Forwarder,
     applied: watch::Receiver<u64>,
     stages: Arc<Stages>,
     space: Arc<SpaceAlarm>,
@@ -144,9 +153,9 @@ impl Proposer {
     ) -> Proposer {
         let (tx, rx) = mpsc::channel(max_batch.max(1) * 4);
         let lp = Arc::new(Loop {
+            to_leader: Forwarder::new(raft.clone(), peers),
             raft,
             my_id,
-            peers,
             applied,
             stages,
             space,
@@ -274,39 +283,13 @@ fn answer(items: Vec<Item>, err: &BatonError) {
 
 impl Loop {
     async fn process(&self, batch: Vec<Item>, slot: &Slot) {
-        let mut leader = peers::leader(&self.raft);
-        if leader.is_none() {
-            peers::wait_for_leader(&self.raft, LEADER_WAIT).await;
-            leader = peers::leader(&self.raft);
-        }
-        match leader {
-            Some((id, node)) if id != self.my_id => {
-                self.forward_or_refuse(batch, id, node, slot).await
-            }
-            // Submit locally only while this member really leads: a write refused after
-            // submission cannot be told apart from one lost with leadership (see below).
-            Some(_) if peers::is_leader(&self.raft, self.my_id) => {
-                self.write_locally(batch, slot).await
-            }
-            Some(_) => answer(
-                batch,
-                &BatonError::Unavailable("this member is between roles; retry".into()),
-            ),
-            None => answer(batch, &BatonError::Unavailable("no leader".into())),
-        }
-    }
-
-    /// After a forward to `old` could not be delivered, waits (bounded) for another leader.
-    async fn wait_for_new_leader(&self, old: u64) -> Option<(u64, MemberNode)> {
-        let mut rx = self.raft.metrics();
-        let changed = tokio::time::timeout(
-            LEADER_WAIT,
-            rx.wait_for(|m| m.current_leader.is_some() && m.current_leader != Some(old)),
-        )
-        .await;
-        match changed {
-            Ok(Ok(_)) => peers::leader(&self.raft),
-            _ => None,
+        match self.to_leader.find_leader(LEADER_WAIT).await {
+            Ok(Leader::There(to)) => self.forward_or_refuse(batch, to, slot).await,
+            // Submitted locally only while this member really leads (a member between roles
+            // is refused): a write refused after submission cannot be told apart from one
+            // lost with leadership (see below).
+            Ok(Leader::Here) => self.write_locally(batch, slot).await,
+            Err(e) => answer(batch, &e),
         }
     }
 
@@ -339,7 +322,7 @@ impl Loop {
             time_ms: now_ms(),
             requests,
         };
-        let Some(term) = peers::leading_term(&self.raft, self.my_id) else {
+        let Some(term) = forward::leading_term(&self.raft, self.my_id) else {
             return answer(
                 items,
                 &BatonError::Unavailable("this member stopped leading; retry".into()),
@@ -357,7 +340,7 @@ impl Loop {
         tokio::pin!(write);
         let written = tokio::select! {
             r = &mut write => r,
-            () = peers::until_not_leading(&self.raft, self.my_id, term) => {
+            () = forward::until_not_leading(&self.raft, self.my_id, term) => {
                 slot.release();
                 match tokio::time::timeout(DEPOSED_GRACE, &mut write).await {
                     Ok(r) => r,
@@ -439,20 +422,14 @@ impl Loop {
         }
     }
 
-    async fn forward_or_refuse(
-        &self,
-        batch: Vec<Item>,
-        leader: u64,
-        node: MemberNode,
-        slot: &Slot,
-    ) {
+    async fn forward_or_refuse(&self, batch: Vec<Item>, to: Remote, slot: &Slot) {
         let (forward, refuse): (Vec<Item>, Vec<Item>) =
             batch.into_iter().partition(|it| it.forwardable);
         answer(
             refuse,
             &BatonError::Unavailable(format!(
-                "member {} is not the leader (member {leader} is)",
-                self.my_id
+                "member {} is not the leader (member {} is)",
+                self.my_id, to.id
             )),
         );
         if forward.is_empty() {
@@ -460,7 +437,7 @@ impl Loop {
         }
         slot.set(Stage::Forwarding);
         let started = Instant::now();
-        let mut outcomes = self.forward(&forward, leader, &node).await;
+        let mut outcomes = self.forward(&forward, &to).await;
         self.stages.since(Timing::Forward, started);
         let undelivered = outcomes
             .iter()
@@ -469,12 +446,14 @@ impl Loop {
             // The leader is gone or unreachable and nothing was applied: once another leader
             // is known, hand the batch to it (or write it here if this member now leads).
             slot.set(Stage::AwaitingNewLeader);
-            if let Some((id, node)) = self.wait_for_new_leader(leader).await {
-                if id == self.my_id && peers::is_leader(&self.raft, self.my_id) {
-                    return Box::pin(self.write_locally(forward, slot)).await;
+            match self.to_leader.next_leader(to.id, LEADER_WAIT).await {
+                Ok(Leader::Here) => return Box::pin(self.write_locally(forward, slot)).await,
+                Ok(Leader::There(next)) => {
+                    slot.set(Stage::Forwarding);
+                    outcomes = self.forward(&forward, &next).await;
                 }
-                slot.set(Stage::Forwarding);
-                outcomes = self.forward(&forward, id, &node).await;
+                // Still undelivered: the first leader's answer stands.
+                Err(_) => {}
             }
         }
         let max_zxid = outcomes
@@ -497,39 +476,33 @@ impl Loop {
         }
     }
 
-    async fn forward(&self, items: &[Item], leader: u64, node: &MemberNode) -> Vec<Outcome> {
+    async fn forward(&self, items: &[Item], to: &Remote) -> Vec<Outcome> {
         let n = items.len();
         let all = |e: BatonError| (0..n).map(|_| Err(e.clone())).collect::<Vec<Outcome>>();
-        let mut client = match self.peers.client(leader, &node.peer_addr) {
-            Ok(c) => c,
-            Err(e) => return all(e),
-        };
-        let mut req = tonic::Request::new(pb::ForwardRequest {
+        let req = pb::ForwardRequest {
             requests: items
                 .iter()
                 .map(|it| codec::request_to_pb(&it.req))
                 .collect(),
             hops: 1,
-        });
-        req.set_timeout(FORWARD_TIMEOUT);
-        debug!(leader, requests = n, "forwarding writes to the leader");
-        // A leader that stops answering (paused, cut off) must not hold this member's writes
-        // for the whole forward timeout: once another leader is known, the forward is given
-        // up as "outcome unknown" (the old leader may have proposed it). A grace for a late
-        // reply was measured: it only delayed the answer after a silent failure by its length
-        // (a paused leader sends nothing), and a refused connection fails the call at once.
-        let deposed = peers::until_leader_changes(&self.raft, leader);
-        let reply = tokio::select! {
-            r = client.forward(req) => r,
-            _ = deposed => {
-                return all(BatonError::OutcomeUnknown(format!(
-                    "member {leader} stopped leading while the write was forwarded to it"
-                )))
-            }
         };
+        debug!(
+            leader = to.id,
+            requests = n,
+            "forwarding writes to the leader"
+        );
+        let reply = self
+            .to_leader
+            .call(
+                to,
+                &FORWARD,
+                req,
+                |mut c, r| async move { c.forward(r).await },
+            )
+            .await;
         let resp = match reply {
-            Ok(r) => r.into_inner(),
-            Err(s) => return all(status_error("forwarding to the leader", &s, true)),
+            Ok(r) => r,
+            Err(e) => return all(e),
         };
         if let Some(e) = resp.error {
             return all(wire::error_from_pb(e));

@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::peers::{self, status_error, Peers};
+use super::forward::{Call, Forwarder, Leader, LEADER_WAIT};
+use super::peers::Peers;
 use super::Raft;
 use crate::error::BatonError;
+use crate::proto::raft::ReadIndexRequest;
 
 type Waiter = oneshot::Sender<Result<u64, BatonError>>;
 
@@ -28,7 +30,7 @@ impl ReadBarrier {
     /// Starts the loop. `applied` follows the state machine's applied index.
     pub fn start(raft: Raft, peers: Arc<Peers>, applied: watch::Receiver<u64>) -> ReadBarrier {
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(run(raft, peers, rx));
+        tokio::spawn(run(Forwarder::new(raft, peers), rx));
         ReadBarrier { tx, applied }
     }
 
@@ -73,79 +75,66 @@ impl ReadBarrier {
     }
 }
 
-async fn run(raft: Raft, peers: Arc<Peers>, mut rx: mpsc::Receiver<Waiter>) {
+async fn run(to_leader: Forwarder, mut rx: mpsc::Receiver<Waiter>) {
     while let Some(first) = rx.recv().await {
         let mut waiters = vec![first];
         while let Ok(w) = rx.try_recv() {
             waiters.push(w);
         }
-        let r = confirm(&raft, &peers).await;
+        let r = confirm(&to_leader).await;
         for w in waiters {
             let _ = w.send(r.clone());
         }
     }
 }
 
-/// One leader-confirmed read index. When the leader cannot be reached (it died), the read
-/// waits (bounded) for the next leader and asks it instead of failing at once.
-async fn confirm(raft: &Raft, peers: &Peers) -> Result<u64, BatonError> {
-    let mut r = confirm_once(raft, peers).await;
-    for _ in 0..1 {
-        let Err(BatonError::Unavailable(_)) = &r else {
-            break;
-        };
-        let Some((old, _)) = peers::leader(raft).filter(|(id, _)| *id != peers.my_id()) else {
-            break;
-        };
-        let mut rx = raft.server_metrics();
-        let changed = matches!(
-            tokio::time::timeout(
-                NEXT_LEADER_WAIT,
-                rx.wait_for(|m| m.current_leader.is_some() && m.current_leader != Some(old)),
-            )
-            .await,
-            Ok(Ok(_))
-        );
-        if !changed {
-            break;
-        }
-        r = confirm_once(raft, peers).await;
-    }
-    r
-}
-
-/// How long a read waits for a leader to be known.
-const LEADER_WAIT: Duration = Duration::from_secs(3);
 /// How long a read waits for the next leader after the known one could not be reached (the
 /// failover fast path elects one within milliseconds of a leader's death).
 const NEXT_LEADER_WAIT: Duration = Duration::from_secs(1);
 
-async fn confirm_once(raft: &Raft, peers: &Peers) -> Result<u64, BatonError> {
-    if peers::leader(raft).is_none() {
-        peers::wait_for_leader(raft, LEADER_WAIT).await;
+/// The read index asked of the leader. It changes nothing, so it is given up as soon as
+/// another leader is known: a frozen leader does not hold every read on this member for the
+/// whole timeout (a read is safe to retry).
+const READ_INDEX: Call = Call {
+    what: "read index from the leader",
+    timeout: Duration::from_secs(5),
+    may_apply: false,
+    until_deposed: true,
+};
+
+/// One leader-confirmed read index. When the leader cannot be reached (it died), the read
+/// waits (bounded) for the next leader and asks it instead of failing at once.
+async fn confirm(to_leader: &Forwarder) -> Result<u64, BatonError> {
+    let leader = to_leader.find_leader(LEADER_WAIT).await?;
+    let r = confirm_at(to_leader, &leader).await;
+    match (&leader, &r) {
+        (Leader::There(old), Err(BatonError::Unavailable(_))) => {
+            match to_leader.next_leader(old.id, NEXT_LEADER_WAIT).await {
+                Ok(next) => confirm_at(to_leader, &next).await,
+                Err(_) => r,
+            }
+        }
+        _ => r,
     }
-    if peers::is_leader(raft, peers.my_id()) {
-        return match raft.ensure_linearizable().await {
+}
+
+async fn confirm_at(to_leader: &Forwarder, leader: &Leader) -> Result<u64, BatonError> {
+    match leader {
+        Leader::Here => match to_leader.raft().ensure_linearizable().await {
             Ok(Some(log_id)) => Ok(log_id.index),
             Ok(None) => Ok(0),
             Err(e) => Err(BatonError::Unavailable(format!(
                 "cannot confirm leadership for a linearizable read: {e}"
             ))),
-        };
-    }
-    let (leader, mut client) = peers.leader_client(raft)?;
-    let mut req = tonic::Request::new(crate::proto::raft::ReadIndexRequest {});
-    req.set_timeout(Duration::from_secs(5));
-    // Give up as soon as another leader is known, so a frozen leader does not hold every
-    // read on this member for the whole timeout (a read is safe to retry).
-    let deposed = peers::until_leader_changes(raft, leader);
-    tokio::select! {
-        r = client.read_index(req) => match r {
-            Ok(r) => Ok(r.into_inner().index),
-            Err(s) => Err(status_error("read index from the leader", &s, false)),
         },
-        _ = deposed => Err(BatonError::Unavailable(format!(
-            "member {leader} stopped leading during the read; retry"
-        ))),
+        Leader::There(to) => to_leader
+            .call(
+                to,
+                &READ_INDEX,
+                ReadIndexRequest {},
+                |mut c, r| async move { c.read_index(r).await },
+            )
+            .await
+            .map(|r| r.index),
     }
 }

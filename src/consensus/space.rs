@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tracing::{info, warn};
 
-use super::peers;
+use super::forward;
 use super::proposer::Proposer;
 use super::state_machine::SmShared;
 use super::Raft;
@@ -407,7 +407,7 @@ pub async fn run(g: Guard, mut shutdown: Shutdown) {
                 warn!(error = %e, "could not clear the NOSPACE alarm; will retry");
             }
         }
-        if !stale.is_empty() && peers::is_leader(&g.raft, g.my_id) {
+        if !stale.is_empty() && forward::is_leader(&g.raft, g.my_id) {
             for id in stale {
                 info!(
                     member = id,
