@@ -20,6 +20,14 @@ use openraft::raft::{
 use prost::Message;
 
 use super::peers::{Peers, MAX_PEER_MESSAGE};
+
+/// Most bytes of entries one AppendEntries carries (a single larger entry goes alone, up to
+/// the message limit). openraft bounds an AppendEntries by the heartbeat interval (50 ms by
+/// default), the follower's `fdatasync` included: a member catching up on large batches (a
+/// bulk load of Multi requests) must get them in pieces that fit, or every call times out
+/// and the follower, hearing nothing, starts an election.
+const APPEND_BYTES_BUDGET: usize = 1 << 20;
+const _: () = assert!(APPEND_BYTES_BUDGET < MAX_PEER_MESSAGE / 2);
 use super::{wire, MemberNode, TypeConfig};
 
 /// Creates connections to peers for openraft.
@@ -46,10 +54,16 @@ pub struct PeerConn {
 #[error("{0}")]
 struct RpcFailure(String);
 
+/// A failed peer call as openraft sees it. Only a member that cannot be reached
+/// (`UNAVAILABLE`, `UNKNOWN`: no connection, a connection torn down) is `Unreachable`, which
+/// makes openraft back off for 100 ms without sending anything, heartbeats included. A call
+/// that ran out of time (`CANCELLED` by its deadline, `DEADLINE_EXCEEDED`) reached a member
+/// that was slow to answer: backing off would starve it of heartbeats until it starts an
+/// election, so it is a plain network error, retried at the next heartbeat.
 fn to_rpc_error<E: std::error::Error>(s: tonic::Status) -> RPCError<u64, MemberNode, E> {
     let msg = format!("{:?}: {}", s.code(), s.message());
     match s.code() {
-        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+        tonic::Code::Unavailable | tonic::Code::Unknown => {
             RPCError::Unreachable(Unreachable::new(&RpcFailure(msg)))
         }
         _ => RPCError::Network(NetworkError::new(&RpcFailure(msg))),
@@ -99,7 +113,7 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, MemberNode, RaftError<u64>>> {
         let msg = wire::append_req_to_pb(&rpc);
-        if msg.encoded_len() > MAX_PEER_MESSAGE / 2 && rpc.entries.len() > 1 {
+        if msg.encoded_len() > APPEND_BYTES_BUDGET && rpc.entries.len() > 1 {
             return Err(RPCError::PayloadTooLarge(
                 PayloadTooLarge::new_entries_hint((rpc.entries.len() / 2) as u64),
             ));

@@ -26,7 +26,7 @@
 //! Files in `<data_dir>/snapshots/` (format: [`super::snapshot`]).
 //! - Build: clone the in-memory state under the READ lock (constant time: its collections
 //!   are persistent, see [`State`]), release it, and write the clone to `<name>.tmp` on a
-//!   blocking thread, then fsync, rename, fsync the directory, keep the newest 2. Applies,
+//!   blocking thread, then fsync, rename, fsync the directory, keep only it. Applies,
 //!   reads and heartbeats go on while the file is written; the clone keeps the point in time.
 //! - Current snapshot: the newest file, opened and sent from disk in chunks.
 //! - Receive: chunks go to an unnamed file in the snapshot directory (created, then unlinked
@@ -62,8 +62,9 @@ use crate::store::{sync_dir, Change, Store, StoreError, WRITING_KEY};
 use crate::tree::{ClientTable, Loader, SessionId, State};
 use crate::watch::WatchHub;
 
-/// Snapshot files kept after a build.
-const SNAPSHOTS_KEPT: usize = 2;
+/// Snapshot files kept after a build: the new file is complete (fsynced and renamed) before
+/// the old one goes, and a transfer that has the old one open reads on from its open file.
+const SNAPSHOTS_KEPT: usize = 1;
 /// Records per sled batch when loading a snapshot into a tree.
 const LOAD_BATCH: usize = 1024;
 
@@ -1156,9 +1157,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn builds_keep_two_files_and_serve_the_newest() {
+    async fn a_build_keeps_one_file_and_a_transfer_of_the_old_one_reads_on() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, mut sm, _shared) = open(dir.path());
+        let mut sending = None;
         for i in 1..=3 {
             sm.apply(vec![entry(1, i, EntryPayload::Blank)])
                 .await
@@ -1168,10 +1170,18 @@ mod tests {
                 .build_snapshot()
                 .await
                 .expect("build");
+            if i == 2 {
+                // Being sent to a member when the next build replaces it.
+                sending = sm.get_current_snapshot().await.expect("current");
+            }
         }
         let files = snapshot::list(&store.snapshot_dir()).expect("list");
         let indexes: Vec<u64> = files.iter().map(|(i, _, _)| *i).collect();
-        assert_eq!(indexes, vec![2, 3]);
+        assert_eq!(indexes, vec![3]);
+        let sending = sending.expect("a snapshot at index 2");
+        let d = snapshot::read_snapshot(read_all(sending.snapshot).await.as_slice())
+            .expect("the replaced file reads on");
+        assert_eq!(d.meta.last_log_id, Some(lid(1, 2)));
         drop(sm);
         drop(_shared);
         drop(store);
