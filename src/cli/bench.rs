@@ -7,6 +7,10 @@
 //!
 //! Workloads:
 //! - `put`: SetData of random keys `/bench/kv/k<i>` (created before timing).
+//! - `fill`: only creates the keys put and get use, `--key-space` of them, with `--clients`
+//!   Multi batches in flight; ops are keys created, latencies those of the batches, and a
+//!   failed batch is counted as an error and sent again. `--seconds` bounds the whole fill
+//!   (default: none); a fill cut short by it reports what it did and fails.
 //! - `get`: GetData of random keys (linearizable unless `--serializable`).
 //! - `create-delete`: create a fresh node under `/bench/cd/` and delete it; one latency for
 //!   the pair.
@@ -44,6 +48,8 @@ use crate::client::{
 pub enum Workload {
     /// SetData of random existing keys.
     Put,
+    /// Only create the keys of put and get (`--key-space` of them), timed.
+    Fill,
     /// GetData of random existing keys.
     Get,
     /// Create a fresh node, then delete it.
@@ -58,6 +64,7 @@ impl Workload {
     fn name(self) -> &'static str {
         match self {
             Workload::Put => "put",
+            Workload::Fill => "fill",
             Workload::Get => "get",
             Workload::CreateDelete => "create-delete",
             Workload::Watch => "watch",
@@ -79,16 +86,17 @@ pub struct BenchArgs {
     /// endpoint j % endpoints). Default: min(clients, 8).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..1_001))]
     pub conns: Option<u64>,
-    /// Measured duration in seconds.
-    #[arg(long, default_value_t = 10.0, value_parser = parse_positive_seconds)]
-    pub seconds: f64,
+    /// Measured duration in seconds [default: 10]. For fill, the most time the fill may take
+    /// (default: no limit).
+    #[arg(long, value_parser = parse_positive_seconds)]
+    pub seconds: Option<f64>,
     /// Warm-up in seconds before measuring (its requests are not recorded).
     #[arg(long, default_value_t = 1.0, value_parser = parse_seconds)]
     pub warmup: f64,
     /// Size of each written value in bytes.
     #[arg(long, default_value_t = 256)]
     pub value_size: usize,
-    /// Number of distinct keys for put and get.
+    /// Number of distinct keys for put and get; the keys fill creates.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..10_000_001))]
     pub key_space: u64,
     /// Serializable reads for get (default: linearizable).
@@ -132,9 +140,16 @@ fn parse_positive_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
+/// The measured duration when `--seconds` is not given.
+const DEFAULT_SECONDS: f64 = 10.0;
+
 impl BenchArgs {
     fn conns(&self) -> u64 {
         self.conns.unwrap_or_else(|| self.clients.min(8))
+    }
+
+    fn seconds(&self) -> f64 {
+        self.seconds.unwrap_or(DEFAULT_SECONDS)
     }
 }
 
@@ -343,6 +358,7 @@ pub async fn run(
         Workload::Put | Workload::Get | Workload::CreateDelete => {
             closed_loop(endpoints, base, &args).await?
         }
+        Workload::Fill => fill(endpoints, base, &args).await?,
         Workload::Watch => watch(endpoints, base, &args).await?,
         Workload::Lock => lock(endpoints, base, &args).await?,
     };
@@ -360,6 +376,13 @@ pub async fn run(
         );
     }
     out.value(&report.json())?;
+    if let Some(left) = report.extras.get("keys_missing").and_then(Value::as_u64) {
+        if left > 0 {
+            return Err(CliError::Other(format!(
+                "DEADLINE_EXCEEDED: the fill stopped at --seconds with {left} keys not created"
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -424,9 +447,9 @@ fn value_of(size: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Creates the missing keys `/bench/kv/k0..k{key_space}`, in Multi batches, several at once.
-async fn create_keys(pool: &[Client], args: &BenchArgs) -> Result<(), CliError> {
-    let setup = pool[0].with_timeout(Duration::from_secs(60));
+/// The keys of `/bench/kv/k0..k{key_space}` that do not exist yet (creating `/bench/kv`).
+async fn missing_keys(client: &Client, key_space: u64) -> Result<Vec<u64>, CliError> {
+    let setup = client.with_timeout(Duration::from_secs(60));
     ensure_path(&setup, "/bench/kv").await?;
     let existing: std::collections::HashSet<String> = setup
         .get_all_children_with("/bench/kv", ChildrenOptions::default())
@@ -434,17 +457,33 @@ async fn create_keys(pool: &[Client], args: &BenchArgs) -> Result<(), CliError> 
         .into_iter()
         .map(|c| c.name)
         .collect();
-    let missing: Vec<u64> = (0..args.key_space)
+    Ok((0..key_space)
         .filter(|i| !existing.contains(&format!("k{i}")))
-        .collect();
+        .collect())
+}
+
+/// Creates per Multi batch: about 512 KiB of values, at most 100.
+fn keys_per_batch(value_size: usize) -> usize {
+    (512 * 1024 / value_size.max(1)).clamp(1, 100)
+}
+
+/// The Multi that creates `keys`.
+fn create_batch(keys: &[u64], value: &[u8], create: &CreateOptions) -> MultiOps {
+    keys.iter().fold(MultiOps::new(), |ops, &i| {
+        ops.create(&key_path(i), value.to_vec(), create.clone())
+    })
+}
+
+/// Creates the missing keys `/bench/kv/k0..k{key_space}`, in Multi batches, several at once.
+async fn create_keys(pool: &[Client], args: &BenchArgs) -> Result<(), CliError> {
+    let missing = missing_keys(&pool[0], args.key_space).await?;
     if missing.is_empty() {
         return Ok(());
     }
     eprintln!("creating {} keys under /bench/kv ...", missing.len());
-    let per_batch = (512 * 1024 / args.value_size.max(1)).clamp(1, 100);
     let value = value_of(args.value_size, 0);
     let create = CreateOptions::persistent().with_acl(super::commands::parse_acl(&args.acl)?);
-    let batches: Vec<&[u64]> = missing.chunks(per_batch).collect();
+    let batches: Vec<&[u64]> = missing.chunks(keys_per_batch(args.value_size)).collect();
     let concurrency = usize::try_from(args.clients).unwrap_or(16).clamp(1, 64);
     let mut results = futures::stream::iter(batches.into_iter().enumerate())
         .map(|(n, keys)| {
@@ -452,10 +491,11 @@ async fn create_keys(pool: &[Client], args: &BenchArgs) -> Result<(), CliError> 
             let value = value.clone();
             let create = create.clone();
             async move {
-                let ops = keys.iter().fold(MultiOps::new(), |ops, &i| {
-                    ops.create(&key_path(i), value.clone(), create.clone())
-                });
-                if client.multi(ops).await?.succeeded {
+                if client
+                    .multi(create_batch(keys, &value, &create))
+                    .await?
+                    .succeeded
+                {
                     return Ok::<(), ClientError>(());
                 }
                 // Someone created some of them meanwhile: one at a time, tolerating those.
@@ -479,6 +519,128 @@ async fn create_keys(pool: &[Client], args: &BenchArgs) -> Result<(), CliError> 
     Ok(())
 }
 
+/// fill: creates the missing keys with `--clients` batches in flight, each sent again after
+/// an error until it succeeds or the deadline (`--seconds`) passes.
+async fn fill(
+    endpoints: &[String],
+    base: &ClientOptions,
+    args: &BenchArgs,
+) -> Result<Report, CliError> {
+    let op_timeout = Duration::from_millis(args.op_timeout);
+    let conns = args.conns();
+    let pool = connect_pool(endpoints, base, conns, args).await?;
+    let missing = missing_keys(&pool[0], args.key_space).await?;
+    let per_batch = keys_per_batch(args.value_size);
+    let value = value_of(args.value_size, 0);
+    let create = CreateOptions::persistent().with_acl(super::commands::parse_acl(&args.acl)?);
+    let start = Instant::now();
+    // Without --seconds, a deadline that never comes (a year).
+    let limit = args.seconds.unwrap_or(365.0 * 86_400.0);
+    let window = Window {
+        record_start: start,
+        end: start + Duration::from_secs_f64(limit),
+    };
+    let concurrency = usize::try_from(args.clients).unwrap_or(16).max(1);
+    let mut results = futures::stream::iter(missing.chunks(per_batch).enumerate())
+        .map(|(n, keys)| {
+            let client = pool[n % pool.len()].clone();
+            let (value, create) = (&value, &create);
+            async move { fill_batch(&client, keys, value, create, op_timeout, &window).await }
+        })
+        .buffer_unordered(concurrency);
+    let mut total = Tally::new();
+    let mut created = 0u64;
+    while let Some((tally, done)) = results.next().await {
+        total.merge(tally);
+        created += done;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut extras = Map::new();
+    extras.insert("value_size".into(), json!(args.value_size));
+    extras.insert("endpoints".into(), json!(endpoints.len()));
+    extras.insert("op_timeout_ms".into(), json!(args.op_timeout));
+    extras.insert("key_space".into(), json!(args.key_space));
+    extras.insert(
+        "keys_existing_before".into(),
+        json!(args.key_space - missing.len() as u64),
+    );
+    extras.insert("keys_per_batch".into(), json!(per_batch));
+    extras.insert("batches".into(), json!(total.hist.len()));
+    extras.insert("keys_missing".into(), json!(missing.len() as u64 - created));
+    Ok(Report {
+        workload: args.workload.name(),
+        clients: args.clients,
+        conns,
+        seconds: (elapsed * 1000.0).round() / 1000.0,
+        ops: created,
+        errors: total.errors,
+        hist: total.hist,
+        error_kinds: total.error_kinds,
+        extras,
+    })
+}
+
+/// One batch of the fill: its Multi, sent until it succeeds or `window.end` passes. A Multi
+/// that fails because some keys exist (an earlier attempt whose answer was lost) is followed
+/// by one create per key, tolerating those that exist. Returns the batch's tally and the keys
+/// it put in place (all of them, or none if the deadline passed).
+async fn fill_batch(
+    client: &Client,
+    keys: &[u64],
+    value: &[u8],
+    create: &CreateOptions,
+    op_timeout: Duration,
+    window: &Window,
+) -> (Tally, u64) {
+    let mut tally = Tally::new();
+    let mut one_by_one = false;
+    while Instant::now() < window.end {
+        let began = Instant::now();
+        let result = if one_by_one {
+            create_each(client, keys, value, create, op_timeout).await
+        } else {
+            match timed(op_timeout, client.multi(create_batch(keys, value, create))).await {
+                Ok(r) if r.succeeded => Ok(()),
+                Ok(_) => {
+                    one_by_one = true;
+                    continue;
+                }
+                Err(kind) => Err(kind),
+            }
+        };
+        let failed = result.is_err();
+        tally.record(window, began, &result);
+        if !failed {
+            return (tally, keys.len() as u64);
+        }
+        pause_after_error(window).await;
+    }
+    (tally, 0)
+}
+
+/// Creates each key, tolerating those that exist; the first error ends it.
+async fn create_each(
+    client: &Client,
+    keys: &[u64],
+    value: &[u8],
+    create: &CreateOptions,
+    op_timeout: Duration,
+) -> Result<(), String> {
+    for &i in keys {
+        match timed(
+            op_timeout,
+            client.create(&key_path(i), value.to_vec(), create.clone()),
+        )
+        .await
+        {
+            Ok(_) => {}
+            Err(kind) if kind == "NODE_EXISTS" => {}
+            Err(kind) => return Err(kind),
+        }
+    }
+    Ok(())
+}
+
 /// put, get and create-delete.
 async fn closed_loop(
     endpoints: &[String],
@@ -497,7 +659,7 @@ async fn closed_loop(
     let record_start = start + Duration::from_secs_f64(args.warmup);
     let window = Window {
         record_start,
-        end: record_start + Duration::from_secs_f64(args.seconds),
+        end: record_start + Duration::from_secs_f64(args.seconds()),
     };
     let mut tasks = Vec::new();
     for i in 0..args.clients {
@@ -584,7 +746,7 @@ async fn closed_loop(
         workload: args.workload.name(),
         clients: args.clients,
         conns,
-        seconds: args.seconds,
+        seconds: args.seconds(),
         ops: total.ops,
         errors: total.errors,
         hist: total.hist,
@@ -692,7 +854,7 @@ async fn watch(
     let record_start = start + Duration::from_secs_f64(args.warmup);
     let window = Window {
         record_start,
-        end: record_start + Duration::from_secs_f64(args.seconds),
+        end: record_start + Duration::from_secs_f64(args.seconds()),
     };
     let mut tally = Tally::new(); // write-sent → event, one sample per watcher per write
     let mut ack_hist = new_histogram(); // write-ack → event
@@ -787,7 +949,7 @@ async fn watch(
         workload: args.workload.name(),
         clients: 1,
         conns: args.watchers + 1,
-        seconds: args.seconds,
+        seconds: args.seconds(),
         ops: tally.ops,
         errors: tally.errors,
         hist: tally.hist,
@@ -846,7 +1008,7 @@ async fn lock(
     let record_start = start + Duration::from_secs_f64(args.warmup);
     let window = Window {
         record_start,
-        end: record_start + Duration::from_secs_f64(args.seconds),
+        end: record_start + Duration::from_secs_f64(args.seconds()),
     };
     let mut tasks = Vec::new();
     for (i, session) in sessions.into_iter().enumerate() {
@@ -943,7 +1105,7 @@ async fn lock(
     extras.insert("grants".into(), json!(total.ops));
     extras.insert(
         "grants_per_sec".into(),
-        json!((total.ops as f64 / args.seconds * 10.0).round() / 10.0),
+        json!((total.ops as f64 / args.seconds() * 10.0).round() / 10.0),
     );
     extras.insert("hold_ms".into(), json!(args.hold_ms));
     extras.insert("handoffs".into(), json!(handoff.len()));
@@ -969,7 +1131,7 @@ async fn lock(
         workload: args.workload.name(),
         clients: args.clients,
         conns,
-        seconds: args.seconds,
+        seconds: args.seconds(),
         ops: total.ops,
         errors: total.errors,
         hist: total.hist,
@@ -1000,7 +1162,7 @@ mod tests {
         assert_eq!(a.workload, Workload::Put);
         assert_eq!(a.clients, 16);
         assert_eq!(a.conns(), 8);
-        assert_eq!(a.seconds, 10.0);
+        assert_eq!(a.seconds(), 10.0);
         assert_eq!(a.warmup, 1.0);
         assert_eq!(a.value_size, 256);
         assert_eq!(a.key_space, 10_000);
@@ -1022,7 +1184,38 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(a.workload, Workload::CreateDelete);
         assert_eq!(a.conns(), 2);
-        assert_eq!(a.seconds, 0.5);
+        assert_eq!(a.seconds(), 0.5);
+    }
+
+    #[test]
+    fn fill_takes_the_key_space_and_an_optional_deadline() {
+        let a = parse(&["fill", "--key-space", "1000000", "--clients", "64"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.workload, Workload::Fill);
+        assert_eq!((a.key_space, a.clients, a.conns()), (1_000_000, 64, 8));
+        assert_eq!(a.value_size, 256);
+        assert_eq!(a.seconds, None, "no deadline unless given");
+        let a = parse(&[
+            "fill",
+            "--key-space",
+            "10",
+            "--seconds",
+            "600",
+            "--value-size",
+            "1",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((a.seconds, a.value_size), (Some(600.0), 1));
+        assert!(parse(&["fill", "--seconds", "0"]).is_err());
+        assert!(parse(&["fill", "--key-space", "0"]).is_err());
+    }
+
+    #[test]
+    fn fill_batches_hold_about_half_a_mebibyte_of_values() {
+        assert_eq!(keys_per_batch(256), 100);
+        assert_eq!(keys_per_batch(0), 100);
+        assert_eq!(keys_per_batch(65_536), 8);
+        assert_eq!(keys_per_batch(2 << 20), 1);
     }
 
     #[test]
@@ -1030,7 +1223,7 @@ mod tests {
         let a = parse(&["lock", "--clients", "8", "--hold-ms", "5", "--seconds", "2"])
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(a.workload, Workload::Lock);
-        assert_eq!((a.clients, a.hold_ms, a.seconds), (8, 5, 2.0));
+        assert_eq!((a.clients, a.hold_ms, a.seconds()), (8, 5, 2.0));
         assert_eq!(parse(&["lock"]).map(|a| a.hold_ms).ok(), Some(0));
         assert!(parse(&["lock", "--hold-ms", "-1"]).is_err());
     }

@@ -162,7 +162,8 @@ pub enum Command {
     /// leadership until Ctrl-C or SIGTERM, then resigns. `baton elect --observe PATH` prints
     /// the leader and every change of leader, in order, until Ctrl-C.
     Elect(ElectArgs),
-    /// Measure throughput and latency (put, get, create-delete, watch, lock).
+    /// Measure throughput and latency (put, get, create-delete, watch, lock), or create the
+    /// keys of put and get, timed (fill).
     Bench(BenchArgs),
     /// Cluster administration: status, members, add/promote/remove a member, snapshot.
     #[command(subcommand)]
