@@ -18,6 +18,7 @@ use crate::error::BatonError;
 use crate::proto::raft as pb;
 use crate::proto::v1::{self, cluster_server::Cluster};
 use crate::telemetry;
+use crate::tree::State;
 
 /// The Cluster service.
 pub struct ClusterService {
@@ -112,16 +113,19 @@ impl Cluster for ClusterService {
         &self,
         _req: Request<v1::StatusRequest>,
     ) -> Result<Response<v1::StatusResponse>, Status> {
-        let (sessions, znodes, last_zxid, applied, state_hash, alarms) = self.ctx.read_tree(|s| {
-            (
-                s.session_count() as u64,
-                s.node_count() as u64,
-                s.last_zxid,
-                s.applied_index,
-                s.digest(),
-                space::raised(s),
-            )
-        });
+        // A point-in-time view (constant time); the digest walks every znode, so it is
+        // computed off the lock and off the runtime's threads.
+        let view = self.ctx.read_tree(State::clone);
+        let (sessions, znodes, last_zxid, applied, alarms) = (
+            view.session_count() as u64,
+            view.node_count() as u64,
+            view.last_zxid,
+            view.applied_index,
+            space::raised(&view),
+        );
+        let state_hash = tokio::task::spawn_blocking(move || view.digest())
+            .await
+            .map_err(|e| Status::internal(format!("computing the state hash: {e}")))?;
         let dir = self.ctx.cfg.data_dir.clone();
         let db_size_bytes = tokio::task::spawn_blocking(move || space::dir_usage(&dir))
             .await

@@ -392,6 +392,33 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, u64, PathBuf)>, StoreError> {
     Ok(all)
 }
 
+/// Bytes written to a snapshot file between two `fdatasync` calls: a large snapshot reaches
+/// the disk in steps instead of one burst at the end, which would hold up the write-ahead
+/// log's own `fdatasync` (and so every write) on the same disk.
+const SYNC_STEP: u64 = 16 << 20;
+
+/// A file written with an `fdatasync` every [`SYNC_STEP`] bytes.
+struct SyncedSteps<'a> {
+    file: &'a mut fs::File,
+    unsynced: u64,
+}
+
+impl Write for SyncedSteps<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.unsynced += n as u64;
+        if self.unsynced >= SYNC_STEP {
+            self.file.sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
 /// Writes a snapshot file atomically and durably through `write` (temp file, fsync, rename,
 /// fsync the directory); returns its size.
 ///
@@ -400,13 +427,16 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, u64, PathBuf)>, StoreError> {
 pub fn write_file(
     dir: &Path,
     name: &str,
-    write: impl FnOnce(&mut fs::File) -> Result<u64, StoreError>,
+    write: impl FnOnce(&mut dyn Write) -> Result<u64, StoreError>,
 ) -> Result<u64, StoreError> {
     let tmp = dir.join(format!("{name}.tmp"));
     let path = dir.join(name);
     let res = (|| {
         let mut f = fs::File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
-        let size = write(&mut f)?;
+        let size = write(&mut SyncedSteps {
+            file: &mut f,
+            unsynced: 0,
+        })?;
         f.sync_all().map_err(|e| StoreError::io("sync", &tmp, e))?;
         Ok(size)
     })();

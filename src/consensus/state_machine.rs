@@ -571,11 +571,26 @@ impl RaftSnapshotBuilder<TypeConfig> for SmSnapshotBuilder {
         let started = std::time::Instant::now();
         let (state, applied) = view(&self.shared).map_err(snap_err(ErrorVerb::Write))?;
         let shared = self.shared.clone();
-        let (meta, file, size) =
-            tokio::task::spawn_blocking(move || build_snapshot_blocking(&shared, state, applied))
-                .await
-                .map_err(|e| snap_err(ErrorVerb::Write)(e.into()))?
-                .map_err(snap_err(ErrorVerb::Write))?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // A thread of its own at a lower CPU priority: on a busy machine, writing a large
+        // snapshot yields to applying, replicating and answering.
+        std::thread::Builder::new()
+            .name("snapshot-build".into())
+            .spawn(move || {
+                let me = rustix::thread::gettid();
+                if let Err(e) = rustix::process::setpriority_process(Some(me), 10) {
+                    tracing::debug!(error = %e, "could not lower the snapshot thread's priority");
+                }
+                let _ = tx.send(build_snapshot_blocking(&shared, state, applied));
+            })
+            .map_err(|e| {
+                snap_err(ErrorVerb::Write)(StoreError::io("spawn", "snapshot-build", e))
+            })?;
+        let ended = || StoreError::Task("the snapshot thread ended".into());
+        let (meta, file, size) = rx
+            .await
+            .map_err(|_| snap_err(ErrorVerb::Write)(ended()))?
+            .map_err(snap_err(ErrorVerb::Write))?;
         self.shared.stages.since(Stage::SnapshotBuild, started);
         self.shared.snapshot_bytes.store(size, Ordering::Relaxed);
         Ok(Snapshot {

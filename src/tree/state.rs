@@ -6,6 +6,7 @@
 //! with an undo log, and rolled back if one fails.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use imbl::{OrdMap, OrdSet};
@@ -78,7 +79,10 @@ enum Undo {
 /// apply back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct State {
-    nodes: OrdMap<String, Node>,
+    /// Nodes by path. Each behind its own `Arc`: a map leaf then holds a path and a pointer,
+    /// not a whole node, which halves the tree's memory and makes the copy a change makes
+    /// during a snapshot small.
+    nodes: OrdMap<String, Arc<Node>>,
     sessions: OrdMap<SessionId, SessionEntry>,
     ttl_nodes: OrdSet<String>,
     /// Results of client writes that carried a request id (see [`super::clients`]).
@@ -125,7 +129,7 @@ impl State {
     /// An empty tree: just `/`.
     pub fn new() -> Self {
         let mut nodes = OrdMap::new();
-        nodes.insert("/".to_string(), Node::default());
+        nodes.insert("/".to_string(), Arc::new(Node::default()));
         State {
             nodes,
             sessions: OrdMap::new(),
@@ -161,7 +165,7 @@ impl State {
         n.children = OrdSet::new();
         n.stat.num_children = 0;
         if p == "/" {
-            if let Some(root) = self.nodes.get_mut("/") {
+            if let Some(root) = self.nodes.get_mut("/").map(Arc::make_mut) {
                 n.children = std::mem::take(&mut root.children);
                 n.stat.num_children = root.stat.num_children;
                 *root = n;
@@ -171,7 +175,7 @@ impl State {
         let Some(parent) = path::parent(&p) else {
             return Some((p, n));
         };
-        let Some(pn) = self.nodes.get_mut(parent) else {
+        let Some(pn) = self.nodes.get_mut(parent).map(Arc::make_mut) else {
             return Some((p, n));
         };
         pn.children.insert(path::name(&p).to_string());
@@ -179,13 +183,13 @@ impl State {
         if n.stat.mode.is_ttl() {
             self.ttl_nodes.insert(p.clone());
         }
-        self.nodes.insert(p, n);
+        self.nodes.insert(p, Arc::new(n));
         None
     }
 
     /// The node at `path`.
     pub fn get(&self, path: &str) -> Option<&Node> {
-        self.nodes.get(path)
+        self.nodes.get(path).map(|n| &**n)
     }
 
     /// Number of znodes, `/` included.
@@ -195,7 +199,7 @@ impl State {
 
     /// Every node, in path order (a parent before its children).
     pub fn nodes(&self) -> impl Iterator<Item = (&String, &Node)> {
-        self.nodes.iter()
+        self.nodes.iter().map(|(p, n)| (p, &**n))
     }
 
     /// A session.
@@ -256,19 +260,16 @@ impl State {
     pub fn digest(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        let mut paths: Vec<&String> = self.nodes.keys().collect();
-        paths.sort();
-        for p in paths {
-            if let Some(n) = self.nodes.get(p) {
-                p.hash(&mut h);
-                n.data.hash(&mut h);
-                n.seq.hash(&mut h);
-                let s = &n.stat;
-                (s.czxid, s.mzxid, s.pzxid, s.ctime, s.mtime).hash(&mut h);
-                (s.version, s.cversion, s.aversion, s.ephemeral_owner).hash(&mut h);
-                (s.data_length, s.num_children, s.mode.as_i32(), s.ttl_ms).hash(&mut h);
-                n.acl.hash(&mut h);
-            }
+        // In path order (the map's own order), so equal states hash alike.
+        for (p, n) in self.nodes.iter() {
+            p.hash(&mut h);
+            n.data.hash(&mut h);
+            n.seq.hash(&mut h);
+            let s = &n.stat;
+            (s.czxid, s.mzxid, s.pzxid, s.ctime, s.mtime).hash(&mut h);
+            (s.version, s.cversion, s.aversion, s.ephemeral_owner).hash(&mut h);
+            (s.data_length, s.num_children, s.mode.as_i32(), s.ttl_ms).hash(&mut h);
+            n.acl.hash(&mut h);
         }
         for e in self.sessions.values() {
             let s = &e.session;
@@ -476,7 +477,7 @@ impl State {
                 check_version(path, *version, version_now)?;
                 self.save_meta(txn, path);
                 let node = self.node_mut(path);
-                node.data = data.clone();
+                node.data = own(data);
                 node.stat.version = node.stat.version.wrapping_add(1);
                 node.stat.mzxid = txn.zxid;
                 node.stat.mtime = txn.time;
@@ -607,13 +608,13 @@ impl State {
         };
         self.nodes.insert(
             final_path.clone(),
-            Node {
-                data: data.clone(),
+            Arc::new(Node {
+                data: own(data),
                 stat: stat.clone(),
                 seq: 0,
                 children: OrdSet::new(),
                 acl: node_acl.clone(),
-            },
+            }),
         );
         txn.undo.push(Undo::Inserted(final_path.clone()));
         self.save_meta(txn, &parent_path);
@@ -648,7 +649,7 @@ impl State {
 
     /// Removes a node that exists and has no children, updating its parent.
     fn remove(&mut self, txn: &mut Txn, path: &str) {
-        let Some(node) = self.nodes.remove(path) else {
+        let Some(node) = self.nodes.remove(path).map(Arc::unwrap_or_clone) else {
             return;
         };
         let owner = node.stat.ephemeral_owner;
@@ -741,7 +742,7 @@ impl State {
     }
 
     fn node_mut(&mut self, path: &str) -> &mut Node {
-        self.nodes.entry(path.to_string()).or_default()
+        Arc::make_mut(self.nodes.entry(path.to_string()).or_default())
     }
 
     fn save_meta(&mut self, txn: &mut Txn, path: &str) {
@@ -770,10 +771,10 @@ impl State {
                     if n.stat.mode.is_ttl() {
                         self.ttl_nodes.insert(p.clone());
                     }
-                    self.nodes.insert(p, n);
+                    self.nodes.insert(p, Arc::new(n));
                 }
                 Undo::Meta(p, data, stat, seq, node_acl) => {
-                    if let Some(n) = self.nodes.get_mut(&p) {
+                    if let Some(n) = self.nodes.get_mut(&p).map(Arc::make_mut) {
                         n.data = data;
                         n.stat = stat;
                         n.seq = seq;
@@ -781,12 +782,12 @@ impl State {
                     }
                 }
                 Undo::ChildAdded(p, name) => {
-                    if let Some(n) = self.nodes.get_mut(&p) {
+                    if let Some(n) = self.nodes.get_mut(&p).map(Arc::make_mut) {
                         n.children.remove(&name);
                     }
                 }
                 Undo::ChildRemoved(p, name) => {
-                    if let Some(n) = self.nodes.get_mut(&p) {
+                    if let Some(n) = self.nodes.get_mut(&p).map(Arc::make_mut) {
                         n.children.insert(name);
                     }
                 }
@@ -877,6 +878,13 @@ impl Loader {
         }
         (self.state, orphans)
     }
+}
+
+/// A node's own copy of data from a command. A command's byte fields are slices of its whole
+/// log entry; a node keeping such a slice would keep the entry's other requests in memory for
+/// as long as it is not overwritten.
+fn own(data: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(data)
 }
 
 fn ttl_expired(n: &Node, now_ms: i64) -> bool {
