@@ -47,6 +47,8 @@ impl PeerNetwork {
 pub struct PeerConn {
     peers: Arc<Peers>,
     target: u64,
+    /// Calls in a row that ran out of time (see [`to_rpc_error`]).
+    timeouts: u32,
     addr: String,
 }
 
@@ -54,19 +56,36 @@ pub struct PeerConn {
 #[error("{0}")]
 struct RpcFailure(String);
 
-/// A failed peer call as openraft sees it. Only a member that cannot be reached
-/// (`UNAVAILABLE`, `UNKNOWN`: no connection, a connection torn down) is `Unreachable`, which
-/// makes openraft back off for 100 ms without sending anything, heartbeats included. A call
-/// that ran out of time (`CANCELLED` by its deadline, `DEADLINE_EXCEEDED`) reached a member
-/// that was slow to answer: backing off would starve it of heartbeats until it starts an
-/// election, so it is a plain network error, retried at the next heartbeat.
-fn to_rpc_error<E: std::error::Error>(s: tonic::Status) -> RPCError<u64, MemberNode, E> {
+/// Consecutive calls to one member that ran out of time before it counts as unreachable.
+const TIMEOUTS_BEFORE_UNREACHABLE: u32 = 3;
+
+/// A failed peer call as openraft sees it. A member that cannot be reached (`UNAVAILABLE`,
+/// `UNKNOWN`: no connection, a connection torn down) is `Unreachable`, which makes openraft
+/// back off for 100 ms without sending anything, heartbeats included. A call that ran out
+/// of time (`CANCELLED` by its deadline, `DEADLINE_EXCEEDED`) reached a member that may only
+/// be slow to answer (a follower writing large batches): backing off at once would starve it
+/// of heartbeats until it starts an election, so the first ones in a row are plain network
+/// errors, retried at the next heartbeat. From the [`TIMEOUTS_BEFORE_UNREACHABLE`]th on, the
+/// member is treated as unreachable (a partition looks like this): a call always in flight
+/// to it would keep the leader from ever purging its log.
+fn to_rpc_error<E: std::error::Error>(
+    s: tonic::Status,
+    timeouts: &mut u32,
+) -> RPCError<u64, MemberNode, E> {
     let msg = format!("{:?}: {}", s.code(), s.message());
-    match s.code() {
-        tonic::Code::Unavailable | tonic::Code::Unknown => {
-            RPCError::Unreachable(Unreachable::new(&RpcFailure(msg)))
-        }
-        _ => RPCError::Network(NetworkError::new(&RpcFailure(msg))),
+    let timed_out = matches!(
+        s.code(),
+        tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
+    );
+    if timed_out {
+        *timeouts += 1;
+    }
+    let unreachable = matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown)
+        || (timed_out && *timeouts >= TIMEOUTS_BEFORE_UNREACHABLE);
+    if unreachable {
+        RPCError::Unreachable(Unreachable::new(&RpcFailure(msg)))
+    } else {
+        RPCError::Network(NetworkError::new(&RpcFailure(msg)))
     }
 }
 
@@ -101,6 +120,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
         PeerConn {
             peers: self.peers.clone(),
             target,
+            timeouts: 0,
             addr: node.peer_addr.clone(),
         }
     }
@@ -122,7 +142,8 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         let resp = client
             .append_entries(request(msg, &option))
             .await
-            .map_err(to_rpc_error)?;
+            .map_err(|e| to_rpc_error(e, &mut self.timeouts))?;
+        self.timeouts = 0;
         wire::append_resp_from_pb(resp.into_inner()).map_err(decode_error)
     }
 
@@ -138,8 +159,9 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         let resp = client
             .install_snapshot(request(wire::snapshot_req_to_pb(&rpc), &option))
             .await
-            .map_err(to_rpc_error)?
+            .map_err(|e| to_rpc_error(e, &mut self.timeouts))?
             .into_inner();
+        self.timeouts = 0;
         if let Some(m) = resp.mismatch {
             let err = RaftError::APIError(InstallSnapshotError::SnapshotMismatch(
                 wire::mismatch_from_pb(m),
@@ -158,7 +180,8 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         let resp = client
             .vote(request(wire::vote_req_to_pb(&rpc), &option))
             .await
-            .map_err(to_rpc_error)?;
+            .map_err(|e| to_rpc_error(e, &mut self.timeouts))?;
+        self.timeouts = 0;
         wire::vote_resp_from_pb(resp.into_inner()).map_err(decode_error)
     }
 

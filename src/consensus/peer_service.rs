@@ -127,7 +127,10 @@ impl raft_server::Raft for PeerService {
     ) -> Result<Response<pb::VoteResponse>, Status> {
         sent_by(&req, vote_sender(req.get_ref().vote.as_ref()), "Vote")?;
         let rpc = wire::vote_req_from_pb(req.into_inner()).map_err(bad_request)?;
-        if !self.vote_hold.may_vote(rpc.last_log_id.map(|l| l.index)) {
+        if !self
+            .vote_hold
+            .may_vote(rpc.last_log_id.map(|l| (l.leader_id.term, l.index)))
+        {
             // Refused without looking further: this member may have lost a vote or entries
             // it had before (see `consensus::rejoin`).
             let vote = self.raft.metrics().borrow().vote;
@@ -155,7 +158,8 @@ impl raft_server::Raft for PeerService {
         let rpc = wire::append_req_from_pb(req.into_inner()).map_err(bad_request)?;
         let has_entries = !rpc.entries.is_empty();
         if self.vote_hold.holding() {
-            self.vote_hold.contact(rpc.leader_commit.map(|l| l.index));
+            self.vote_hold
+                .contact(rpc.leader_commit.map(|l| (l.leader_id.term, l.index)));
             if self.vote_hold.applied(*self.shared.applied.borrow()) {
                 self.raft.runtime_config().elect(true);
             }

@@ -4,38 +4,73 @@
 //! Such a member has forgotten its vote and its log, and Raft's safety rests on both: it
 //! could vote twice in one term, and, worse, it may have been one of the majority that held
 //! an acknowledged write. Voting with an empty log, it could help elect a member that lacks
-//! that write, which would then be lost. So a member that starts pristine (no log, no vote,
-//! nothing applied) in a cluster it did not found records a **hold** before it serves any
-//! peer request, and while the hold is on it
-//! - refuses every vote, except for a candidate whose log holds only a new cluster's initial
-//!   membership (index 0: nothing can have been acknowledged yet; without this a new cluster
-//!   could not elect its first leader), and
-//! - does not stand for election;
+//! that write, which would then be lost.
 //!
-//! the first leader that contacts it tells it its commit index, and the hold ends once the
-//! member has applied up to that index (by log or by snapshot): from then on its log holds
-//! every write acknowledged before it came back, and it votes like any other member. The
-//! hold is kept in `raft_meta`, so a restart during the catch-up keeps it.
+//! So a member that starts pristine (no log, no vote, nothing applied) in a cluster it did
+//! not found records a **hold** before it serves any peer request. The first leader that
+//! contacts it tells it its commit (term and index); until the member has applied up to that
+//! index (by log or by snapshot), it
+//! - votes only for a candidate whose log reaches that commit (by Raft's log matching, such a
+//!   log holds every entry committed by then, so electing it loses nothing); before any
+//!   contact, only for a new cluster's first candidate, whose log ends at index 0 (nothing
+//!   can have been acknowledged yet; without this a new cluster could not elect its first
+//!   leader); and
+//! - does not stand for election.
+//!
+//! Then it votes like any other member. The hold is kept in `raft_meta`, so a restart
+//! during the catch-up keeps it.
 //!
 //! A cluster that has lost its other members meanwhile cannot elect a leader with the help
 //! of a held member: it waits for a member that has the data, which is the point.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::store::{Store, StoreError};
 
-/// Key in `raft_meta` of the hold: 8 bytes, big-endian; absent when there is none.
+/// Key in `raft_meta` of the hold: the term and index (8 bytes each, big-endian) of the
+/// commit it waits for, all ones until a leader made contact; absent when there is none.
 pub const VOTE_HOLD_KEY: &[u8] = b"baton_vote_hold";
-/// Hold until a leader makes contact (its commit index is not known yet).
-const UNTIL_CONTACT: u64 = u64::MAX;
-/// No hold.
-const NONE: u64 = 0;
+
+/// Where a held member stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hold {
+    /// Votes like any member.
+    Off,
+    /// No leader has made contact yet.
+    UntilContact,
+    /// Held until this log id (term, index), the leader's commit at first contact, is
+    /// applied.
+    Until(u64, u64),
+}
+
+impl Hold {
+    fn encode(self) -> Option<[u8; 16]> {
+        let (t, i) = match self {
+            Hold::Off => return None,
+            Hold::UntilContact => (u64::MAX, u64::MAX),
+            Hold::Until(t, i) => (t, i),
+        };
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&t.to_be_bytes());
+        b[8..].copy_from_slice(&i.to_be_bytes());
+        Some(b)
+    }
+
+    fn decode(v: &[u8]) -> Option<Hold> {
+        let b: [u8; 16] = v.try_into().ok()?;
+        let t = u64::from_be_bytes(b[..8].try_into().ok()?);
+        let i = u64::from_be_bytes(b[8..].try_into().ok()?);
+        Some(if (t, i) == (u64::MAX, u64::MAX) {
+            Hold::UntilContact
+        } else {
+            Hold::Until(t, i)
+        })
+    }
+}
 
 /// The hold of one member (see the module docs).
 pub struct VoteHold {
-    /// Applied index that ends the hold; [`UNTIL_CONTACT`] or [`NONE`].
-    until: AtomicU64,
+    hold: Mutex<Hold>,
     store: Option<Store>,
 }
 
@@ -44,38 +79,32 @@ impl VoteHold {
     /// (nothing logged, voted or applied) without founding the cluster. Blocking.
     ///
     /// # Errors
-    /// Storage errors reading or durably recording the hold.
+    /// Storage errors reading or durably recording the hold; a record that is not one.
     pub fn load(store: &Store, pristine_joiner: bool) -> Result<Arc<VoteHold>, StoreError> {
         let recorded = match store.raft_meta().get(VOTE_HOLD_KEY)? {
-            Some(v) if v.len() == 8 => {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&v);
-                u64::from_be_bytes(b)
-            }
-            Some(_) => {
-                return Err(StoreError::Corrupt(
-                    "the vote-hold record is not 8 bytes".into(),
-                ))
-            }
-            None => NONE,
+            Some(v) => Hold::decode(&v).ok_or_else(|| {
+                StoreError::Corrupt("the vote-hold record is not 16 bytes".into())
+            })?,
+            None => Hold::Off,
         };
-        let until = if recorded == NONE && pristine_joiner {
-            store
-                .raft_meta()
-                .insert(VOTE_HOLD_KEY, &UNTIL_CONTACT.to_be_bytes())?;
+        let hold = if recorded == Hold::Off && pristine_joiner {
+            if let Some(b) = Hold::UntilContact.encode() {
+                store.raft_meta().insert(VOTE_HOLD_KEY, &b)?;
+            }
             store.durable_flush()?;
-            UNTIL_CONTACT
+            Hold::UntilContact
         } else {
             recorded
         };
-        if until != NONE {
+        if hold != Hold::Off {
             tracing::info!(
-                "this member starts without data in an existing cluster: it will not vote nor \
-                 stand for election until it has caught up with the leader"
+                "this member starts without data in an existing cluster: it will not vote for \
+                 a member that may lack acknowledged writes, nor stand for election, until it \
+                 has caught up with the leader"
             );
         }
         Ok(Arc::new(VoteHold {
-            until: AtomicU64::new(until),
+            hold: Mutex::new(hold),
             store: Some(store.clone()),
         }))
     }
@@ -83,70 +112,75 @@ impl VoteHold {
     /// A hold that is not recorded anywhere (tests and tools); `on` starts it until contact.
     pub fn detached(on: bool) -> Arc<VoteHold> {
         Arc::new(VoteHold {
-            until: AtomicU64::new(if on { UNTIL_CONTACT } else { NONE }),
+            hold: Mutex::new(if on { Hold::UntilContact } else { Hold::Off }),
             store: None,
         })
     }
 
+    fn get(&self) -> Hold {
+        *self.hold.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Whether the hold is on.
     pub fn holding(&self) -> bool {
-        self.until.load(Ordering::SeqCst) != NONE
+        self.get() != Hold::Off
     }
 
-    /// Whether a vote may be granted to a candidate whose log ends at `candidate_last`.
-    pub fn may_vote(&self, candidate_last: Option<u64>) -> bool {
-        !self.holding() || candidate_last.is_none_or(|i| i == 0)
-    }
-
-    /// A leader made contact, committed up to `leader_commit`: the hold now ends once that
-    /// index is applied. Only the first contact sets it.
-    pub fn contact(&self, leader_commit: Option<u64>) {
-        let target = leader_commit.unwrap_or(0).max(1);
-        if self
-            .until
-            .compare_exchange(UNTIL_CONTACT, target, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
-            tracing::info!(
-                until = target,
-                "a leader made contact: votes are held until this index is applied"
-            );
-            self.record(target);
+    /// Whether a vote may be granted to a candidate whose log ends at `candidate_last`
+    /// (term, index). Held before any contact: only a new cluster's first candidate (its log
+    /// ends at index 0). Held after it: only a candidate whose log reaches the commit the
+    /// leader reported, which by Raft's log matching holds every entry committed by then.
+    pub fn may_vote(&self, candidate_last: Option<(u64, u64)>) -> bool {
+        match self.get() {
+            Hold::Off => true,
+            Hold::UntilContact => candidate_last.is_none_or(|(_, i)| i == 0),
+            Hold::Until(t, i) => candidate_last.is_some_and(|c| c >= (t, i)),
         }
+    }
+
+    /// A leader made contact, with its commit at `leader_commit` (term, index): the hold now
+    /// ends once that index is applied. Only the first contact sets it.
+    pub fn contact(&self, leader_commit: Option<(u64, u64)>) {
+        let target = {
+            let mut h = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
+            if *h != Hold::UntilContact {
+                return;
+            }
+            let (t, i) = leader_commit.unwrap_or((0, 0));
+            *h = Hold::Until(t, i);
+            *h
+        };
+        tracing::info!(
+            ?target,
+            "a leader made contact: votes are held until its commit is applied here"
+        );
+        self.record(target);
     }
 
     /// Ends the hold if `applied` reaches it; returns whether it ended now.
     pub fn applied(&self, applied: u64) -> bool {
-        let until = self.until.load(Ordering::SeqCst);
-        if until == NONE || until == UNTIL_CONTACT || applied < until {
-            return false;
-        }
-        if self
-            .until
-            .compare_exchange(until, NONE, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
         {
-            return false;
+            let mut h = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
+            match *h {
+                Hold::Until(_, i) if applied >= i => *h = Hold::Off,
+                _ => return false,
+            }
         }
         tracing::info!(
             applied,
             "caught up with the leader: this member votes and stands for election again"
         );
-        self.record(NONE);
+        self.record(Hold::Off);
         true
     }
 
     /// Records the hold; not flushed: losing this write only keeps an earlier, stricter
     /// value (the start of a hold is flushed in [`VoteHold::load`]).
-    fn record(&self, until: u64) {
+    fn record(&self, hold: Hold) {
         let Some(store) = &self.store else { return };
-        let res = if until == NONE {
-            store.raft_meta().remove(VOTE_HOLD_KEY).map(|_| ())
-        } else {
-            store
-                .raft_meta()
-                .insert(VOTE_HOLD_KEY, &until.to_be_bytes())
-                .map(|_| ())
+        let res = match hold.encode() {
+            None => store.raft_meta().remove(VOTE_HOLD_KEY).map(|_| ()),
+            Some(b) => store.raft_meta().insert(VOTE_HOLD_KEY, &b).map(|_| ()),
         };
         if let Err(e) = res {
             tracing::warn!(error = %e, "could not record the vote hold");
@@ -159,44 +193,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_held_member_votes_only_for_a_new_cluster_until_it_has_caught_up() {
+    fn a_held_member_votes_only_for_a_candidate_with_the_commit_until_it_has_caught_up() {
         let h = VoteHold::detached(true);
         assert!(h.holding());
-        assert!(h.may_vote(None) && h.may_vote(Some(0)));
-        assert!(!h.may_vote(Some(1)) && !h.may_vote(Some(500)));
+        assert!(h.may_vote(None) && h.may_vote(Some((0, 0))));
+        assert!(!h.may_vote(Some((1, 1))) && !h.may_vote(Some((3, 500))));
         assert!(!h.applied(1_000), "no contact yet: nothing ends the hold");
-        h.contact(Some(120));
-        h.contact(Some(900)); // only the first contact counts
+        h.contact(Some((2, 120)));
+        h.contact(Some((2, 900))); // only the first contact counts
+        assert!(
+            !h.may_vote(Some((2, 119))),
+            "a candidate without the commit"
+        );
+        assert!(!h.may_vote(Some((1, 500))), "an older term's longer log");
+        assert!(h.may_vote(Some((2, 120))) && h.may_vote(Some((3, 5))));
         assert!(!h.applied(119));
-        assert!(!h.may_vote(Some(500)));
         assert!(h.applied(120));
         assert!(!h.holding());
-        assert!(h.may_vote(Some(500)));
+        assert!(h.may_vote(Some((1, 1))));
         assert!(!h.applied(121), "ended once");
     }
 
     #[test]
     fn the_hold_is_recorded_and_survives_a_restart() {
         let dir = tempfile::tempdir().expect("tempdir");
+        let open = || Store::open(dir.path(), crate::store::DEFAULT_CACHE_CAPACITY).expect("open");
         {
-            let store =
-                Store::open(dir.path(), crate::store::DEFAULT_CACHE_CAPACITY).expect("open");
+            let store = open();
             let h = VoteHold::load(&store, true).expect("load");
-            assert!(h.holding());
-            h.contact(Some(40));
+            assert!(h.holding() && !h.may_vote(Some((1, 1))));
             store.durable_flush().expect("flush");
         }
         {
-            let store =
-                Store::open(dir.path(), crate::store::DEFAULT_CACHE_CAPACITY).expect("open");
+            let store = open();
+            let h = VoteHold::load(&store, false).expect("load");
+            assert!(
+                h.holding() && !h.may_vote(Some((1, 1))),
+                "still until contact"
+            );
+            h.contact(Some((1, 40)));
+            store.durable_flush().expect("flush");
+        }
+        {
+            let store = open();
             // Not pristine any more, but the recorded hold stays until it is caught up.
             let h = VoteHold::load(&store, false).expect("load");
-            assert!(h.holding() && !h.may_vote(Some(41)));
+            assert!(h.holding() && !h.may_vote(Some((1, 39))) && h.may_vote(Some((1, 40))));
             assert!(h.applied(40));
             store.durable_flush().expect("flush");
         }
-        let store = Store::open(dir.path(), crate::store::DEFAULT_CACHE_CAPACITY).expect("open");
-        assert!(!VoteHold::load(&store, false).expect("load").holding());
+        let store = open();
         assert!(!VoteHold::load(&store, false).expect("load").holding());
     }
 }
