@@ -23,8 +23,10 @@
 //!
 //! # Around them
 //! [`server`] starts and stops a member; [`consensus::failover`] replaces a dead leader within
-//! milliseconds and hands the leadership over; [`tls`] secures both ports; [`backup`] streams
-//! and restores snapshots; [`ops`] serves metrics and health; [`client`] and [`cli`] are the
+//! milliseconds and hands the leadership over; [`consensus::snapshot`] writes and reads
+//! snapshot files from a point-in-time view of the tree; [`consensus::rejoin`] holds the vote
+//! of a member that starts without data until it has caught up; [`tls`] secures both ports;
+//! [`backup`] streams and restores snapshots; [`ops`] serves metrics and health; [`client`] and [`cli`] are the
 //! Rust client and the `baton` command; [`check`] is the linearizability checker the tests use.
 
 pub mod api;

@@ -1,6 +1,7 @@
 //! openraft glue: the type configuration, the state-machine adaptor, the proposer that packs
 //! client requests into log entries (group commit), linearizable reads, the way to the leader
-//! ([`forward`]) and changes to the membership ([`membership`]).
+//! ([`forward`]) and changes to the membership ([`membership`]), snapshot files
+//! ([`snapshot`]) and the vote hold of a member that starts without data ([`rejoin`]).
 
 use std::fmt;
 
