@@ -1,16 +1,17 @@
 //! `baton.v1.Maintenance`: streamed, checksummed, point-in-time backups of a running member.
 //!
 //! A backup is taken after a linearizable read barrier, so it covers every write acknowledged
-//! before the call; the state is then encoded in the snapshot format under the tree's read
-//! lock on the blocking pool (applies wait for the encoding, as for a snapshot build; reads do
-//! not), and streamed in chunks of [`CHUNK_BYTES`] with a CRC-32 trailer. One backup at a
-//! time per member: the encoded state is held in memory while it streams.
+//! before the call; the state is then encoded in the snapshot format, from a point-in-time
+//! view taken in constant time (applies and reads go on, as for a snapshot build), into an
+//! unnamed file on the blocking pool, and streamed from it in chunks of [`CHUNK_BYTES`] with a
+//! CRC-32 trailer: a backup of a large tree is never held in memory. One backup at a time per
+//! member.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 
@@ -42,26 +43,47 @@ impl MaintenanceService {
 /// The stream of a backup.
 pub type BackupStream = Pin<Box<dyn Stream<Item = Result<v1::BackupChunk, Status>> + Send>>;
 
-/// The messages of a backup of `body`: info, data chunks, trailer.
-fn backup_messages(info: v1::BackupInfo, body: Bytes) -> Vec<v1::BackupChunk> {
-    let crc = crc32fast::hash(&body);
-    let size = body.len() as u64;
-    let mut out = Vec::with_capacity(body.len() / CHUNK_BYTES + 3);
-    out.push(v1::BackupChunk {
-        part: Some(Part::Info(info)),
+/// The messages of a backup: its info, the file's bytes in chunks of at most
+/// [`CHUNK_BYTES`], a trailer with its size and CRC-32.
+fn backup_stream(
+    info: v1::BackupInfo,
+    file: tokio::fs::File,
+    size: u64,
+    crc32: u32,
+) -> impl Stream<Item = Result<v1::BackupChunk, Status>> + Send {
+    use tokio::io::AsyncReadExt;
+    let head = futures::stream::once(async move {
+        Ok(v1::BackupChunk {
+            part: Some(Part::Info(info)),
+        })
     });
-    let mut at = 0;
-    while at < body.len() {
-        let end = (at + CHUNK_BYTES).min(body.len());
-        out.push(v1::BackupChunk {
-            part: Some(Part::Data(body.slice(at..end))),
-        });
-        at = end;
-    }
-    out.push(v1::BackupChunk {
-        part: Some(Part::Trailer(v1::BackupTrailer { size, crc32: crc })),
+    let data = futures::stream::unfold((file, size), |(mut file, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let n = left.min(CHUNK_BYTES as u64) as usize;
+        let mut buf = vec![0u8; n];
+        match file.read_exact(&mut buf).await {
+            Ok(_) => Some((
+                Ok(v1::BackupChunk {
+                    part: Some(Part::Data(Bytes::from(buf))),
+                }),
+                (file, left - n as u64),
+            )),
+            Err(e) => Some((
+                Err(Status::from(BatonError::Internal(format!(
+                    "reading the backup file: {e}"
+                )))),
+                (file, 0),
+            )),
+        }
     });
-    out
+    let tail = futures::stream::once(async move {
+        Ok(v1::BackupChunk {
+            part: Some(Part::Trailer(v1::BackupTrailer { size, crc32 })),
+        })
+    });
+    head.chain(data).chain(tail)
 }
 
 fn info(
@@ -104,11 +126,12 @@ impl Maintenance for MaintenanceService {
             .map_err(|_| BatonError::BackupInProgress)?;
         let read_index = self.ctx.reads.linearizable().await?;
         let shared = self.ctx.shared.clone();
-        let (summary, body) =
-            tokio::task::spawn_blocking(move || state_machine::encode_backup(&shared))
+        let backup =
+            tokio::task::spawn_blocking(move || state_machine::encode_backup_file(&shared))
                 .await
                 .map_err(|e| BatonError::Internal(format!("backup task failed: {e}")))?
                 .map_err(|e| BatonError::Internal(format!("encoding the backup: {e}")))?;
+        let summary = &backup.summary;
         let index = summary.last_log_id.map_or(0, |l| l.index);
         if index < read_index {
             // The applied index never goes back, and the barrier waited for it.
@@ -119,23 +142,23 @@ impl Maintenance for MaintenanceService {
         }
         let info = info(
             &self.ctx,
-            &summary,
+            summary,
             read_index,
             self.ctx.reads.applied(),
-            body.len() as u64,
+            backup.size,
         );
         tracing::info!(
             index,
             last_zxid = summary.last_zxid,
-            bytes = body.len(),
+            bytes = backup.size,
             "streaming a backup"
         );
-        let messages = backup_messages(info, Bytes::from(body));
-        let stream = futures::stream::iter(messages.into_iter().map(move |m| {
+        let file = tokio::fs::File::from_std(backup.file);
+        let stream = backup_stream(info, file, backup.size, backup.crc32).map(move |m| {
             // The permit goes with the stream: released once it ends or the client leaves.
             let _held = &permit;
-            Ok(m)
-        }));
+            m
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 }
@@ -144,10 +167,22 @@ impl Maintenance for MaintenanceService {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_backup_is_info_bounded_chunks_and_a_trailer_over_every_byte() {
+    #[tokio::test]
+    async fn a_backup_is_info_bounded_chunks_and_a_trailer_over_every_byte() {
+        use std::io::Write;
         let body: Vec<u8> = (0..(2 * CHUNK_BYTES + 7)).map(|i| i as u8).collect();
-        let msgs = backup_messages(v1::BackupInfo::default(), Bytes::from(body.clone()));
+        let mut f = tempfile::tempfile().expect("tempfile");
+        f.write_all(&body).expect("write");
+        let mut f = tokio::fs::File::from_std(f);
+        tokio::io::AsyncSeekExt::seek(&mut f, std::io::SeekFrom::Start(0))
+            .await
+            .expect("seek");
+        let crc = crc32fast::hash(&body);
+        let msgs: Vec<v1::BackupChunk> =
+            backup_stream(v1::BackupInfo::default(), f, body.len() as u64, crc)
+                .map(|m| m.expect("chunk"))
+                .collect()
+                .await;
         assert_eq!(msgs.len(), 5);
         assert!(matches!(msgs[0].part, Some(Part::Info(_))));
         let mut got = Vec::new();

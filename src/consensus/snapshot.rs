@@ -452,15 +452,16 @@ pub fn write_file(
     Ok(size)
 }
 
-/// Removes received files left by a crash between creating and unlinking one (see
-/// `begin_receiving_snapshot`).
+/// Removes received snapshots and backups left by a crash between creating and unlinking
+/// one (see `begin_receiving_snapshot` and `encode_backup_file`).
 pub fn remove_incoming(dir: &Path) -> Result<(), StoreError> {
     let entries = fs::read_dir(dir).map_err(|e| StoreError::io("list", dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| StoreError::io("list", dir, e))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with("incoming-") && name.ends_with(".part") {
+        if (name.starts_with("incoming-") || name.starts_with("backup-")) && name.ends_with(".part")
+        {
             let path = entry.path();
             fs::remove_file(&path).map_err(|e| StoreError::io("remove", &path, e))?;
         }

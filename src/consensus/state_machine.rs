@@ -395,14 +395,17 @@ impl SnapshotSummary {
     }
 }
 
-/// Encodes the current state in the snapshot format, for a backup, without writing a
-/// snapshot file or touching the member's own snapshots. The state is a point-in-time view
-/// taken in constant time: applies go on while it is encoded. Blocking: call it in
-/// `spawn_blocking`.
+/// Encodes the current state in the snapshot format into `w`, for a backup, without writing
+/// a snapshot file or touching the member's own snapshots; returns what it holds and the
+/// bytes written. The state is a point-in-time view taken in constant time: applies go on
+/// while it is encoded. Blocking.
 ///
 /// # Errors
-/// A poisoned state-machine lock, or a record that cannot be encoded.
-pub fn encode_backup(shared: &SmShared) -> Result<(SnapshotSummary, Vec<u8>), StoreError> {
+/// A poisoned state-machine lock, write errors of `w`.
+pub fn encode_backup(
+    shared: &SmShared,
+    w: impl std::io::Write,
+) -> Result<(SnapshotSummary, u64), StoreError> {
     let (state, applied) = view(shared)?;
     let (index, term) = applied
         .last_applied
@@ -412,9 +415,72 @@ pub fn encode_backup(shared: &SmShared) -> Result<(SnapshotSummary, Vec<u8>), St
         last_membership: applied.membership.clone(),
         snapshot_id: format!("{index}-{term}-backup-{:x}", now_nanos()),
     };
-    let mut bytes = Vec::new();
-    snapshot::write_snapshot(&mut bytes, &state, &applied, &meta.snapshot_id)?;
-    Ok((SnapshotSummary::of(&meta, &state), bytes))
+    let size = snapshot::write_snapshot(w, &state, &applied, &meta.snapshot_id)?;
+    Ok((SnapshotSummary::of(&meta, &state), size))
+}
+
+/// A backup written to an unnamed file in the snapshot directory (it is gone once closed).
+pub struct BackupFile {
+    /// What it holds.
+    pub summary: SnapshotSummary,
+    /// The file, at its start.
+    pub file: fs::File,
+    /// Its size in bytes.
+    pub size: u64,
+    /// CRC-32 of its bytes.
+    pub crc32: u32,
+}
+
+/// A file and the CRC-32 of what went into it.
+struct Crc32Writer<'a> {
+    file: &'a mut fs::File,
+    crc: crc32fast::Hasher,
+}
+
+impl std::io::Write for Crc32Writer<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// [`encode_backup`] into an unnamed file, so that a backup of a large tree is streamed from
+/// disk instead of held in memory. Blocking.
+///
+/// # Errors
+/// As [`encode_backup`]; I/O errors of the file.
+pub fn encode_backup_file(shared: &SmShared) -> Result<BackupFile, StoreError> {
+    use std::io::Write as _;
+    let path = shared
+        .snapshot_dir
+        .join(format!("backup-{:x}.part", now_nanos()));
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| StoreError::io("create", &path, e))?;
+    fs::remove_file(&path).map_err(|e| StoreError::io("remove", &path, e))?;
+    let mut w = Crc32Writer {
+        file: &mut file,
+        crc: crc32fast::Hasher::new(),
+    };
+    let (summary, size) = encode_backup(shared, &mut w)?;
+    w.flush().map_err(|e| StoreError::io("write", &path, e))?;
+    let crc32 = w.crc.finalize();
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| StoreError::io("seek", &path, e))?;
+    Ok(BackupFile {
+        summary,
+        file,
+        size,
+        crc32,
+    })
 }
 
 /// Decodes a whole snapshot, checks that its records form a tree, and returns what it holds
@@ -1125,7 +1191,9 @@ mod tests {
         let dst_dir = tempfile::tempdir().expect("tempdir");
         let (_s, mut sm, shared) = open(src_dir.path());
         sm.apply(history()).await.expect("apply");
-        let (summary, bytes) = encode_backup(&shared).expect("backup");
+        let mut bytes = Vec::new();
+        let (summary, size) = encode_backup(&shared, &mut bytes).expect("backup");
+        assert_eq!(size, bytes.len() as u64);
         assert_eq!(summary.last_log_id, Some(lid(2, 5)));
         let want = shared.tree.read().expect("lock").clone();
         assert_eq!(
