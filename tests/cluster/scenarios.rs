@@ -1477,6 +1477,22 @@ async fn snapshots_under_writes_keep_the_leader_and_a_wiped_follower_rejoins() {
         );
     }
 
+    // Precondition of the rejoin by snapshot: the leader has purged the start of its log
+    // (openraft purges in batches of 256 entries; the writers' entries may be fewer).
+    for i in 0..2_000 {
+        if c.handle(leader).raft.metrics().borrow().purged.is_some() {
+            break;
+        }
+        via.set_data("/big", format!("{i}"), -1)
+            .await
+            .unwrap_or_else(|e| panic!("filler write {i}: {e}"));
+    }
+    assert!(
+        c.handle(leader).raft.metrics().borrow().purged.is_some(),
+        "precondition: the leader purged its log:\n{}",
+        c.describe()
+    );
+
     // Wipe a follower (not the lowest id, which would found a new cluster) and bring it back.
     let wiped = *followers(&c, leader).iter().max().expect("a follower");
     c.stop(wiped).await;
