@@ -192,6 +192,9 @@ async fn dispatch(lw: std::sync::Weak<LockWaiters>, mut handle: crate::watch::St
     }
 }
 
+/// Longest a waiter answered at shutdown waits for its queue place to be withdrawn.
+const SHUTDOWN_WITHDRAW: Duration = Duration::from_secs(3);
+
 /// A contender created for a caller; its node is deleted if the caller goes away before it
 /// was granted (cancelled RPC, timeout), so an abandoned queue place never blocks others.
 struct Candidacy {
@@ -216,33 +219,35 @@ impl Drop for Candidacy {
         self.ctx.lock_waiters.unpark(&self.lock_path, &self.node);
         let ctx = self.ctx.clone();
         let node = std::mem::take(&mut self.node);
-        tokio::spawn(async move {
-            // Retried (bounded) while it may not have been applied: a queue place left behind
-            // would block the lock until its session ends. A delete of this node is safe to
-            // repeat, so an unknown outcome is retried too; so is a refusal while this member
-            // shuts down (a member that stops withdraws its waiters' places, and its forward to
-            // the leader may meet a passing failure).
-            for attempt in 0..20u64 {
-                let r = ctx
-                    .proposer
-                    .propose(t::Request::Multi {
-                        ops: vec![t::Op::Delete {
-                            path: node.clone(),
-                            version: -1,
-                        }],
-                        single: true,
-                        // Withdrawing the member's own placeholder for a caller that left.
-                        caller: None,
-                    })
-                    .await;
-                match r {
-                    Err(BatonError::Unavailable(_) | BatonError::OutcomeUnknown(_)) => {
-                        tokio::time::sleep(Duration::from_millis(100 * (attempt + 1).min(5))).await
-                    }
-                    _ => break,
-                }
+        tokio::spawn(async move { withdraw(&ctx, &node).await });
+    }
+}
+
+/// Deletes a queue place whose caller left. Retried (bounded) while it may not have been
+/// applied: a queue place left behind would block the lock until its session ends. A delete
+/// of this node is safe to repeat, so an unknown outcome is retried too; so is a refusal while
+/// this member shuts down (a member that stops withdraws its waiters' places, and its forward
+/// to the leader may meet a passing failure).
+async fn withdraw(ctx: &Ctx, node: &str) {
+    for attempt in 0..20u64 {
+        let r = ctx
+            .proposer
+            .propose(t::Request::Multi {
+                ops: vec![t::Op::Delete {
+                    path: node.to_string(),
+                    version: -1,
+                }],
+                single: true,
+                // Withdrawing the member's own placeholder for a caller that left.
+                caller: None,
+            })
+            .await;
+        match r {
+            Err(BatonError::Unavailable(_) | BatonError::OutcomeUnknown(_)) => {
+                tokio::time::sleep(Duration::from_millis(100 * (attempt + 1).min(5))).await
             }
-        });
+            _ => break,
+        }
     }
 }
 
@@ -365,6 +370,12 @@ pub(crate) async fn acquire(
     let waited = tokio::select! {
         r = tokio::time::timeout(wait, rx) => r,
         _ = shutdown.wait() => {
+            // Withdrawn before answering, while the member can still write: the member's
+            // drain waits for this request, so the place is gone before consensus stops
+            // (bounded, as the drain is).
+            ctx.lock_waiters.unpark(lock_path, &cand.node);
+            let node = cand.disarm();
+            let _ = tokio::time::timeout(SHUTDOWN_WITHDRAW, withdraw(ctx, &node)).await;
             return Err(BatonError::Unavailable(format!(
                 "member is shutting down; the queue place at {lock_path} was given up"
             )));
