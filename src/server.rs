@@ -180,7 +180,9 @@ fn raft_config(cfg: &Config) -> Result<openraft::Config, ServerError> {
         election_timeout_max: cfg.election_timeout_max.as_millis() as u64,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_interval(cfg)),
         max_in_snapshot_log_to_keep: cfg.keep_logs,
-        purge_batch_size: 256,
+        // Purge in batches of at most 256 entries, and never more than a snapshot interval
+        // (a member with short intervals would otherwise keep several snapshots of log).
+        purge_batch_size: cfg.snapshot_every.min(256),
         install_snapshot_timeout: cfg.snapshot_install_timeout.as_millis() as u64,
         snapshot_max_chunk_size: 1024 * 1024,
         max_payload_entries: 300,
