@@ -74,14 +74,14 @@ pub fn meta_from_pb(m: pb::StateMeta) -> Result<(AppliedMeta, i64, u64), CodecEr
 }
 
 /// Bytes passing through, counted and summed with CRC-32.
-struct Summed<T> {
+pub(crate) struct Summed<T> {
     inner: T,
     crc: crc32fast::Hasher,
     bytes: u64,
 }
 
 impl<T> Summed<T> {
-    fn new(inner: T) -> Self {
+    pub(crate) fn new(inner: T) -> Self {
         Summed {
             inner,
             crc: crc32fast::Hasher::new(),
@@ -89,7 +89,7 @@ impl<T> Summed<T> {
         }
     }
 
-    fn crc(&self) -> u32 {
+    pub(crate) fn crc(&self) -> u32 {
         self.crc.clone().finalize()
     }
 }
@@ -450,6 +450,24 @@ pub fn write_file(
     fs::rename(&tmp, &path).map_err(|e| StoreError::io("rename", &tmp, e))?;
     sync_dir(dir)?;
     Ok(size)
+}
+
+/// A new file in `dir` that has no name (created as `<prefix>-<nanos>.part`, then unlinked at
+/// once): it is gone when closed, so a crash leaves nothing behind but, rarely, a `.part`
+/// that [`remove_incoming`] removes at the next start.
+pub fn unnamed_file(dir: &Path, prefix: &str) -> Result<fs::File, StoreError> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let path = dir.join(format!("{prefix}-{nanos:x}.part"));
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| StoreError::io("create", &path, e))?;
+    fs::remove_file(&path).map_err(|e| StoreError::io("remove", &path, e))?;
+    Ok(f)
 }
 
 /// Removes received snapshots and backups left by a crash between creating and unlinking

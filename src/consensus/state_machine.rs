@@ -431,24 +431,6 @@ pub struct BackupFile {
     pub crc32: u32,
 }
 
-/// A file and the CRC-32 of what went into it.
-struct Crc32Writer<'a> {
-    file: &'a mut fs::File,
-    crc: crc32fast::Hasher,
-}
-
-impl std::io::Write for Crc32Writer<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.crc.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
-
 /// [`encode_backup`] into an unnamed file, so that a backup of a large tree is streamed from
 /// disk instead of held in memory. Blocking.
 ///
@@ -456,25 +438,13 @@ impl std::io::Write for Crc32Writer<'_> {
 /// As [`encode_backup`]; I/O errors of the file.
 pub fn encode_backup_file(shared: &SmShared) -> Result<BackupFile, StoreError> {
     use std::io::Write as _;
-    let path = shared
-        .snapshot_dir
-        .join(format!("backup-{:x}.part", now_nanos()));
-    let mut file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| StoreError::io("create", &path, e))?;
-    fs::remove_file(&path).map_err(|e| StoreError::io("remove", &path, e))?;
-    let mut w = Crc32Writer {
-        file: &mut file,
-        crc: crc32fast::Hasher::new(),
-    };
+    let mut file = snapshot::unnamed_file(&shared.snapshot_dir, "backup")?;
+    let mut w = snapshot::Summed::new(&mut file);
     let (summary, size) = encode_backup(shared, &mut w)?;
-    w.flush().map_err(|e| StoreError::io("write", &path, e))?;
-    let crc32 = w.crc.finalize();
-    file.seek(SeekFrom::Start(0))
-        .map_err(|e| StoreError::io("seek", &path, e))?;
+    let err = |op| move |e| StoreError::io(op, "backup file", e);
+    w.flush().map_err(err("write"))?;
+    let crc32 = w.crc();
+    file.seek(SeekFrom::Start(0)).map_err(err("seek"))?;
     Ok(BackupFile {
         summary,
         file,
@@ -791,21 +761,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         &mut self,
     ) -> Result<Box<tokio::fs::File>, StorageError<u64>> {
         let dir = self.shared.snapshot_dir.clone();
-        let file = tokio::task::spawn_blocking(move || -> Result<fs::File, StoreError> {
-            // Unnamed once opened: a transfer cut off by a crash leaves nothing to clean up.
-            let path = dir.join(format!("incoming-{:x}.part", now_nanos()));
-            let f = fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .map_err(|e| StoreError::io("create", &path, e))?;
-            fs::remove_file(&path).map_err(|e| StoreError::io("remove", &path, e))?;
-            Ok(f)
-        })
-        .await
-        .map_err(|e| snap_err(ErrorVerb::Write)(e.into()))?
-        .map_err(snap_err(ErrorVerb::Write))?;
+        // Unnamed once opened: a transfer cut off by a crash leaves nothing to clean up.
+        let file = tokio::task::spawn_blocking(move || snapshot::unnamed_file(&dir, "incoming"))
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write)(e.into()))?
+            .map_err(snap_err(ErrorVerb::Write))?;
         Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
