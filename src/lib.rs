@@ -38,6 +38,7 @@ pub mod client;
 pub mod config;
 pub mod consensus;
 pub mod error;
+pub mod member;
 pub mod ops;
 pub mod proto;
 pub mod server;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tracing::{error, info, warn};
@@ -27,6 +27,7 @@ use crate::consensus::rejoin::VoteHold;
 use crate::consensus::space::{self, SpaceAlarm};
 use crate::consensus::state_machine::StateMachineStore;
 use crate::consensus::{MemberNode, Raft};
+use crate::member::{self, Member};
 use crate::ops::{
     self,
     conns::{Admit, ConnLimits},
@@ -405,7 +406,10 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         cfg.max_batch,
     );
     let space = space_alarm.clone();
-    tokio::spawn(space::run(
+    // Every background task of the member is owned here and joined when it stops (see
+    // `serve`); if starting fails half-way, dropping the set aborts the ones already running.
+    let mut background = JoinSet::new();
+    background.spawn(space::run(
         space::Guard {
             my_id: cfg.id,
             dir: cfg.data_dir.clone(),
@@ -418,7 +422,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
     ));
     let reads = ReadBarrier::start(raft.clone(), peers.clone(), shared.applied.subscribe());
     let liveness = Arc::new(Liveness::default());
-    tokio::spawn(housekeeping::run(
+    background.spawn(housekeeping::run(
         Housekeeping {
             raft: raft.clone(),
             my_id: cfg.id,
@@ -441,8 +445,8 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         shared.stages.clone(),
         vote_hold.clone(),
     );
-    tokio::spawn(failover.clone().run(shutdown.clone()));
-    tokio::spawn(failover.clone().guard_elections(shutdown.clone()));
+    background.spawn(failover.clone().run(shutdown.clone()));
+    background.spawn(failover.clone().guard_elections(shutdown.clone()));
     // The peer port closes only once the client port has drained (see `serve`): a leader
     // that shuts down keeps committing the writes in flight, and followers keep forwarding to
     // it, until then; its closed port then tells the followers to elect a successor at once.
@@ -473,25 +477,28 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
             g.get(path).map(|n| n.acl.clone())
         },
     ));
-    let ctx = Arc::new(Ctx {
+    let member = Arc::new(Member::new(member::Parts {
         cfg: cfg.clone(),
         raft: raft.clone(),
-        lock_waiters,
         shared,
         proposer,
         reads,
         liveness,
         peers,
-        shutdown: shutdown.clone(),
         failover,
         space,
-        auth: authenticator.clone(),
-    });
+        shutdown: shutdown.clone(),
+    }));
+    let ctx = Arc::new(Ctx::new(
+        member.clone(),
+        lock_waiters,
+        authenticator.clone(),
+    ));
     let metrics = Arc::new(Metrics::new());
     if let Some(listener) = metrics_listener {
-        let registry = metrics.registry(ctx.clone());
-        let health = Health::new(ctx.clone(), store.clone(), metrics.clone());
-        tokio::spawn(ops::http::serve(
+        let registry = metrics.registry(member.clone(), authenticator.clone());
+        let health = Health::new(member.clone(), store.clone(), metrics.clone());
+        background.spawn(ops::http::serve(
             listener,
             registry,
             health,
@@ -527,7 +534,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
         ctx,
         (listener, metrics, tls.clone()),
         (store, log_handle),
-        shutdown,
+        (shutdown, background),
         (peer_server, peer_stop_trigger),
     ));
     info!(id = cfg.id, client = %client_addr, peer = %peer_addr, data_dir = %cfg.data_dir.display(), tls = tls.is_some(), "serving");
@@ -549,13 +556,14 @@ async fn serve(
     ctx: Arc<Ctx>,
     (listener, metrics, tls): (TcpListener, Arc<Metrics>, Option<Arc<Tls>>),
     (store, log_handle): (Store, LogStore),
-    shutdown: Shutdown,
+    (shutdown, mut background): (Shutdown, JoinSet<()>),
     (peer_server, peer_stop): (
         JoinHandle<Result<(), tonic::transport::Error>>,
         ShutdownTrigger,
     ),
 ) -> Result<(), ServerError> {
-    let cfg = ctx.cfg.clone();
+    let member = ctx.member().clone();
+    let cfg = member.config();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     // NOT_SERVING until the readiness checks first pass (see `report_readiness`).
     set_serving(&health_reporter, false).await;
@@ -573,8 +581,8 @@ async fn serve(
         .map_err(|e| ServerError::Transport(e.to_string()))?;
     let max_msg = (cfg.max_data_bytes * 2 + 1024 * 1024).max(4 * 1024 * 1024);
 
-    let health = Health::new(ctx.clone(), store.clone(), metrics.clone());
-    tokio::spawn(report_readiness(
+    let health = Health::new(member.clone(), store.clone(), metrics.clone());
+    background.spawn(report_readiness(
         health,
         health_reporter.clone(),
         shutdown.clone(),
@@ -594,12 +602,12 @@ async fn serve(
         .http2_max_pending_accept_reset_streams(Some(64))
         .layer(RequestLayer::new(
             metrics,
-            ctx.shared.stages.clone(),
+            member.stages().clone(),
             cfg.max_in_flight,
             cfg.metrics_addr.is_some(),
         ))
         // Inside the request layer, so refusals are counted and timed like any answer.
-        .layer(crate::auth::AuthLayer::new(ctx.auth.clone()))
+        .layer(crate::auth::AuthLayer::new(ctx.auth().clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
@@ -653,12 +661,13 @@ async fn serve(
             server.abort();
         }
     }
+    join_background(&mut background, cfg.shutdown_timeout / 8).await;
     peer_stop.trigger();
     match tokio::time::timeout(cfg.shutdown_timeout / 4, peer_server).await {
         Ok(_) => info!("peer port closed"),
         Err(_) => warn!("peer port did not close in time"),
     }
-    match tokio::time::timeout(cfg.shutdown_timeout / 4, ctx.raft.shutdown()).await {
+    match tokio::time::timeout(cfg.shutdown_timeout / 4, member.stop_consensus()).await {
         Ok(Ok(())) => info!("consensus stopped"),
         Ok(Err(e)) => warn!(error = %e, "consensus stopped with an error"),
         Err(_) => warn!("consensus did not stop in time"),
@@ -762,6 +771,30 @@ async fn report_readiness(
             _ = shutdown.wait() => return,
             _ = tokio::time::sleep(READINESS_EVERY) => {}
         }
+    }
+}
+
+/// Waits (at most `bound`) for the member's background tasks, which end on the shutdown
+/// signal; aborts any still running then, so none outlives the member.
+async fn join_background(tasks: &mut JoinSet<()>, bound: Duration) {
+    let all = async {
+        while let Some(r) = tasks.join_next().await {
+            if let Err(e) = r {
+                if e.is_panic() {
+                    error!(error = %e, "a background task panicked");
+                }
+            }
+        }
+    };
+    if tokio::time::timeout(bound, all).await.is_err() {
+        warn!(
+            left = tasks.len(),
+            "background tasks did not stop in time; aborting them"
+        );
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    } else {
+        info!("background tasks stopped");
     }
 }
 

@@ -27,7 +27,7 @@ impl Auth for AuthService {
     ) -> Result<Response<v1::WhoAmIResponse>, Status> {
         let caller = crate::auth::caller(&req);
         Ok(Response::new(v1::WhoAmIResponse {
-            member_id: self.ctx.cfg.id,
+            member_id: self.ctx.config().id,
             ids: caller.ids.iter().map(ToString::to_string).collect(),
             superuser: caller.superuser,
             secure: crate::auth::secure(&req),

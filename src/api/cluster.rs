@@ -1,6 +1,5 @@
 //! `baton.v1.Cluster`: this member's view of the cluster.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use openraft::ServerState;
@@ -11,14 +10,12 @@ use std::time::Duration;
 
 use super::Ctx;
 use crate::consensus::forward::{Call, Forwarder, Leader, LEADER_WAIT};
-use crate::consensus::membership;
 use crate::consensus::space;
 use crate::consensus::wire;
 use crate::error::BatonError;
 use crate::proto::raft as pb;
 use crate::proto::v1::{self, cluster_server::Cluster};
 use crate::telemetry;
-use crate::tree::State;
 
 /// The Cluster service.
 pub struct ClusterService {
@@ -40,7 +37,7 @@ impl ClusterService {
     /// A service over the member's core.
     pub fn new(ctx: Arc<Ctx>) -> Self {
         ClusterService {
-            to_leader: Forwarder::new(ctx.raft.clone(), ctx.peers.clone()),
+            to_leader: ctx.member().to_leader(),
             ctx,
             listings: RateLimit::new(LISTINGS_PER_SECOND),
         }
@@ -50,12 +47,7 @@ impl ClusterService {
     /// the leader answered (a log index; a term for a leadership transfer).
     async fn on_leader(&self, req: pb::admin_request::Request) -> Result<u64, Status> {
         match self.to_leader.find_leader(LEADER_WAIT).await? {
-            Leader::Here => Ok(match req {
-                pb::admin_request::Request::TransferLeader(to) => {
-                    self.ctx.failover.transfer(to, &self.ctx.proposer).await?.1
-                }
-                req => membership::change(&self.ctx.raft, req).await?,
-            }),
+            Leader::Here => Ok(self.ctx.member().admin_here(req).await?),
             Leader::There(to) => {
                 let req = pb::AdminRequest { request: Some(req) };
                 let resp = self
@@ -74,14 +66,14 @@ impl ClusterService {
     async fn admin(&self, req: pb::admin_request::Request) -> Result<u64, Status> {
         let index = self.on_leader(req).await?;
         self.ctx
-            .reads
+            .member()
             .wait_applied(index, Duration::from_secs(10))
             .await?;
         Ok(index)
     }
 
     fn members(&self) -> Vec<v1::Member> {
-        let m = self.ctx.raft.metrics();
+        let m = self.ctx.member().watch_raft();
         let m = m.borrow();
         let membership = m.membership_config.membership();
         let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
@@ -115,7 +107,7 @@ impl Cluster for ClusterService {
     ) -> Result<Response<v1::StatusResponse>, Status> {
         // A point-in-time view (constant time); the digest walks every znode, so it is
         // computed off the lock and off the runtime's threads.
-        let view = self.ctx.read_tree(State::clone);
+        let view = self.ctx.member().view();
         let (sessions, znodes, last_zxid, applied, alarms) = (
             view.session_count() as u64,
             view.node_count() as u64,
@@ -126,15 +118,16 @@ impl Cluster for ClusterService {
         let state_hash = tokio::task::spawn_blocking(move || view.digest())
             .await
             .map_err(|e| Status::internal(format!("computing the state hash: {e}")))?;
-        let dir = self.ctx.cfg.data_dir.clone();
+        let dir = self.ctx.config().data_dir.clone();
         let db_size_bytes = tokio::task::spawn_blocking(move || space::dir_usage(&dir))
             .await
             .unwrap_or(0);
         let members = self.members();
-        let m = self.ctx.raft.metrics().borrow().clone();
+        let m = self.ctx.member().raft_metrics();
+        let counters = self.ctx.member().leadership_counters();
         Ok(Response::new(v1::StatusResponse {
             header: self.ctx.header_at(applied),
-            member_id: self.ctx.cfg.id,
+            member_id: self.ctx.config().id,
             leader_id: m.current_leader.unwrap_or(0),
             term: m.current_term,
             role: role(m.state) as i32,
@@ -143,7 +136,7 @@ impl Cluster for ClusterService {
             last_zxid,
             snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
             sessions,
-            watches: self.ctx.shared.hub.watch_count() as u64,
+            watches: self.ctx.member().watches().watch_count() as u64,
             db_size_bytes,
             members,
             znodes,
@@ -151,9 +144,9 @@ impl Cluster for ClusterService {
             version: env!("CARGO_PKG_VERSION").to_string(),
             state_hash,
             state_hash_index: applied,
-            term_changes: self.ctx.failover.stats.term_changes.load(Relaxed),
-            fast_elections: self.ctx.failover.stats.fast_elections.load(Relaxed),
-            leaders_found_gone: self.ctx.failover.stats.leaders_found_gone.load(Relaxed),
+            term_changes: counters.term_changes,
+            fast_elections: counters.fast_elections,
+            leaders_found_gone: counters.leaders_found_gone,
             alarms: alarms
                 .into_iter()
                 .map(|(member, why)| v1::Alarm {
@@ -213,14 +206,9 @@ impl Cluster for ClusterService {
         &self,
         _req: Request<v1::SnapshotRequest>,
     ) -> Result<Response<v1::SnapshotResponse>, Status> {
-        let applied = self.ctx.reads.applied();
-        self.ctx
-            .raft
-            .trigger()
-            .snapshot()
-            .await
-            .map_err(|e| BatonError::Unavailable(e.to_string()).to_status())?;
-        let mut rx = self.ctx.raft.metrics();
+        let applied = self.ctx.member().applied();
+        self.ctx.member().trigger_snapshot().await?;
+        let mut rx = self.ctx.member().watch_raft();
         let waited = tokio::time::timeout(
             Duration::from_secs(30),
             rx.wait_for(|m| m.snapshot.map(|s| s.index).unwrap_or(0) >= applied),
@@ -245,7 +233,7 @@ impl Cluster for ClusterService {
         &self,
         _req: Request<v1::MembersRequest>,
     ) -> Result<Response<v1::MembersResponse>, Status> {
-        let applied = self.ctx.reads.applied();
+        let applied = self.ctx.member().applied();
         Ok(Response::new(v1::MembersResponse {
             header: self.ctx.header_at(applied),
             members: self.members(),
@@ -256,7 +244,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<v1::StagesRequest>,
     ) -> Result<Response<v1::StagesResponse>, Status> {
-        let st = &self.ctx.shared.stages;
+        let st = self.ctx.member().stages();
         let window_ms = st.window().as_millis() as u64;
         let stages = st
             .summary()
@@ -275,7 +263,7 @@ impl Cluster for ClusterService {
             st.reset();
         }
         Ok(Response::new(v1::StagesResponse {
-            header: self.ctx.header_at(self.ctx.reads.applied()),
+            header: self.ctx.header_at(self.ctx.member().applied()),
             stages,
             window_ms,
         }))
@@ -291,7 +279,7 @@ impl Cluster for ClusterService {
             0 => MAX_WATCH_PAGE,
             n => (n as usize).min(MAX_WATCH_PAGE),
         };
-        let hub = self.ctx.shared.hub.clone();
+        let hub = self.ctx.member().watches().clone();
         let (rows, more, kinds, streams) = tokio::task::spawn_blocking(move || {
             let (rows, more) = hub.list(&r.prefix, r.after_watch_id, limit);
             let (kinds, streams) = hub.census();
@@ -300,7 +288,7 @@ impl Cluster for ClusterService {
         .await
         .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(v1::WatchesResponse {
-            header: self.ctx.header_at(self.ctx.reads.applied()),
+            header: self.ctx.header_at(self.ctx.member().applied()),
             watches: rows
                 .into_iter()
                 .map(|w| v1::WatchInfo {
@@ -330,7 +318,7 @@ impl Cluster for ClusterService {
         // A handover asks for an end state (`to` leads), so it is safe to ask again when the
         // leader changed under the request or another member won the election.
         for attempt in 1..=TRANSFER_ATTEMPTS {
-            if ctx.raft.metrics().borrow().current_leader == Some(to) {
+            if ctx.member().raft_metrics().current_leader == Some(to) {
                 break;
             }
             match self
@@ -346,15 +334,15 @@ impl Cluster for ClusterService {
             }
         }
         // Answer once this member knows the new leader.
-        let mut rx = ctx.raft.metrics();
+        let mut rx = ctx.member().watch_raft();
         let _ = tokio::time::timeout(
             Duration::from_secs(3),
             rx.wait_for(|m| m.current_leader == Some(to)),
         )
         .await;
-        let m = ctx.raft.metrics().borrow().clone();
+        let m = ctx.member().raft_metrics();
         Ok(Response::new(v1::TransferLeaderResponse {
-            header: ctx.header_at(ctx.reads.applied()),
+            header: ctx.header_at(ctx.member().applied()),
             leader_id: m.current_leader.unwrap_or(0),
             term: m.current_term,
         }))
@@ -369,9 +357,9 @@ impl Cluster for ClusterService {
             telemetry::FilterError::Invalid(..) => BatonError::BadArguments(e.to_string()),
             telemetry::FilterError::NotInstalled => BatonError::Unavailable(e.to_string()),
         })?;
-        tracing::warn!(member = self.ctx.cfg.id, %previous, filter = %filter, "log filter changed");
+        tracing::warn!(member = self.ctx.config().id, %previous, filter = %filter, "log filter changed");
         Ok(Response::new(v1::SetLogLevelResponse {
-            header: self.ctx.header_at(self.ctx.reads.applied()),
+            header: self.ctx.header_at(self.ctx.member().applied()),
             previous,
         }))
     }

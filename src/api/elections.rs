@@ -82,7 +82,7 @@ async fn observe(
     election: String,
     out: mpsc::Sender<Result<v1::LeaderResponse, Status>>,
 ) {
-    let hub = ctx.shared.hub.clone();
+    let hub = ctx.member().watches().clone();
     let mut handle = hub.open_stream();
     // Snapshot of the candidates and the watch, taken atomically under the tree's lock.
     let (mut candidates, first) = ctx.read_tree(|s| {
@@ -123,7 +123,7 @@ async fn observe(
         hub.close_stream(handle.id);
         return;
     }
-    let mut shutdown = ctx.shutdown.clone();
+    let mut shutdown = ctx.member().shutdown_signal();
     loop {
         let delivery = tokio::select! {
             d = handle.rx.recv() => d,
@@ -233,7 +233,7 @@ impl Elections for ElectionsService {
         )
         .await?;
         Ok(Response::new(v1::CampaignResponse {
-            header: self.ctx.header_at(self.ctx.reads.applied()),
+            header: self.ctx.header_at(self.ctx.member().applied()),
             leader_node,
             term,
         }))
@@ -281,7 +281,7 @@ impl Elections for ElectionsService {
         let caller = crate::auth::caller(&req);
         let r = req.into_inner();
         self.ctx.check_path(&r.path)?;
-        self.ctx.reads.linearizable().await?;
+        self.ctx.member().linearizable().await?;
         self.ctx.authorize(&r.path, &caller, acl::READ)?;
         Ok(Response::new(self.ctx.read_tree(|s| {
             leader_of(&self.ctx, s, &r.path, s.applied_index)
@@ -298,7 +298,7 @@ impl Elections for ElectionsService {
         let r = req.into_inner();
         self.ctx.check_path(&r.path)?;
         // Start from state at least as new as every write acknowledged before the call.
-        self.ctx.reads.linearizable().await?;
+        self.ctx.member().linearizable().await?;
         self.ctx.authorize(&r.path, &caller, acl::READ)?;
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(observe(self.ctx.clone(), r.path, tx));

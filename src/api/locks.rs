@@ -216,7 +216,7 @@ impl Drop for Candidacy {
         if !self.armed {
             return;
         }
-        self.ctx.lock_waiters.unpark(&self.lock_path, &self.node);
+        self.ctx.lock_waiters().unpark(&self.lock_path, &self.node);
         let ctx = self.ctx.clone();
         let node = std::mem::take(&mut self.node);
         tokio::spawn(async move { withdraw(&ctx, &node).await });
@@ -231,8 +231,7 @@ impl Drop for Candidacy {
 async fn withdraw(ctx: &Ctx, node: &str) {
     for attempt in 0..20u64 {
         let r = ctx
-            .proposer
-            .propose(t::Request::Multi {
+            .write(t::Request::Multi {
                 ops: vec![t::Op::Delete {
                     path: node.to_string(),
                     version: -1,
@@ -272,8 +271,7 @@ async fn enqueue(
     for _ in 0..5 {
         if ctx.read_tree(|s| s.get(lock_path).is_none()) {
             let (r, _) = ctx
-                .proposer
-                .propose(t::Request::Multi {
+                .write(t::Request::Multi {
                     ops: vec![t::Op::Create {
                         path: lock_path.to_string(),
                         data: Bytes::new(),
@@ -294,8 +292,7 @@ async fn enqueue(
             }
         }
         let (r, _) = ctx
-            .proposer
-            .propose(t::Request::Multi {
+            .write(t::Request::Multi {
                 ops: vec![t::Op::Create {
                     path: prefix.clone(),
                     data: rules::encode_data(kind, data),
@@ -362,18 +359,18 @@ pub(crate) async fn acquire(
             Err(BatonError::LockHeld(lock_path.to_string()))
         };
     };
-    let rx = ctx.lock_waiters.park(lock_path, &cand.node);
+    let rx = ctx.lock_waiters().park(lock_path, &cand.node);
     // A member that shuts down answers its parked waiters at once (UNAVAILABLE: the client
     // may queue again elsewhere); dropping the candidacy withdraws the queue place while the
     // member can still write.
-    let mut shutdown = ctx.shutdown.clone();
+    let mut shutdown = ctx.member().shutdown_signal();
     let waited = tokio::select! {
         r = tokio::time::timeout(wait, rx) => r,
         _ = shutdown.wait() => {
             // Withdrawn before answering, while the member can still write: the member's
             // drain waits for this request, so the place is gone before consensus stops
             // (bounded, as the drain is).
-            ctx.lock_waiters.unpark(lock_path, &cand.node);
+            ctx.lock_waiters().unpark(lock_path, &cand.node);
             let node = cand.disarm();
             let _ = tokio::time::timeout(SHUTDOWN_WITHDRAW, withdraw(ctx, &node)).await;
             return Err(BatonError::Unavailable(format!(
@@ -419,7 +416,7 @@ pub(crate) async fn release(
     // node not (yet) seen here needs the member to catch up first.
     let mut owner = ctx.read_tree(|s| s.get(node).map(|n| n.stat.ephemeral_owner));
     if owner.is_none() {
-        ctx.reads.linearizable().await?;
+        ctx.member().linearizable().await?;
         owner = ctx.read_tree(|s| s.get(node).map(|n| n.stat.ephemeral_owner));
     }
     match owner {
@@ -434,8 +431,7 @@ pub(crate) async fn release(
         Some(_) => {}
     }
     let (r, zxid) = ctx
-        .proposer
-        .propose(t::Request::Multi {
+        .write(t::Request::Multi {
             ops: vec![t::Op::Delete {
                 path: node.to_string(),
                 version: -1,
@@ -525,7 +521,7 @@ impl LocksService {
         )
         .await?;
         Ok(Response::new(v1::AcquireResponse {
-            header: self.ctx.header_at(self.ctx.reads.applied()),
+            header: self.ctx.header_at(self.ctx.member().applied()),
             lock_node,
             fencing_token,
         }))
@@ -571,7 +567,7 @@ impl Locks for LocksService {
         let caller = crate::auth::caller(&req);
         let r = req.into_inner();
         self.ctx.check_path(&r.path)?;
-        self.ctx.reads.linearizable().await?;
+        self.ctx.member().linearizable().await?;
         self.ctx.authorize(&r.path, &caller, acl::READ)?;
         let (list, zxid) = self
             .ctx
@@ -592,7 +588,7 @@ impl Locks for LocksService {
         let caller = crate::auth::caller(&req);
         let r = req.into_inner();
         self.ctx.check_path(&r.lock_node)?;
-        self.ctx.reads.linearizable().await?;
+        self.ctx.member().linearizable().await?;
         self.ctx.authorize(&r.lock_node, &caller, acl::READ)?;
         let (valid, zxid) = self.ctx.read_tree(|s| {
             (

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 
 use super::Ctx;
-use crate::consensus::state_machine::{self, SnapshotSummary};
+use crate::consensus::state_machine::SnapshotSummary;
 use crate::error::BatonError;
 use crate::proto::v1::{self, backup_chunk::Part, maintenance_server::Maintenance};
 
@@ -124,13 +124,12 @@ impl Maintenance for MaintenanceService {
             .clone()
             .try_acquire_owned()
             .map_err(|_| BatonError::BackupInProgress)?;
-        let read_index = self.ctx.reads.linearizable().await?;
-        let shared = self.ctx.shared.clone();
-        let backup =
-            tokio::task::spawn_blocking(move || state_machine::encode_backup_file(&shared))
-                .await
-                .map_err(|e| BatonError::Internal(format!("backup task failed: {e}")))?
-                .map_err(|e| BatonError::Internal(format!("encoding the backup: {e}")))?;
+        let read_index = self.ctx.member().linearizable().await?;
+        let member = self.ctx.member().clone();
+        let backup = tokio::task::spawn_blocking(move || member.encode_backup_file())
+            .await
+            .map_err(|e| BatonError::Internal(format!("backup task failed: {e}")))?
+            .map_err(|e| BatonError::Internal(format!("encoding the backup: {e}")))?;
         let summary = &backup.summary;
         let index = summary.last_log_id.map_or(0, |l| l.index);
         if index < read_index {
@@ -144,7 +143,7 @@ impl Maintenance for MaintenanceService {
             &self.ctx,
             summary,
             read_index,
-            self.ctx.reads.applied(),
+            self.ctx.member().applied(),
             backup.size,
         );
         tracing::info!(

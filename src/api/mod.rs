@@ -3,21 +3,15 @@
 //! domain errors to statuses in one place (`BatonError::to_status`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use tonic::Status;
-
+use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::consensus::housekeeping::Liveness;
-use crate::consensus::proposer::Proposer;
-use crate::consensus::reads::ReadBarrier;
-use crate::consensus::state_machine::SmShared;
-use crate::consensus::Raft;
 use crate::error::BatonError;
+use crate::member::{Consistency, Member};
 use crate::proto::v1;
 use crate::tree::acl::{self, Caller};
 use crate::tree::path::{self, PathLimits};
-use crate::tree::{RequestId, RequestResult, State, Zxid};
+use crate::tree::{Request, RequestId, RequestResult, State, Zxid};
 
 pub mod auth;
 pub mod cluster;
@@ -126,84 +120,91 @@ fn bound_client_id(client_id: u64, caller: &Caller) -> u64 {
     u64::from_le_bytes(first).max(1)
 }
 
-/// Longest a read waits for `min_zxid` to be applied.
-const MIN_ZXID_WAIT: Duration = Duration::from_secs(10);
-
-/// What every service needs: the member's core handles and limits.
+/// What every client service needs: the member, the parked lock and election waiters, and
+/// the authenticator. Services reach the core only through [`Member`]'s operations; the
+/// checks every handler makes on its input (paths, sizes, ACLs) live here.
 pub struct Ctx {
-    /// Validated configuration.
-    pub cfg: Arc<Config>,
-    /// The Raft handle.
-    pub raft: Raft,
-    /// State machine shared state (tree, watch hub, applied index).
-    pub shared: Arc<SmShared>,
-    /// Write path.
-    pub proposer: Proposer,
-    /// Linearizable reads.
-    pub reads: ReadBarrier,
-    /// Session deadlines (used while leading).
-    pub liveness: Arc<Liveness>,
-    /// Connections to the other members.
-    pub peers: Arc<crate::consensus::peers::Peers>,
-    /// Fires when the member shuts down; long-lived streams end then.
-    pub shutdown: crate::shutdown::Shutdown,
-    /// Parked lock and election waiters.
-    pub lock_waiters: Arc<locks::LockWaiters>,
-    /// The failover fast path (its counters are part of the status).
-    pub failover: Arc<crate::consensus::failover::Failover>,
-    /// Disk-space measurements and limits.
-    pub space: Arc<crate::consensus::space::SpaceAlarm>,
-    /// Who callers are, and the method gate (its counters are exported).
-    pub auth: Arc<crate::auth::Authenticator>,
+    member: Arc<Member>,
+    lock_waiters: Arc<locks::LockWaiters>,
+    auth: Arc<Authenticator>,
 }
 
 impl Ctx {
+    /// The services' context over `member`.
+    pub fn new(
+        member: Arc<Member>,
+        lock_waiters: Arc<locks::LockWaiters>,
+        auth: Arc<Authenticator>,
+    ) -> Ctx {
+        Ctx {
+            member,
+            lock_waiters,
+            auth,
+        }
+    }
+
+    /// The member the services run on.
+    pub fn member(&self) -> &Arc<Member> {
+        &self.member
+    }
+
+    /// The member's configuration.
+    pub fn config(&self) -> &Config {
+        self.member.config()
+    }
+
+    /// Parked lock and election waiters.
+    pub fn lock_waiters(&self) -> &Arc<locks::LockWaiters> {
+        &self.lock_waiters
+    }
+
+    /// Who callers are, and the method gate.
+    pub fn auth(&self) -> &Arc<Authenticator> {
+        &self.auth
+    }
+
     /// Path bounds from the configuration.
     pub fn path_limits(&self) -> PathLimits {
+        let cfg = self.config();
         PathLimits {
-            max_len: self.cfg.max_path_bytes,
-            max_depth: self.cfg.max_path_depth,
+            max_len: cfg.max_path_bytes,
+            max_depth: cfg.max_path_depth,
         }
     }
 
     /// The response header, with `zxid` given.
     pub fn header_at(&self, zxid: Zxid) -> Option<v1::ResponseHeader> {
-        let m = self.raft.metrics();
-        let m = m.borrow();
+        let p = self.member.position();
         Some(v1::ResponseHeader {
-            member_id: self.cfg.id,
-            leader_id: m.current_leader.unwrap_or(0),
-            term: m.current_term,
+            member_id: p.member_id,
+            leader_id: p.leader_id,
+            term: p.term,
             zxid,
         })
     }
 
     /// Runs `f` on the tree under the read lock.
     pub fn read_tree<R>(&self, f: impl FnOnce(&State) -> R) -> R {
-        let g = self.shared.tree.read().unwrap_or_else(|e| e.into_inner());
-        f(&g)
+        self.member.read_tree(f)
     }
 
-    /// Waits as the read's consistency requires: a leader-confirmed read index for
-    /// LINEARIZABLE, nothing for SERIALIZABLE; then until `min_zxid` is applied.
+    /// Waits as the read's consistency (a `v1::Consistency` number) requires, then until
+    /// `min_zxid` is applied (see [`Member::ready_to_read`]).
     ///
     /// # Errors
-    /// `UNAVAILABLE` without quorum; `DEADLINE_EXCEEDED` if `min_zxid` is not reached.
+    /// `BAD_ARGUMENTS` for an unknown consistency; `UNAVAILABLE` without quorum;
+    /// `DEADLINE_EXCEEDED` if `min_zxid` is not reached.
     pub async fn before_read(&self, consistency: i32, min_zxid: u64) -> Result<(), BatonError> {
-        match v1::Consistency::try_from(consistency) {
-            Ok(v1::Consistency::Linearizable) => {
-                self.reads.linearizable().await?;
-            }
-            Ok(v1::Consistency::Serializable) => {}
+        let consistency = match v1::Consistency::try_from(consistency) {
+            Ok(v1::Consistency::Linearizable) => Consistency::Linearizable,
+            Ok(v1::Consistency::Serializable) => Consistency::Serializable,
             Err(_) => {
                 return Err(BatonError::BadArguments(format!(
                     "unknown consistency {consistency}"
                 )))
             }
-        }
-        if min_zxid > 0 {
-            self.reads.wait_applied(min_zxid, MIN_ZXID_WAIT).await?;
-        }
+        };
+        self.member.ready_to_read(consistency, min_zxid).await?;
         Ok(())
     }
 
@@ -249,11 +250,12 @@ impl Ctx {
     /// # Errors
     /// `TOO_LARGE` naming the limit.
     pub fn check_data(&self, data: &[u8]) -> Result<(), BatonError> {
-        if data.len() > self.cfg.max_data_bytes {
+        let limit = self.config().max_data_bytes;
+        if data.len() > limit {
             return Err(BatonError::TooLarge {
                 what: "data",
                 size: data.len() as u64,
-                limit: self.cfg.max_data_bytes as u64,
+                limit: limit as u64,
             });
         }
         Ok(())
@@ -262,33 +264,21 @@ impl Ctx {
     /// Proposes a request and waits for its result.
     ///
     /// # Errors
-    /// As [`Proposer::propose`].
-    pub async fn write(&self, req: crate::tree::Request) -> Result<(RequestResult, Zxid), Status> {
-        self.write_once(req, None).await
+    /// As [`Member::write`].
+    pub async fn write(&self, req: Request) -> Result<(RequestResult, Zxid), BatonError> {
+        self.member.write(req, None).await
     }
 
     /// Proposes a client write with its request id (if it has one) and waits for its result:
     /// a copy of a write already applied gets that write's result and zxid.
     ///
     /// # Errors
-    /// As [`Proposer::propose`]; `STALE_REQUEST` for a copy whose result is forgotten.
+    /// As [`Member::write`].
     pub async fn write_once(
         &self,
-        req: crate::tree::Request,
+        req: Request,
         id: Option<RequestId>,
-    ) -> Result<(RequestResult, Zxid), Status> {
-        let req = match id {
-            Some(id) => crate::tree::Request::Tagged {
-                id,
-                request: Box::new(req),
-            },
-            None => req,
-        };
-        let started = std::time::Instant::now();
-        let r = self.proposer.propose(req).await.map_err(Status::from);
-        self.shared
-            .stages
-            .since(crate::stages::Stage::ApiWrite, started);
-        r
+    ) -> Result<(RequestResult, Zxid), BatonError> {
+        self.member.write(req, id).await
     }
 }

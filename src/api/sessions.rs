@@ -55,7 +55,7 @@ fn verify(ctx: &Ctx, id: u64, secret: &[u8]) -> Result<Duration, BatonError> {
 async fn verify_fresh(ctx: &Ctx, id: u64, secret: &[u8]) -> Result<Duration, BatonError> {
     match verify(ctx, id, secret) {
         Err(BatonError::SessionExpired(_)) => {
-            ctx.reads.linearizable().await?;
+            ctx.member().linearizable().await?;
             verify(ctx, id, secret)
         }
         other => other,
@@ -71,8 +71,8 @@ impl Sessions for SessionsService {
         req: Request<v1::OpenSessionRequest>,
     ) -> Result<Response<v1::OpenSessionResponse>, Status> {
         let r = req.into_inner();
-        let min = self.ctx.cfg.session_timeout_min.as_millis() as i64;
-        let max = self.ctx.cfg.session_timeout_max.as_millis() as i64;
+        let min = self.ctx.config().session_timeout_min.as_millis() as i64;
+        let max = self.ctx.config().session_timeout_max.as_millis() as i64;
         let requested = if r.timeout_ms <= 0 {
             10_000
         } else {
@@ -103,8 +103,8 @@ impl Sessions for SessionsService {
             other => return Err(Status::internal(format!("unexpected result {other:?}"))),
         }
         self.ctx
-            .liveness
-            .touch(session_id, Duration::from_millis(timeout_ms as u64));
+            .member()
+            .touch_session(session_id, Duration::from_millis(timeout_ms as u64));
         Ok(Response::new(v1::OpenSessionResponse {
             header: self.ctx.header_at(zxid),
             session_id,
@@ -122,7 +122,7 @@ impl Sessions for SessionsService {
         let mut inbound = req.into_inner();
         let ctx = self.ctx.clone();
         let (tx, rx) = mpsc::channel(16);
-        let mut shutdown = ctx.shutdown.clone();
+        let mut shutdown = ctx.member().shutdown_signal();
         tokio::spawn(async move {
             loop {
                 let msg = tokio::select! {
@@ -142,7 +142,7 @@ impl Sessions for SessionsService {
                 let reply = match msg {
                     Ok(k) => match verify_fresh(&ctx, k.session_id, &k.secret).await {
                         Ok(timeout) => {
-                            ctx.liveness.touch(k.session_id, timeout);
+                            ctx.member().touch_session(k.session_id, timeout);
                             Ok(v1::KeepAliveResponse {
                                 session_id: k.session_id,
                                 ttl_ms: timeout.as_millis() as i64,
@@ -188,7 +188,7 @@ impl Sessions for SessionsService {
         req: Request<v1::GetSessionRequest>,
     ) -> Result<Response<v1::GetSessionResponse>, Status> {
         let id = req.into_inner().session_id;
-        self.ctx.reads.linearizable().await?;
+        self.ctx.member().linearizable().await?;
         let (found, zxid) = self
             .ctx
             .read_tree(|s| (s.session(id).map(info), s.applied_index));
@@ -203,7 +203,7 @@ impl Sessions for SessionsService {
         &self,
         _req: Request<v1::ListSessionsRequest>,
     ) -> Result<Response<v1::ListSessionsResponse>, Status> {
-        self.ctx.reads.linearizable().await?;
+        self.ctx.member().linearizable().await?;
         let (sessions, zxid) = self
             .ctx
             .read_tree(|s| (s.sessions().map(info).collect(), s.applied_index));

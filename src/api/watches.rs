@@ -61,7 +61,7 @@ fn add(ctx: &Ctx, stream: u64, a: v1::AddWatch, caller: &Caller) -> v1::WatchRes
             )
         }
     };
-    let hub = ctx.shared.hub.clone();
+    let hub = ctx.member().watches().clone();
     ctx.read_tree(|s| {
         let node = s.get(&a.path);
         if node.is_none() && matches!(kind, WatchKind::Data | WatchKind::Children) {
@@ -110,9 +110,11 @@ const RESUME_WAIT: Duration = Duration::from_secs(10);
 /// again the events up to `start_zxid` as this member applies them.
 async fn resume_point_applied(ctx: &Ctx, a: &v1::AddWatch) -> Result<(), BatonError> {
     match a.start_zxid {
-        Some(start) if start > ctx.reads.applied() => {
-            ctx.reads.wait_applied(start, RESUME_WAIT).await.map(|_| ())
-        }
+        Some(start) if start > ctx.member().applied() => ctx
+            .member()
+            .wait_applied(start, RESUME_WAIT)
+            .await
+            .map(|_| ()),
         _ => Ok(()),
     }
 }
@@ -142,13 +144,13 @@ async fn serve(
     owner: String,
     caller: Caller,
 ) {
-    let hub = ctx.shared.hub.clone();
+    let hub = ctx.member().watches().clone();
     let mut handle = hub.open_stream_as(&owner, Some(caller.clone()));
     let id = handle.id;
-    let mut shutdown = ctx.shutdown.clone();
+    let mut shutdown = ctx.member().shutdown_signal();
     // Checked before deliveries: once this member has installed a snapshot, the events it
     // covers will never be delivered, so the stream must end before any later event.
-    let mut installs = ctx.shared.installs.subscribe();
+    let mut installs = ctx.member().installs();
     loop {
         tokio::select! {
             biased;
@@ -164,7 +166,7 @@ async fn serve(
                 let e = BatonError::Unavailable(format!(
                     "member {} caught up by installing a snapshot and skipped the events it \
                      covers; resume the watch from the last zxid seen on another member",
-                    ctx.cfg.id
+                    ctx.config().id
                 ));
                 let _ = out.send(Err(e.to_status())).await;
                 break;
@@ -182,8 +184,8 @@ async fn serve(
                     if handle.overflowed.load(Ordering::SeqCst) {
                         let e = BatonError::TooLarge {
                             what: "watch stream backlog",
-                            size: ctx.cfg.watch_buffer as u64 + 1,
-                            limit: ctx.cfg.watch_buffer as u64,
+                            size: ctx.config().watch_buffer as u64 + 1,
+                            limit: ctx.config().watch_buffer as u64,
                         };
                         let _ = out
                             .send(Err(Status::resource_exhausted(format!(

@@ -257,7 +257,7 @@ impl ZNodes for ZNodesService {
         let r = req.into_inner();
         self.ctx.check_path(&r.path)?;
         self.ctx.before_read(r.consistency, r.min_zxid).await?;
-        let max = self.ctx.cfg.max_children_page;
+        let max = self.ctx.config().max_children_page;
         let limit = if r.limit == 0 {
             max
         } else {
@@ -309,11 +309,11 @@ impl ZNodes for ZNodesService {
         let caller = crate::auth::caller(&req);
         let id = super::own_request_id(req.metadata(), &caller)?;
         let r = req.into_inner();
-        if r.ops.len() > self.ctx.cfg.max_multi_ops {
+        if r.ops.len() > self.ctx.config().max_multi_ops {
             return Err(BatonError::TooLarge {
                 what: "multi op count",
                 size: r.ops.len() as u64,
-                limit: self.ctx.cfg.max_multi_ops as u64,
+                limit: self.ctx.config().max_multi_ops as u64,
             }
             .to_status());
         }
@@ -341,7 +341,7 @@ impl ZNodes for ZNodesService {
             total += op.size();
             ops.push(op);
         }
-        let limit = self.ctx.cfg.max_data_bytes.max(1024 * 1024) * 2;
+        let limit = self.ctx.config().max_data_bytes.max(1024 * 1024) * 2;
         if total > limit {
             return Err(BatonError::TooLarge {
                 what: "multi payload",
@@ -384,7 +384,7 @@ impl ZNodes for ZNodesService {
                     });
                 }
                 v1::MultiResponse {
-                    header: self.ctx.header_at(self.ctx.reads.applied()),
+                    header: self.ctx.header_at(self.ctx.member().applied()),
                     succeeded: false,
                     results,
                     failed_op_index: f.index as u32,
@@ -454,7 +454,7 @@ impl ZNodes for ZNodesService {
         if !r.path.is_empty() {
             self.ctx.check_path(&r.path)?;
         }
-        let zxid = self.ctx.reads.linearizable().await?;
+        let zxid = self.ctx.member().linearizable().await?;
         Ok(Response::new(v1::SyncResponse {
             header: self.ctx.header_at(zxid),
         }))

@@ -13,9 +13,10 @@ use std::time::Duration;
 use openraft::ServerState;
 
 use super::metrics::{CheckLabels, Metrics};
-use crate::api::Ctx;
 use crate::consensus::space;
+use crate::member::Member;
 use crate::store::Store;
+use crate::tree::State;
 
 /// How long a read check may take.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
@@ -62,16 +63,16 @@ pub struct Outcome {
 /// Runs the checks of one member.
 #[derive(Clone)]
 pub struct Health {
-    ctx: Arc<Ctx>,
+    member: Arc<Member>,
     store: Store,
     metrics: Arc<Metrics>,
 }
 
 impl Health {
     /// Checks over a member's core and store, counted in `metrics`.
-    pub fn new(ctx: Arc<Ctx>, store: Store, metrics: Arc<Metrics>) -> Self {
+    pub fn new(member: Arc<Member>, store: Store, metrics: Arc<Metrics>) -> Self {
         Health {
-            ctx,
+            member,
             store,
             metrics,
         }
@@ -118,8 +119,8 @@ impl Health {
     }
 
     async fn evaluate(&self, name: &str) -> Option<String> {
-        let ctx = &self.ctx;
-        let m = ctx.raft.metrics().borrow().clone();
+        let member = &self.member;
+        let m = member.raft_metrics();
         match name {
             "raft_running" => match &m.running_state {
                 Ok(()) if m.state != ServerState::Shutdown => None,
@@ -131,14 +132,8 @@ impl Health {
                 .failed()
                 .map(|why| format!("the state machine cannot be written: {why}")),
             "serializable_read" => {
-                let shared = ctx.shared.clone();
-                let read = tokio::task::spawn_blocking(move || {
-                    shared
-                        .tree
-                        .read()
-                        .map(|t| t.node_count())
-                        .unwrap_or_else(|e| e.into_inner().node_count())
-                });
+                let member = member.clone();
+                let read = tokio::task::spawn_blocking(move || member.read_tree(State::node_count));
                 match tokio::time::timeout(READ_TIMEOUT, read).await {
                     Ok(Ok(_)) => None,
                     Ok(Err(e)) => Some(format!("local read failed: {e}")),
@@ -150,7 +145,7 @@ impl Health {
                 None => Some("no leader known".into()),
             },
             "linearizable_read" => {
-                match tokio::time::timeout(READ_TIMEOUT, ctx.reads.linearizable()).await {
+                match tokio::time::timeout(READ_TIMEOUT, member.linearizable()).await {
                     Ok(Ok(_)) => None,
                     Ok(Err(e)) => Some(format!("linearizable read failed: {e}")),
                     Err(_) => Some(format!(
@@ -184,7 +179,7 @@ impl Health {
         if let Some(f) = failed.first() {
             return (false, f.clone());
         }
-        let alarms = self.ctx.read_tree(space::raised);
+        let alarms = self.member.read_tree(space::raised);
         if let Some((member, why)) = alarms.first() {
             return (false, format!("NOSPACE alarm of member {member}: {why}"));
         }

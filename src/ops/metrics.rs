@@ -20,8 +20,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use prost::Message;
 
-use crate::api::Ctx;
+use crate::auth::Authenticator;
 use crate::consensus::space;
+use crate::member::Member;
 
 /// Labels of the per-method gRPC metrics (names as in go-grpc-prometheus).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -189,8 +190,8 @@ impl Metrics {
     }
 
     /// The member's registry: these handles, the stage histograms and the values read from
-    /// `ctx` at each scrape.
-    pub fn registry(self: &Arc<Self>, ctx: Arc<Ctx>) -> Registry {
+    /// `member` and `auth` at each scrape.
+    pub fn registry(self: &Arc<Self>, member: Arc<Member>, auth: Arc<Authenticator>) -> Registry {
         let mut r = Registry::default();
         r.register(
             "grpc_server_started",
@@ -233,17 +234,18 @@ impl Metrics {
             "Health checks run, by endpoint, check and result.",
             self.health_checks.clone(),
         );
-        for (name, help, h) in ctx.shared.stages.histograms() {
+        for (name, help, h) in member.stages().histograms() {
             b.register(name, help, h.clone());
         }
-        r.register_collector(Box::new(Scraped { ctx }));
+        r.register_collector(Box::new(Scraped { member, auth }));
         r
     }
 }
 
 /// Values read at each scrape.
 struct Scraped {
-    ctx: Arc<Ctx>,
+    member: Arc<Member>,
+    auth: Arc<Authenticator>,
 }
 
 impl std::fmt::Debug for Scraped {
@@ -300,10 +302,10 @@ fn gauge_family<L: EncodeLabelSet>(
 
 impl Collector for Scraped {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let ctx = &self.ctx;
+        let member = &self.member;
         let e = &mut enc;
-        let m = ctx.raft.metrics().borrow().clone();
-        let me = ctx.cfg.id;
+        let m = member.raft_metrics();
+        let me = member.config().id;
         let leader = m.current_leader;
         gauge(
             e,
@@ -393,7 +395,7 @@ impl Collector for Scraped {
                 age as f64 / 1000.0,
             )?;
         }
-        let c = &ctx.shared.stages.counters;
+        let c = &member.stages().counters;
         counter(
             e,
             "baton_server_leader_changes_seen",
@@ -404,13 +406,13 @@ impl Collector for Scraped {
             e,
             "baton_raft_term_changes",
             "Term changes this member has seen since it started.",
-            ctx.failover.stats.term_changes.load(Relaxed),
+            member.leadership_counters().term_changes,
         )?;
         counter(
             e,
             "baton_raft_fast_elections",
             "Elections this member won through the failover fast path.",
-            ctx.failover.stats.fast_elections.load(Relaxed),
+            member.leadership_counters().fast_elections,
         )?;
         counter(
             e,
@@ -444,7 +446,7 @@ impl Collector for Scraped {
             c.slow_requests.load(Relaxed),
         )?;
 
-        let (znodes, ephemerals, sessions, last_zxid, alarms) = ctx.read_tree(|s| {
+        let (znodes, ephemerals, sessions, last_zxid, alarms) = member.read_tree(|s| {
             (
                 s.node_count(),
                 s.ephemeral_count(),
@@ -469,7 +471,7 @@ impl Collector for Scraped {
             [(AlarmLabel { alarm: "NOSPACE" }, alarms as i64)],
         )?;
 
-        let hub = &ctx.shared.hub;
+        let hub = member.watches();
         let (kinds, streams) = hub.census();
         gauge_family(
             e,
@@ -503,7 +505,7 @@ impl Collector for Scraped {
             "Watches refused by a watch limit.",
             hub.counters.watches_refused.load(Relaxed),
         )?;
-        let a = &ctx.auth.counters;
+        let a = &self.auth.counters;
         counter(
             e,
             "baton_auth_failed_logins",
@@ -529,14 +531,11 @@ impl Collector for Scraped {
             a.admin_denied.load(Relaxed),
         )?;
 
-        let limits = ctx.space.limits();
-        let measured = ctx
-            .space
-            .last_measured()
-            .filter(|s| s.used > 0 || s.free > 0);
+        let (limits, measured) = member.space();
+        let measured = measured.filter(|s| s.used > 0 || s.free > 0);
         let used = match measured {
             Some(s) => s.used,
-            None => space::dir_usage(&ctx.cfg.data_dir),
+            None => space::dir_usage(&member.config().data_dir),
         };
         gauge(
             e,
@@ -568,7 +567,7 @@ impl Collector for Scraped {
             e,
             "baton_snapshot_size_bytes",
             "Size of the newest snapshot built or installed since start.",
-            ctx.shared.snapshot_bytes.load(Relaxed),
+            member.snapshot_bytes(),
         )?;
 
         let mut info = enc.encode_descriptor(
