@@ -27,11 +27,16 @@
 //! snapshot files from a point-in-time view of the tree; [`consensus::rejoin`] holds the vote
 //! of a member that starts without data until it has caught up; [`tls`] secures both ports;
 //! [`backup`] streams and restores snapshots; [`ops`] serves metrics and health; [`client`] and [`cli`] are the
-//! Rust client and the `baton` command; [`check`] is the linearizability checker the tests use.
+//! Rust client and the `baton` command.
+//!
+//! `check` is the linearizability checker the tests use, behind the cargo feature `check`
+//! (off by default, so `batond` and `baton` are built without it; `cargo test` turns it on
+//! through the dev-dependency on this package).
 
 pub mod api;
 pub mod auth;
 pub mod backup;
+#[cfg(any(test, feature = "check"))]
 pub mod check;
 pub mod cli;
 pub mod client;

@@ -2,6 +2,7 @@
 
 pub mod acl;
 pub mod clients;
+pub mod lock_queue;
 pub mod locks;
 pub mod path;
 pub mod state;

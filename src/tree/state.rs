@@ -13,6 +13,7 @@ use imbl::{OrdMap, OrdSet};
 
 use super::acl::{self, Acl, Caller};
 use super::clients::ClientTable;
+use super::lock_queue::{self, Contender};
 use super::path::{self, PathLimits};
 use super::types::*;
 use crate::error::BatonError;
@@ -190,6 +191,27 @@ impl State {
     /// The node at `path`.
     pub fn get(&self, path: &str) -> Option<&Node> {
         self.nodes.get(path).map(|n| &**n)
+    }
+
+    /// The contenders of the lock at `lock_path`, in queue order, with who holds it (see
+    /// [`lock_queue`]).
+    pub fn lock_contenders(&self, lock_path: &str) -> Vec<Contender> {
+        let Some(parent) = self.get(lock_path) else {
+            return Vec::new();
+        };
+        let children = parent.children.iter().filter_map(|name| {
+            let node = self.get(&path::join(lock_path, name))?;
+            Some((name.as_str(), &node.data, &node.stat))
+        });
+        lock_queue::contenders(lock_path, children)
+    }
+
+    /// Whether `lock_node` holds its lock now with fencing token `token` (`CheckFence`).
+    pub fn holds_lock(&self, lock_node: &str, token: u64) -> bool {
+        let Some(parent) = path::parent(lock_node) else {
+            return false;
+        };
+        lock_queue::holds(&self.lock_contenders(parent), lock_node, token)
     }
 
     /// Number of znodes, `/` included.
@@ -518,7 +540,7 @@ impl State {
                 if self.nodes.contains_key(lock_node) {
                     self.authorize(caller, lock_node, acl::READ)?;
                 }
-                if super::locks::holds(self, lock_node, *token) {
+                if self.holds_lock(lock_node, *token) {
                     Ok(OpOutcome::Check)
                 } else {
                     Err(BatonError::BadFence {
