@@ -28,6 +28,11 @@
 //! of a member that starts without data until it has caught up; [`tls`] secures both ports;
 //! [`backup`] streams and restores snapshots; [`ops`] serves metrics and health; [`client`] and [`cli`] are the
 //! Rust client and the `baton` command; [`check`] is the linearizability checker the tests use.
+//!
+//! # Underneath
+//! [`types`] holds the openraft type configuration and the aliases everything names;
+//! [`proto`] is the one conversion layer between the generated protobuf types and ours (client
+//! API, peer RPCs, stored records).
 
 pub mod api;
 pub mod auth;
@@ -47,4 +52,5 @@ pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod tree;
+pub mod types;
 pub mod watch;
