@@ -40,7 +40,7 @@ use super::output::Printer;
 use super::CliError;
 use crate::client::{
     ChildrenOptions, Client, ClientError, ClientOptions, CreateOptions, LockOptions, MultiOps,
-    ReadOptions, Session, WatchKind,
+    ReadOptions, Reason, Session, WatchKind,
 };
 
 /// The workloads.
@@ -223,8 +223,10 @@ fn micros(d: Duration) -> u64 {
 
 /// The error kind of a failed request: its reason, or its code's name.
 fn error_kind(e: &ClientError) -> String {
-    e.reason()
-        .unwrap_or_else(|| crate::client::code_name(e.code()).to_string())
+    e.reason().map_or_else(
+        || crate::client::code_name(e.code()).to_string(),
+        |r| r.to_string(),
+    )
 }
 
 /// Runs `fut` with a timeout; errors become their kind.
@@ -429,7 +431,7 @@ async fn ensure_path(client: &Client, path: &str) -> Result<(), CliError> {
             .await
         {
             Ok(_) => {}
-            Err(e) if e.is("NODE_EXISTS") => {}
+            Err(e) if e.is(Reason::NodeExists) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -505,7 +507,7 @@ async fn create_keys(pool: &[Client], args: &BenchArgs) -> Result<(), CliError> 
                         .await
                     {
                         Ok(_) => {}
-                        Err(e) if e.is("NODE_EXISTS") => {}
+                        Err(e) if e.is(Reason::NodeExists) => {}
                         Err(e) => return Err(e),
                     }
                 }
@@ -634,7 +636,7 @@ async fn create_each(
         .await
         {
             Ok(_) => {}
-            Err(kind) if kind == "NODE_EXISTS" => {}
+            Err(kind) if kind == Reason::NodeExists.as_str() => {}
             Err(kind) => return Err(kind),
         }
     }

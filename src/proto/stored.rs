@@ -15,7 +15,7 @@ use openraft::{CommittedLeaderId, EntryPayload, LeaderId};
 use prost::Message;
 
 use super::{decode, need, CodecError};
-use crate::error::BatonError;
+use crate::error::{BatonError, Reason};
 use crate::proto::raft as pb;
 use crate::tree::acl::{Acl, Caller, Id};
 use crate::tree::{
@@ -604,12 +604,15 @@ pub fn error_to_pb(e: &BatonError) -> pb::ErrorDetail {
 
 /// A domain error from the wire.
 pub fn error_from_pb(d: pb::ErrorDetail) -> BatonError {
-    match d.reason.as_str() {
-        "NO_NODE" => BatonError::NoNode(d.path),
-        "NODE_EXISTS" => BatonError::NodeExists(d.path),
-        "NOT_EMPTY" => BatonError::NotEmpty(d.path),
-        "NO_CHILDREN_FOR_EPHEMERALS" => BatonError::NoChildrenForEphemerals(d.path),
-        "NO_AUTH" => BatonError::NoAuth {
+    let Some(reason) = Reason::parse(&d.reason) else {
+        return BatonError::Internal(d.message);
+    };
+    match reason {
+        Reason::NoNode => BatonError::NoNode(d.path),
+        Reason::NodeExists => BatonError::NodeExists(d.path),
+        Reason::NotEmpty => BatonError::NotEmpty(d.path),
+        Reason::NoChildrenForEphemerals => BatonError::NoChildrenForEphemerals(d.path),
+        Reason::NoAuth => BatonError::NoAuth {
             path: d.path,
             need: match d.what.as_str() {
                 "READ" => "READ",
@@ -620,31 +623,31 @@ pub fn error_from_pb(d: pb::ErrorDetail) -> BatonError {
                 _ => "SYSTEM",
             },
         },
-        "INVALID_ACL" => BatonError::InvalidAcl(d.message),
-        "UNAUTHENTICATED" => BatonError::Unauthenticated(d.message),
-        "BAD_CREDENTIALS" => BatonError::BadCredentials(d.message),
-        "LOCK_HELD" => BatonError::LockHeld(d.path),
-        "BAD_FENCE" => BatonError::BadFence {
+        Reason::InvalidAcl => BatonError::InvalidAcl(d.message),
+        Reason::Unauthenticated => BatonError::Unauthenticated(d.message),
+        Reason::BadCredentials => BatonError::BadCredentials(d.message),
+        Reason::LockHeld => BatonError::LockHeld(d.path),
+        Reason::BadFence => BatonError::BadFence {
             lock_node: d.path,
             token: d.size,
         },
-        "NOT_OWNER" => BatonError::NotOwner {
+        Reason::NotOwner => BatonError::NotOwner {
             path: d.path,
             owner: d.size,
             session: d.session_id,
         },
-        "INVALID_PATH" => BatonError::InvalidPath {
+        Reason::InvalidPath => BatonError::InvalidPath {
             path: d.path,
             why: d.message,
         },
-        "BAD_VERSION" => BatonError::BadVersion {
+        Reason::BadVersion => BatonError::BadVersion {
             path: d.path,
             expected: d.expected,
             actual: d.actual,
         },
-        "SESSION_EXPIRED" => BatonError::SessionExpired(d.session_id),
-        "AUTH_FAILED" => BatonError::AuthFailed(d.session_id),
-        "TOO_LARGE" => BatonError::TooLarge {
+        Reason::SessionExpired => BatonError::SessionExpired(d.session_id),
+        Reason::AuthFailed => BatonError::AuthFailed(d.session_id),
+        Reason::TooLarge => BatonError::TooLarge {
             what: match d.what.as_str() {
                 "data" => "data",
                 "multi op count" => "multi op count",
@@ -654,7 +657,7 @@ pub fn error_from_pb(d: pb::ErrorDetail) -> BatonError {
             size: d.size,
             limit: d.limit,
         },
-        "TOO_MANY" => BatonError::TooMany {
+        Reason::TooMany => BatonError::TooMany {
             what: match d.what.as_str() {
                 "watches per stream" => "watches per stream",
                 "watches on this member" => "watches on this member",
@@ -662,19 +665,23 @@ pub fn error_from_pb(d: pb::ErrorDetail) -> BatonError {
             },
             limit: d.limit,
         },
-        "OVERLOADED" => BatonError::Overloaded(d.message),
-        "BAD_ARGUMENTS" => BatonError::BadArguments(d.message),
-        "RUNTIME_INCONSISTENCY" => BatonError::RuntimeInconsistency,
-        "STALE_REQUEST" => BatonError::StaleRequest {
+        Reason::Overloaded => BatonError::Overloaded(d.message),
+        Reason::BadArguments => BatonError::BadArguments(d.message),
+        Reason::RuntimeInconsistency => BatonError::RuntimeInconsistency,
+        Reason::StaleRequest => BatonError::StaleRequest {
             client_id: d.session_id,
             seq: d.size,
             oldest: d.limit,
         },
-        "UNAVAILABLE" => BatonError::Unavailable(d.message),
-        "NOSPACE" => BatonError::NoSpace(d.message),
-        "OUTCOME_UNKNOWN" => BatonError::OutcomeUnknown(d.message),
-        "DEADLINE_EXCEEDED" => BatonError::DeadlineExceeded(d.message),
-        _ => BatonError::Internal(d.message),
+        Reason::Unavailable => BatonError::Unavailable(d.message),
+        Reason::NoSpace => BatonError::NoSpace(d.message),
+        Reason::OutcomeUnknown => BatonError::OutcomeUnknown(d.message),
+        Reason::DeadlineExceeded => BatonError::DeadlineExceeded(d.message),
+        // Never forwarded; read back as what they say.
+        Reason::Internal
+        | Reason::BackupInProgress
+        | Reason::ClusterMismatch
+        | Reason::Compacted => BatonError::Internal(d.message),
     }
 }
 

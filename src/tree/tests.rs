@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::path::{self, PathLimits};
 use super::state::{Applied, Node, State, MAX_TTL_MS};
 use super::types::*;
-use crate::error::BatonError;
+use crate::error::{BatonError, Reason};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -280,7 +280,7 @@ fn ev(zxid: Zxid, kind: EventType, path: &str) -> Event {
     }
 }
 
-fn reason<T: std::fmt::Debug>(r: Result<T, BatonError>) -> &'static str {
+fn reason<T: std::fmt::Debug>(r: Result<T, BatonError>) -> Reason {
     r.expect_err("expected an error").reason()
 }
 
@@ -613,7 +613,7 @@ fn sequential_prefix_is_validated_as_the_final_name() {
     for bad in ["/a//", "//", "/a/./", "/a/../x-", "a/x-", "", "/a//x-"] {
         assert_eq!(
             reason(create(&mut st, 5, bad, CreateMode::PersistentSequential)),
-            "INVALID_PATH",
+            Reason::InvalidPath,
             "{bad:?}"
         );
     }
@@ -684,7 +684,7 @@ fn ttl_must_be_at_least_one_ms_and_below_two_to_the_forty() {
             let before = st.clone();
             assert_eq!(
                 reason(create_full(&mut st, 2, "/t", b"", mode, 0, bad)),
-                "BAD_ARGUMENTS",
+                Reason::BadArguments,
                 "{mode:?} ttl {bad}"
             );
             assert_eq!(st.get("/"), before.get("/"));
@@ -707,12 +707,12 @@ fn ttl_given_for_a_non_ttl_mode_is_bad_arguments() {
         let before = st.clone();
         assert_eq!(
             reason(create_full(&mut st, 2, "/n", b"", mode, session, 1000)),
-            "BAD_ARGUMENTS",
+            Reason::BadArguments,
             "{mode:?}"
         );
         assert_eq!(
             reason(create_full(&mut st, 3, "/n", b"", mode, session, -1)),
-            "BAD_ARGUMENTS",
+            Reason::BadArguments,
             "{mode:?}"
         );
         assert_unchanged(&st, &before);
@@ -1045,9 +1045,9 @@ fn only_minus_one_means_any_version() {
     let mut st = fresh();
     create(&mut st, 2, "/n", CreateMode::Persistent).unwrap();
     for v in [-2, i32::MIN] {
-        assert_eq!(reason(set(&mut st, 3, "/n", b"", v)), "BAD_VERSION");
-        assert_eq!(reason(check(&mut st, 3, "/n", v)), "BAD_VERSION");
-        assert_eq!(reason(delete(&mut st, 3, "/n", v)), "BAD_VERSION");
+        assert_eq!(reason(set(&mut st, 3, "/n", b"", v)), Reason::BadVersion);
+        assert_eq!(reason(check(&mut st, 3, "/n", v)), Reason::BadVersion);
+        assert_eq!(reason(delete(&mut st, 3, "/n", v)), Reason::BadVersion);
     }
 }
 
@@ -1091,13 +1091,13 @@ fn ephemeral_nodes_cannot_have_children() {
     for mode in ALL_MODES {
         assert_eq!(
             reason(create(&mut st, 3, "/e/c", mode)),
-            "NO_CHILDREN_FOR_EPHEMERALS",
+            Reason::NoChildrenForEphemerals,
             "{mode:?}"
         );
     }
     assert_eq!(
         reason(create(&mut st, 3, "/e/", CreateMode::PersistentSequential)),
-        "NO_CHILDREN_FOR_EPHEMERALS"
+        Reason::NoChildrenForEphemerals
     );
     assert_unchanged(&st, &before);
 }
@@ -1124,7 +1124,7 @@ fn ephemeral_create_with_an_unknown_session_is_session_expired() {
 fn the_root_cannot_be_deleted() {
     let mut st = fresh();
     for v in [-1, 0, 7] {
-        assert_eq!(reason(delete(&mut st, 2, "/", v)), "BAD_ARGUMENTS");
+        assert_eq!(reason(delete(&mut st, 2, "/", v)), Reason::BadArguments);
     }
     assert!(exists(&st, "/"));
     // Even when it is empty: nothing about the root changed.
@@ -1890,8 +1890,8 @@ fn open_session_registers_the_session() {
 fn open_session_with_a_taken_or_zero_id_is_bad_arguments() {
     let mut st = fresh();
     let before = st.clone();
-    assert_eq!(reason(open_session(&mut st, 2, S1)), "BAD_ARGUMENTS");
-    assert_eq!(reason(open_session(&mut st, 3, 0)), "BAD_ARGUMENTS");
+    assert_eq!(reason(open_session(&mut st, 2, S1)), Reason::BadArguments);
+    assert_eq!(reason(open_session(&mut st, 3, 0)), Reason::BadArguments);
     assert_unchanged(&st, &before);
 }
 
@@ -2547,7 +2547,7 @@ fn sequential_prefix_depth_is_the_depth_of_the_final_node() {
 #[test]
 fn path_errors_are_invalid_path() {
     let e = path::validate("/a/", false, &PathLimits::default()).unwrap_err();
-    assert_eq!(e.reason(), "INVALID_PATH");
+    assert_eq!(e.reason(), Reason::InvalidPath);
 }
 
 // ---------------------------------------------------------------------------------------------
