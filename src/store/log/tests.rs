@@ -1,3 +1,6 @@
+//! Tests of the Raft log store: appends, truncation, purges, the vote, and upgrades from the
+//! sled-kept log of format 1.
+
 use std::path::Path;
 
 use openraft::storage::RaftLogStorageExt;
