@@ -4,9 +4,203 @@
 //! carried to clients as a `google.rpc.ErrorInfo` with domain `baton`.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
+
+/// The machine-readable reason of an error: ZooKeeper's error name where one exists, carried
+/// as the `ErrorInfo` reason of a status (and in `OpError`, `WatchError` and peer messages).
+/// Server and client share it; the strings on the wire are [`Reason::as_str`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// `NO_NODE`: the node does not exist.
+    NoNode,
+    /// `NODE_EXISTS`: the node already exists.
+    NodeExists,
+    /// `BAD_VERSION`: the expected version did not match.
+    BadVersion,
+    /// `NOT_EMPTY`: the node has children.
+    NotEmpty,
+    /// `NO_CHILDREN_FOR_EPHEMERALS`: ephemeral nodes cannot have children.
+    NoChildrenForEphemerals,
+    /// `INVALID_PATH`: the path is not valid.
+    InvalidPath,
+    /// `SESSION_EXPIRED`: the session does not exist (never opened, closed, or expired).
+    SessionExpired,
+    /// `AUTH_FAILED`: the session secret is wrong.
+    AuthFailed,
+    /// `TOO_LARGE`: a size limit was exceeded.
+    TooLarge,
+    /// `TOO_MANY`: a count limit was reached.
+    TooMany,
+    /// `OVERLOADED`: the member shed the request; retry after a pause.
+    Overloaded,
+    /// `BAD_ARGUMENTS`: the request is malformed.
+    BadArguments,
+    /// `NO_AUTH`: the caller lacks a permission on a node.
+    NoAuth,
+    /// `INVALID_ACL`: an ACL is malformed.
+    InvalidAcl,
+    /// `UNAUTHENTICATED`: the member requires authentication and the request carried none.
+    Unauthenticated,
+    /// `BAD_CREDENTIALS`: credentials were malformed, wrong or refused.
+    BadCredentials,
+    /// `RUNTIME_INCONSISTENCY`: an op of a Multi was not applied because another op failed.
+    RuntimeInconsistency,
+    /// `BAD_FENCE`: a fencing check failed.
+    BadFence,
+    /// `LOCK_HELD`: tryAcquire found the lock held.
+    LockHeld,
+    /// `NOT_OWNER`: a lock node is owned by another session.
+    NotOwner,
+    /// `UNAVAILABLE`: no leader, no quorum, or the member is shutting down: the request was not applied.
+    Unavailable,
+    /// `NOSPACE`: the cluster's NOSPACE alarm is raised.
+    NoSpace,
+    /// `OUTCOME_UNKNOWN`: the request was proposed but its outcome is unknown.
+    OutcomeUnknown,
+    /// `DEADLINE_EXCEEDED`: a wait did not finish in time.
+    DeadlineExceeded,
+    /// `INTERNAL`: a server-side failure.
+    Internal,
+    /// `BACKUP_IN_PROGRESS`: a backup of this member is already being taken.
+    BackupInProgress,
+    /// `STALE_REQUEST`: a write carried a request id the cluster no longer remembers.
+    StaleRequest,
+    /// `CLUSTER_MISMATCH`: a peer request came from a member of another cluster.
+    ClusterMismatch,
+    /// `COMPACTED`: a watch asked to resume from a zxid older than the member's event history (a refused watch; never a request's error).
+    Compacted,
+}
+
+impl Reason {
+    /// Every reason.
+    pub const ALL: [Reason; 29] = [
+        Reason::NoNode,
+        Reason::NodeExists,
+        Reason::BadVersion,
+        Reason::NotEmpty,
+        Reason::NoChildrenForEphemerals,
+        Reason::InvalidPath,
+        Reason::SessionExpired,
+        Reason::AuthFailed,
+        Reason::TooLarge,
+        Reason::TooMany,
+        Reason::Overloaded,
+        Reason::BadArguments,
+        Reason::NoAuth,
+        Reason::InvalidAcl,
+        Reason::Unauthenticated,
+        Reason::BadCredentials,
+        Reason::RuntimeInconsistency,
+        Reason::BadFence,
+        Reason::LockHeld,
+        Reason::NotOwner,
+        Reason::Unavailable,
+        Reason::NoSpace,
+        Reason::OutcomeUnknown,
+        Reason::DeadlineExceeded,
+        Reason::Internal,
+        Reason::BackupInProgress,
+        Reason::StaleRequest,
+        Reason::ClusterMismatch,
+        Reason::Compacted,
+    ];
+
+    /// Its name on the wire, e.g. `NO_NODE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NoNode => "NO_NODE",
+            Reason::NodeExists => "NODE_EXISTS",
+            Reason::BadVersion => "BAD_VERSION",
+            Reason::NotEmpty => "NOT_EMPTY",
+            Reason::NoChildrenForEphemerals => "NO_CHILDREN_FOR_EPHEMERALS",
+            Reason::InvalidPath => "INVALID_PATH",
+            Reason::SessionExpired => "SESSION_EXPIRED",
+            Reason::AuthFailed => "AUTH_FAILED",
+            Reason::TooLarge => "TOO_LARGE",
+            Reason::TooMany => "TOO_MANY",
+            Reason::Overloaded => "OVERLOADED",
+            Reason::BadArguments => "BAD_ARGUMENTS",
+            Reason::NoAuth => "NO_AUTH",
+            Reason::InvalidAcl => "INVALID_ACL",
+            Reason::Unauthenticated => "UNAUTHENTICATED",
+            Reason::BadCredentials => "BAD_CREDENTIALS",
+            Reason::RuntimeInconsistency => "RUNTIME_INCONSISTENCY",
+            Reason::BadFence => "BAD_FENCE",
+            Reason::LockHeld => "LOCK_HELD",
+            Reason::NotOwner => "NOT_OWNER",
+            Reason::Unavailable => "UNAVAILABLE",
+            Reason::NoSpace => "NOSPACE",
+            Reason::OutcomeUnknown => "OUTCOME_UNKNOWN",
+            Reason::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            Reason::Internal => "INTERNAL",
+            Reason::BackupInProgress => "BACKUP_IN_PROGRESS",
+            Reason::StaleRequest => "STALE_REQUEST",
+            Reason::ClusterMismatch => "CLUSTER_MISMATCH",
+            Reason::Compacted => "COMPACTED",
+        }
+    }
+
+    /// The reason a wire name stands for; `None` for a name this build does not know.
+    pub fn parse(name: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
+    /// The gRPC status code errors of this reason carry.
+    pub fn code(self) -> Code {
+        match self {
+            Reason::NoNode => Code::NotFound,
+            Reason::NodeExists => Code::AlreadyExists,
+            Reason::BadVersion
+            | Reason::NotEmpty
+            | Reason::NoChildrenForEphemerals
+            | Reason::SessionExpired
+            | Reason::RuntimeInconsistency
+            | Reason::BadFence
+            | Reason::LockHeld
+            | Reason::StaleRequest
+            | Reason::ClusterMismatch => Code::FailedPrecondition,
+            Reason::InvalidPath | Reason::BadArguments | Reason::InvalidAcl => {
+                Code::InvalidArgument
+            }
+            Reason::AuthFailed | Reason::Unauthenticated | Reason::BadCredentials => {
+                Code::Unauthenticated
+            }
+            Reason::TooLarge
+            | Reason::TooMany
+            | Reason::Overloaded
+            | Reason::NoSpace
+            | Reason::BackupInProgress => Code::ResourceExhausted,
+            Reason::NoAuth | Reason::NotOwner => Code::PermissionDenied,
+            Reason::Unavailable => Code::Unavailable,
+            Reason::OutcomeUnknown | Reason::DeadlineExceeded => Code::DeadlineExceeded,
+            Reason::Internal => Code::Internal,
+            Reason::Compacted => Code::OutOfRange,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A reason name this build does not know.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown reason {0:?}")]
+pub struct UnknownReason(pub String);
+
+impl FromStr for Reason {
+    type Err = UnknownReason;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Reason::parse(s).ok_or_else(|| UnknownReason(s.to_string()))
+    }
+}
 
 /// Errors a request can end with.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -163,70 +357,42 @@ pub enum BatonError {
 
 impl BatonError {
     /// The machine-readable reason (ZooKeeper's error name where one exists).
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            BatonError::NoNode(_) => "NO_NODE",
-            BatonError::NodeExists(_) => "NODE_EXISTS",
-            BatonError::BadVersion { .. } => "BAD_VERSION",
-            BatonError::NotEmpty(_) => "NOT_EMPTY",
-            BatonError::NoChildrenForEphemerals(_) => "NO_CHILDREN_FOR_EPHEMERALS",
-            BatonError::InvalidPath { .. } => "INVALID_PATH",
-            BatonError::SessionExpired(_) => "SESSION_EXPIRED",
-            BatonError::AuthFailed(_) => "AUTH_FAILED",
-            BatonError::TooLarge { .. } => "TOO_LARGE",
-            BatonError::TooMany { .. } => "TOO_MANY",
-            BatonError::Overloaded(_) => "OVERLOADED",
-            BatonError::BadArguments(_) => "BAD_ARGUMENTS",
-            BatonError::NoAuth { .. } => "NO_AUTH",
-            BatonError::InvalidAcl(_) => "INVALID_ACL",
-            BatonError::Unauthenticated(_) => "UNAUTHENTICATED",
-            BatonError::BadCredentials(_) => "BAD_CREDENTIALS",
-            BatonError::RuntimeInconsistency => "RUNTIME_INCONSISTENCY",
-            BatonError::BadFence { .. } => "BAD_FENCE",
-            BatonError::LockHeld(_) => "LOCK_HELD",
-            BatonError::NotOwner { .. } => "NOT_OWNER",
-            BatonError::Unavailable(_) => "UNAVAILABLE",
-            BatonError::NoSpace(_) => "NOSPACE",
-            BatonError::OutcomeUnknown(_) => "OUTCOME_UNKNOWN",
-            BatonError::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
-            BatonError::Internal(_) => "INTERNAL",
-            BatonError::BackupInProgress => "BACKUP_IN_PROGRESS",
-            BatonError::StaleRequest { .. } => "STALE_REQUEST",
-            BatonError::ClusterMismatch { .. } => "CLUSTER_MISMATCH",
+            BatonError::NoNode(_) => Reason::NoNode,
+            BatonError::NodeExists(_) => Reason::NodeExists,
+            BatonError::BadVersion { .. } => Reason::BadVersion,
+            BatonError::NotEmpty(_) => Reason::NotEmpty,
+            BatonError::NoChildrenForEphemerals(_) => Reason::NoChildrenForEphemerals,
+            BatonError::InvalidPath { .. } => Reason::InvalidPath,
+            BatonError::SessionExpired(_) => Reason::SessionExpired,
+            BatonError::AuthFailed(_) => Reason::AuthFailed,
+            BatonError::TooLarge { .. } => Reason::TooLarge,
+            BatonError::TooMany { .. } => Reason::TooMany,
+            BatonError::Overloaded(_) => Reason::Overloaded,
+            BatonError::BadArguments(_) => Reason::BadArguments,
+            BatonError::NoAuth { .. } => Reason::NoAuth,
+            BatonError::InvalidAcl(_) => Reason::InvalidAcl,
+            BatonError::Unauthenticated(_) => Reason::Unauthenticated,
+            BatonError::BadCredentials(_) => Reason::BadCredentials,
+            BatonError::RuntimeInconsistency => Reason::RuntimeInconsistency,
+            BatonError::BadFence { .. } => Reason::BadFence,
+            BatonError::LockHeld(_) => Reason::LockHeld,
+            BatonError::NotOwner { .. } => Reason::NotOwner,
+            BatonError::Unavailable(_) => Reason::Unavailable,
+            BatonError::NoSpace(_) => Reason::NoSpace,
+            BatonError::OutcomeUnknown(_) => Reason::OutcomeUnknown,
+            BatonError::DeadlineExceeded(_) => Reason::DeadlineExceeded,
+            BatonError::Internal(_) => Reason::Internal,
+            BatonError::BackupInProgress => Reason::BackupInProgress,
+            BatonError::StaleRequest { .. } => Reason::StaleRequest,
+            BatonError::ClusterMismatch { .. } => Reason::ClusterMismatch,
         }
     }
 
-    /// The gRPC status code.
+    /// The gRPC status code (its reason's).
     pub fn code(&self) -> Code {
-        match self {
-            BatonError::NoNode(_) => Code::NotFound,
-            BatonError::NodeExists(_) => Code::AlreadyExists,
-            BatonError::BadVersion { .. }
-            | BatonError::NotEmpty(_)
-            | BatonError::NoChildrenForEphemerals(_)
-            | BatonError::SessionExpired(_)
-            | BatonError::RuntimeInconsistency
-            | BatonError::BadFence { .. }
-            | BatonError::LockHeld(_)
-            | BatonError::StaleRequest { .. }
-            | BatonError::ClusterMismatch { .. } => Code::FailedPrecondition,
-            BatonError::NotOwner { .. } => Code::PermissionDenied,
-            BatonError::InvalidPath { .. } | BatonError::BadArguments(_) => Code::InvalidArgument,
-            BatonError::AuthFailed(_) => Code::Unauthenticated,
-            BatonError::TooLarge { .. }
-            | BatonError::TooMany { .. }
-            | BatonError::Overloaded(_)
-            | BatonError::NoSpace(_)
-            | BatonError::BackupInProgress => Code::ResourceExhausted,
-            BatonError::NoAuth { .. } => Code::PermissionDenied,
-            BatonError::InvalidAcl(_) => Code::InvalidArgument,
-            BatonError::Unauthenticated(_) | BatonError::BadCredentials(_) => Code::Unauthenticated,
-            BatonError::Unavailable(_) => Code::Unavailable,
-            BatonError::OutcomeUnknown(_) | BatonError::DeadlineExceeded(_) => {
-                Code::DeadlineExceeded
-            }
-            BatonError::Internal(_) => Code::Internal,
-        }
+        self.reason().code()
     }
 
     /// Whether retrying the same request may succeed (the request was not applied, or is
@@ -313,7 +479,7 @@ impl BatonError {
     pub fn to_status_with(&self, extra: HashMap<String, String>) -> Status {
         let mut meta = self.metadata();
         meta.extend(extra);
-        let details = ErrorDetails::with_error_info(self.reason(), "baton", meta);
+        let details = ErrorDetails::with_error_info(self.reason().as_str(), "baton", meta);
         Status::with_error_details(self.code(), self.to_string(), details)
     }
 }
@@ -324,7 +490,31 @@ impl From<BatonError> for Status {
     }
 }
 
-/// The ErrorInfo reason carried by a status, if any.
-pub fn status_reason(status: &Status) -> Option<String> {
+/// The `ErrorInfo` reason carried by a status, as sent.
+pub fn status_reason_name(status: &Status) -> Option<String> {
     status.get_details_error_info().map(|i| i.reason)
+}
+
+/// The reason carried by a status; `None` if it carries none or one this build does not know.
+pub fn status_reason(status: &Status) -> Option<Reason> {
+    status_reason_name(status).and_then(|r| Reason::parse(&r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_round_trip_their_names() {
+        for r in Reason::ALL {
+            assert_eq!(Reason::parse(r.as_str()), Some(r));
+            assert_eq!(r.as_str().parse::<Reason>(), Ok(r));
+            assert_eq!(r.to_string(), r.as_str());
+        }
+        assert_eq!(Reason::parse("NO_SUCH_REASON"), None);
+        assert!("no_node".parse::<Reason>().is_err());
+        let status = BatonError::NoNode("/a".into()).to_status();
+        assert_eq!(status_reason(&status), Some(Reason::NoNode));
+        assert_eq!(status.code(), Code::NotFound);
+    }
 }

@@ -32,6 +32,11 @@
 //! `check` is the linearizability checker the tests use, behind the cargo feature `check`
 //! (off by default, so `batond` and `baton` are built without it; `cargo test` turns it on
 //! through the dev-dependency on this package).
+//!
+//! # Underneath
+//! [`types`] holds the openraft type configuration and the aliases everything names;
+//! [`proto`] is the one conversion layer between the generated protobuf types and ours (client
+//! API, peer RPCs, stored records).
 
 pub mod api;
 pub mod auth;
@@ -53,4 +58,5 @@ pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod tree;
+pub mod types;
 pub mod watch;

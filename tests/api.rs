@@ -64,7 +64,8 @@ impl Drop for Member {
 }
 
 fn reason(e: &ClientError) -> String {
-    e.reason().unwrap_or_else(|| format!("<no reason: {e}>"))
+    e.reason()
+        .map_or_else(|| format!("<no reason: {e}>"), |r| r.to_string())
 }
 
 async fn expect_err<T: std::fmt::Debug>(

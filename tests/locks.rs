@@ -75,7 +75,8 @@ async fn start() -> Member {
 }
 
 fn reason(e: &ClientError) -> String {
-    e.reason().unwrap_or_else(|| format!("<no reason: {e}>"))
+    e.reason()
+        .map_or_else(|| format!("<no reason: {e}>"), |r| r.to_string())
 }
 
 /// Polls `f` every 20 ms until it returns `Some`, or panics with `what` after `timeout`.

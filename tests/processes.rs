@@ -302,7 +302,7 @@ impl Procs {
             || async {
                 match setup.create(dir, "", CreateOptions::persistent()).await {
                     Ok(_) => Ok(()),
-                    Err(e) if e.is("NODE_EXISTS") => Ok(()),
+                    Err(e) if e.is(baton::client::Reason::NodeExists) => Ok(()),
                     Err(e) => Err(e.to_string()),
                 }
             },
@@ -485,7 +485,7 @@ async fn leader_killed_with_sigkill_survivors_continue_and_restarted_member_conv
     eventually("create /proc", Duration::from_secs(20), || async {
         match all.create("/proc", "", CreateOptions::persistent()).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is("NODE_EXISTS") => Ok(()),
+            Err(e) if e.is(baton::client::Reason::NodeExists) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
     })
@@ -513,7 +513,7 @@ async fn leader_killed_with_sigkill_survivors_continue_and_restarted_member_conv
                 .await
             {
                 Ok(_) => Ok(()),
-                Err(e) if e.is("NODE_EXISTS") => Ok(()),
+                Err(e) if e.is(baton::client::Reason::NodeExists) => Ok(()),
                 Err(e) => Err(e.to_string()),
             }
         },
@@ -766,7 +766,8 @@ async fn a_short_disk_refuses_writes_with_nospace_and_resumes_once_space_is_free
             }
             Err(e) => {
                 assert!(
-                    e.is("NOSPACE") && e.code() == tonic::Code::ResourceExhausted,
+                    e.is(baton::client::Reason::NoSpace)
+                        && e.code() == tonic::Code::ResourceExhausted,
                     "write {i} failed with {e}, not NOSPACE"
                 );
                 let since = *refused_since.get_or_insert_with(Instant::now);
@@ -802,7 +803,7 @@ async fn a_short_disk_refuses_writes_with_nospace_and_resumes_once_space_is_free
         .create("/more", b"x", CreateOptions::persistent())
         .await
         .expect_err("still short");
-    assert!(e.is("NOSPACE"), "{e}");
+    assert!(e.is(baton::client::Reason::NoSpace), "{e}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     c.get_session(session.id())
         .await
@@ -958,7 +959,7 @@ async fn the_log_filter_changes_while_the_member_runs() {
         .set_log_level("info,=[")
         .await
         .expect_err("invalid filter");
-    assert!(err.is("BAD_ARGUMENTS"), "{err}");
+    assert!(err.is(baton::client::Reason::BadArguments), "{err}");
     assert_eq!(
         one.set_log_level("info").await.expect("back"),
         "debug,h2=warn"
@@ -1054,7 +1055,13 @@ async fn credentials_never_reach_logs_secret_leak() {
             )
             .await
             .map(|_| ())
-            .or_else(|e| if e.is("NODE_EXISTS") { Ok(()) } else { Err(e) })
+            .or_else(|e| {
+                if e.is(baton::client::Reason::NodeExists) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
             .map_err(|e| e.to_string())
     })
     .await;
@@ -1064,7 +1071,7 @@ async fn credentials_never_reach_logs_secret_leak() {
         .expect("alice reads");
     assert!(root.who_am_i().await.expect("whoami").superuser);
     let e = guess.get_data("/").await.expect_err("wrong super password");
-    assert!(e.is("BAD_CREDENTIALS"), "{e}");
+    assert!(e.is(baton::client::Reason::BadCredentials), "{e}");
     let debug = format!("{alice:?} {root:?} {guess:?}");
     assert!(
         !debug.contains("canary-7f3a"),
@@ -1123,7 +1130,7 @@ async fn kill9_during_a_snapshot_install_and_a_catch_up_loses_nothing() {
     eventually("create /si", Duration::from_secs(20), || async {
         match c.create("/si", "", CreateOptions::persistent()).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is("NODE_EXISTS") => Ok(()),
+            Err(e) if e.is(baton::client::Reason::NodeExists) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
     })

@@ -746,7 +746,7 @@ async fn x509_identity_and_digest_over_tls_authorize_by_acl() {
         .get_data("/x509")
         .await
         .expect_err("another certificate");
-    assert!(e.is("NO_AUTH"), "{e}");
+    assert!(e.is(baton::client::Reason::NoAuth), "{e}");
     assert_eq!(admin.get_data("/x509").await.unwrap().0, b"mine");
     // Digest credentials over TLS, added to the certificate's id.
     let bob = app2.with_digest("bob", "pw").unwrap();

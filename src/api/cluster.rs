@@ -11,9 +11,9 @@ use std::time::Duration;
 use super::Ctx;
 use crate::consensus::forward::{Call, Forwarder, Leader, LEADER_WAIT};
 use crate::consensus::space;
-use crate::consensus::wire;
 use crate::error::BatonError;
 use crate::proto::raft as pb;
+use crate::proto::stored;
 use crate::proto::v1::{self, cluster_server::Cluster};
 use crate::telemetry;
 
@@ -55,7 +55,7 @@ impl ClusterService {
                     .call(&to, &ADMIN, req, |mut c, r| async move { c.admin(r).await })
                     .await?;
                 match resp.error {
-                    Some(e) => Err(wire::error_from_pb(e).to_status()),
+                    Some(e) => Err(stored::error_from_pb(e).to_status()),
                     None => Ok(resp.index),
                 }
             }

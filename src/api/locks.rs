@@ -20,6 +20,7 @@ use tracing::warn;
 use super::Ctx;
 use crate::consensus::state_machine::SmShared;
 use crate::error::BatonError;
+use crate::proto::client::contender_to_wire;
 use crate::proto::v1::{self, locks_server::Locks};
 use crate::tree::acl::{self, Caller};
 use crate::tree::locks::{self as rules, Contender, LockKind};
@@ -472,23 +473,6 @@ fn kind_of(r: &v1::AcquireRequest) -> Result<LockKind, BatonError> {
             "unknown lock mode {}",
             r.mode
         ))),
-    }
-}
-
-/// A contender on the wire.
-pub(crate) fn contender_to_wire(c: &Contender) -> v1::Contender {
-    let (mode, permits) = match c.kind {
-        LockKind::Exclusive => (v1::LockMode::Exclusive, 0),
-        LockKind::Shared => (v1::LockMode::Shared, 0),
-        LockKind::Semaphore(n) => (v1::LockMode::Shared, n),
-    };
-    v1::Contender {
-        lock_node: c.node.clone(),
-        session_id: c.session,
-        fencing_token: c.token,
-        mode: mode as i32,
-        permits,
-        data: c.data.to_vec(),
     }
 }
 

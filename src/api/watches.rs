@@ -39,11 +39,9 @@ type Out = mpsc::Sender<Result<v1::WatchResponse, Status>>;
 fn watch_error(request_id: u64, e: &BatonError) -> v1::WatchResponse {
     v1::WatchResponse {
         watch_id: 0,
-        response: Some(v1::watch_response::Response::Error(v1::WatchError {
-            reason: e.reason().to_string(),
-            message: e.to_string(),
-            request_id,
-        })),
+        response: Some(v1::watch_response::Response::Error(
+            crate::proto::client::watch_error(request_id, e),
+        )),
     }
 }
 

@@ -7,8 +7,8 @@ use tonic::{Request, Response, Status};
 
 use super::Ctx;
 use crate::error::BatonError;
+use crate::proto::client::{acl_from_wire, acl_to_wire, create_mode, op_error, outcome_to_wire};
 use crate::proto::v1::{self, z_nodes_server::ZNodes};
-use crate::proto::{acl_from_wire, acl_to_wire, create_mode, op_error};
 use crate::tree::acl::{self, Caller};
 use crate::tree::path;
 use crate::tree::{self as t, OpOutcome, RequestResult};
@@ -128,29 +128,6 @@ fn check_version(v: i32) -> Result<(), BatonError> {
         )));
     }
     Ok(())
-}
-
-fn outcome_to_wire(o: &OpOutcome, header: Option<v1::ResponseHeader>) -> v1::OpResult {
-    use v1::op_result::Result as R;
-    let r = match o {
-        OpOutcome::Create { path, stat } => R::Create(v1::CreateResponse {
-            header,
-            path: path.clone(),
-            stat: Some(stat.into()),
-        }),
-        OpOutcome::Delete => R::Delete(v1::DeleteResponse { header }),
-        OpOutcome::SetData { stat } => R::SetData(v1::SetDataResponse {
-            header,
-            stat: Some(stat.into()),
-        }),
-        OpOutcome::Check => R::Check(v1::CheckResult {}),
-        // Not a Multi op; reported as a set for completeness.
-        OpOutcome::SetAcl { stat } => R::SetData(v1::SetDataResponse {
-            header,
-            stat: Some(stat.into()),
-        }),
-    };
-    v1::OpResult { result: Some(r) }
 }
 
 #[tonic::async_trait]

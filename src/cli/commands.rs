@@ -8,8 +8,8 @@ use serde_json::json;
 use super::output::{self, Printer};
 use super::{AclCommand, CliError, CreateArgs, LsArgs, RmArgs, SessionCommand, SetArgs, WatchArgs};
 use crate::client::{
-    Acl, AclId, ChildrenOptions, Client, ClientError, ClientOptions, CreateOptions, Session,
-    SessionState, Stat, WatchKind,
+    Acl, AclId, ChildrenOptions, Client, ClientError, ClientOptions, CreateOptions, Reason,
+    Session, SessionState, Stat, WatchKind,
 };
 use crate::tree::acl;
 
@@ -203,7 +203,7 @@ pub async fn ls(client: &Client, args: LsArgs, out: &mut Printer) -> Result<(), 
         let children = match client.get_all_children_with(&path, options.clone()).await {
             Ok(c) => c,
             // Deleted while we walked: skip it, unless it is the root.
-            Err(e) if !is_root && e.is("NO_NODE") => continue,
+            Err(e) if !is_root && e.is(Reason::NoNode) => continue,
             Err(e) => return Err(e.into()),
         };
         is_root = false;
@@ -246,7 +246,7 @@ pub async fn rm(client: &Client, args: RmArgs, out: &mut Printer) -> Result<(), 
         while let Some(path) = stack.pop() {
             let children = match client.get_all_children(&path).await {
                 Ok(c) => c,
-                Err(e) if path != args.path && e.is("NO_NODE") => continue,
+                Err(e) if path != args.path && e.is(Reason::NoNode) => continue,
                 Err(e) => return Err(e.into()),
             };
             for name in children.into_iter().rev() {
@@ -257,7 +257,7 @@ pub async fn rm(client: &Client, args: RmArgs, out: &mut Printer) -> Result<(), 
         for path in order.iter().skip(1).rev() {
             match client.delete(path, -1).await {
                 Ok(_) => deleted += 1,
-                Err(e) if e.is("NO_NODE") => {}
+                Err(e) if e.is(Reason::NoNode) => {}
                 Err(e) => return Err(e.into()),
             }
         }

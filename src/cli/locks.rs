@@ -17,8 +17,8 @@ use tokio::time::Instant;
 use super::output::{self, Printer};
 use super::CliError;
 use crate::client::{
-    Client, ClientError, Contender, LeaderResponse, LockMode, LockOptions, Session, SessionState,
-    MAX_LOCK_WAIT,
+    Client, ClientError, Contender, LeaderResponse, LockMode, LockOptions, Reason, Session,
+    SessionState, MAX_LOCK_WAIT,
 };
 
 /// How long CMD may take to exit after SIGTERM before it gets SIGKILL.
@@ -212,7 +212,7 @@ fn exit_code(status: std::process::ExitStatus) -> u8 {
 /// Closes the session, warning on failure (its ephemerals then go when it expires).
 async fn close_quietly(session: &Session) {
     if let Err(e) = session.close().await {
-        if !e.is("SESSION_EXPIRED") {
+        if !e.is(Reason::SessionExpired) {
             eprintln!(
                 "warning: could not close session {} (it expires on its own): {e}",
                 output::session_id(session.id())
@@ -447,7 +447,7 @@ pub async fn elect(client: &Client, args: ElectArgs, out: &mut Printer) -> Resul
             Ok(l) => break l,
             // The server's longest wait passed: campaign again, unless --wait is over.
             Err(e)
-                if e.is("DEADLINE_EXCEEDED")
+                if e.is(Reason::DeadlineExceeded)
                     && give_up.is_none_or(|at| Instant::now() + Duration::from_millis(1) < at) => {}
             Err(e) => {
                 close_quietly(&session).await;

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use tonic::{Code, Status};
 
+pub use crate::error::Reason;
+use crate::error::{status_reason, status_reason_name};
+
 /// Why a client call failed.
 ///
 /// Every variant displays as one line that starts with an upper-snake name, e.g.
@@ -39,7 +42,7 @@ pub enum ClientError {
     /// The server refused to add a watch (e.g. `NO_NODE` for a DATA watch on a missing node).
     #[error("{reason}: {message}")]
     Watch {
-        /// The error name, e.g. `NO_NODE`, `INVALID_PATH`.
+        /// The error name as sent, e.g. `NO_NODE`, `INVALID_PATH` (see [`Reason`]).
         reason: String,
         /// Human-readable detail.
         message: String,
@@ -89,12 +92,13 @@ fn refused_for_plaintext(status: &Status) -> bool {
 impl ClientError {
     /// The machine-readable reason: the `ErrorInfo` reason of a server status (`NO_NODE`,
     /// `BAD_VERSION`, `SESSION_EXPIRED`, ...), the reason of a refused watch, or `COMPACTED`.
-    /// `None` for transport and client-side errors.
-    pub fn reason(&self) -> Option<String> {
+    /// `None` for transport and client-side errors, and for a reason this build does not know
+    /// (the error's text still names it).
+    pub fn reason(&self) -> Option<Reason> {
         match self {
-            ClientError::Status(s) => crate::error::status_reason(s),
-            ClientError::Watch { reason, .. } => Some(reason.clone()),
-            ClientError::Compacted { .. } => Some("COMPACTED".to_string()),
+            ClientError::Status(s) => status_reason(s),
+            ClientError::Watch { reason, .. } => Reason::parse(reason),
+            ClientError::Compacted { .. } => Some(Reason::Compacted),
             _ => None,
         }
     }
@@ -108,7 +112,9 @@ impl ClientError {
             }
             ClientError::Connect { .. } | ClientError::WatchClosed => Code::Unavailable,
             ClientError::Timeout(_) => Code::DeadlineExceeded,
-            ClientError::Watch { reason, .. } => code_for_reason(reason),
+            ClientError::Watch { reason, .. } => {
+                Reason::parse(reason).map_or(Code::Unknown, Reason::code)
+            }
             ClientError::Compacted { .. } => Code::OutOfRange,
         }
     }
@@ -132,8 +138,8 @@ impl ClientError {
             ClientError::Status(s) => {
                 s.code() == Code::Unavailable
                     || matches!(
-                        crate::error::status_reason(s).as_deref(),
-                        Some("UNAVAILABLE" | "OVERLOADED")
+                        status_reason(s),
+                        Some(Reason::Unavailable | Reason::Overloaded)
                     )
                     || is_connection_error(s)
             }
@@ -152,16 +158,16 @@ impl ClientError {
         }
     }
 
-    /// Whether this is the given reason, e.g. `err.is("NO_NODE")`.
-    pub fn is(&self, reason: &str) -> bool {
-        self.reason().as_deref() == Some(reason)
+    /// Whether this is the given reason, e.g. `err.is(Reason::NoNode)`.
+    pub fn is(&self, reason: Reason) -> bool {
+        self.reason() == Some(reason)
     }
 }
 
 /// Whether the status shows the request never reached a server (the connection could not be
 /// made), or the server said it did not apply it; either way a write can be sent again.
 pub(crate) fn not_applied(status: &Status) -> bool {
-    if crate::error::status_reason(status).as_deref() == Some("UNAVAILABLE") {
+    if status_reason(status) == Some(Reason::Unavailable) {
         return true;
     }
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
@@ -177,7 +183,7 @@ pub(crate) fn not_applied(status: &Status) -> bool {
 /// Whether a status was made on this side from a transport failure. tonic keeps the transport
 /// error as the status's source; statuses received from a server have none.
 pub(crate) fn is_connection_error(status: &Status) -> bool {
-    crate::error::status_reason(status).is_none()
+    status_reason_name(status).is_none()
         && matches!(
             status.code(),
             Code::Unavailable | Code::Unknown | Code::Cancelled | Code::Internal
@@ -208,32 +214,9 @@ pub fn code_name(code: Code) -> &'static str {
     }
 }
 
-/// The gRPC code Baton uses for a reason (see `BatonError::code`); `Unknown` if unknown.
-fn code_for_reason(reason: &str) -> Code {
-    match reason {
-        "NO_NODE" => Code::NotFound,
-        "NODE_EXISTS" => Code::AlreadyExists,
-        "BAD_VERSION"
-        | "NOT_EMPTY"
-        | "NO_CHILDREN_FOR_EPHEMERALS"
-        | "SESSION_EXPIRED"
-        | "RUNTIME_INCONSISTENCY"
-        | "STALE_REQUEST" => Code::FailedPrecondition,
-        "INVALID_PATH" | "BAD_ARGUMENTS" => Code::InvalidArgument,
-        "AUTH_FAILED" => Code::Unauthenticated,
-        "TOO_LARGE" | "NOSPACE" => Code::ResourceExhausted,
-        "NO_AUTH" => Code::PermissionDenied,
-        "UNAVAILABLE" => Code::Unavailable,
-        "OUTCOME_UNKNOWN" | "DEADLINE_EXCEEDED" => Code::DeadlineExceeded,
-        "INTERNAL" => Code::Internal,
-        _ => Code::Unknown,
-    }
-}
-
 /// `REASON: message` on one line; the code's name stands in for a missing reason.
 fn status_line(status: &Status) -> String {
-    let name =
-        crate::error::status_reason(status).unwrap_or_else(|| code_name(status.code()).to_string());
+    let name = status_reason_name(status).unwrap_or_else(|| code_name(status.code()).to_string());
     let message = one_line(status.message());
     if message.is_empty() {
         name
@@ -256,9 +239,9 @@ mod tests {
     fn displays_reason_and_message() {
         let e = ClientError::from(Status::from(BatonError::NoNode("/a/b".into())));
         assert_eq!(e.to_string(), "NO_NODE: no node: /a/b");
-        assert_eq!(e.reason().as_deref(), Some("NO_NODE"));
+        assert_eq!(e.reason(), Some(Reason::NoNode));
         assert_eq!(e.code(), Code::NotFound);
-        assert!(e.is("NO_NODE"));
+        assert!(e.is(Reason::NoNode));
         assert!(!e.is_retryable());
     }
 
@@ -286,7 +269,7 @@ mod tests {
         assert_eq!(e.to_string(), "DEADLINE_EXCEEDED: no reply within 1500 ms");
         assert_eq!(e.code(), Code::DeadlineExceeded);
         let e = ClientError::Compacted { oldest_zxid: 42 };
-        assert_eq!(e.reason().as_deref(), Some("COMPACTED"));
+        assert_eq!(e.reason(), Some(Reason::Compacted));
         assert!(e.to_string().starts_with("COMPACTED: "));
         let e = ClientError::Watch {
             reason: "NO_NODE".into(),
@@ -294,5 +277,14 @@ mod tests {
         };
         assert_eq!(e.to_string(), "NO_NODE: no node: /x");
         assert_eq!(e.code(), Code::NotFound);
+        assert!(e.is(Reason::NoNode));
+        // A reason this build does not know: no Reason, but shown as sent.
+        let e = ClientError::Watch {
+            reason: "FROM_THE_FUTURE".into(),
+            message: "m".into(),
+        };
+        assert_eq!(e.reason(), None);
+        assert_eq!(e.code(), Code::Unknown);
+        assert_eq!(e.to_string(), "FROM_THE_FUTURE: m");
     }
 }

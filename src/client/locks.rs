@@ -46,7 +46,7 @@ use tonic::codec::Streaming;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 
-use super::{error, Client, ClientError, MultiOps, Retry, Session, SessionState};
+use super::{error, Client, ClientError, MultiOps, Reason, Retry, Session, SessionState};
 use crate::proto::v1::elections_client::ElectionsClient;
 use crate::proto::v1::locks_client::LocksClient;
 use crate::proto::v1::{self as pb};
@@ -235,7 +235,7 @@ impl Drop for LockGuard {
         let session_id = self.session_id;
         rt.spawn(async move {
             if let Err(e) = client.release_node(&node, session_id).await {
-                if !e.is("NO_NODE") {
+                if !e.is(Reason::NoNode) {
                     tracing::warn!(node, error = %e, "releasing a dropped lock guard failed");
                 }
             }
@@ -481,13 +481,19 @@ impl Client {
         .await;
         match result {
             Ok(header) => Ok(header.unwrap_or_default()),
-            Err(e) if e.is("NO_NODE") && maybe_applied.load(Ordering::Relaxed) => {
+            Err(e) if e.is(Reason::NoNode) && maybe_applied.load(Ordering::Relaxed) => {
                 Ok(pb::ResponseHeader::default())
             }
             Err(e) => {
                 let definite = matches!(
-                    e.reason().as_deref(),
-                    Some("NO_NODE" | "NOT_OWNER" | "INVALID_PATH" | "NO_AUTH" | "BAD_ARGUMENTS")
+                    e.reason(),
+                    Some(
+                        Reason::NoNode
+                            | Reason::NotOwner
+                            | Reason::InvalidPath
+                            | Reason::NoAuth
+                            | Reason::BadArguments
+                    )
                 );
                 if !definite {
                     if let Some((path, _)) = lock_node.rsplit_once('/') {
@@ -781,7 +787,7 @@ impl Client {
             }
             match self.release_node(&c.lock_node, session_id).await {
                 Ok(_) => tracing::debug!(node = c.lock_node, "removed a stray lock contender"),
-                Err(e) if e.is("NO_NODE") => {}
+                Err(e) if e.is(Reason::NoNode) => {}
                 Err(e) => {
                     tracing::warn!(node = c.lock_node, error = %e, "cannot remove a stray lock contender");
                     registry_mark_dirty(session_id, path);
@@ -836,16 +842,16 @@ fn note_maybe_applied<T>(flag: &AtomicBool, res: &Result<T, tonic::Status>) {
 /// can still write (a member cut off from the leader cannot), so those count too; only
 /// refusals before anything was queued do not.
 fn may_have_queued(e: &ClientError) -> bool {
-    match e.reason().as_deref() {
+    match e.reason() {
         Some(
-            "BAD_ARGUMENTS"
-            | "INVALID_PATH"
-            | "NO_AUTH"
-            | "TOO_LARGE"
-            | "SESSION_EXPIRED"
-            | "NO_NODE"
-            | "NODE_EXISTS"
-            | "NO_CHILDREN_FOR_EPHEMERALS",
+            Reason::BadArguments
+            | Reason::InvalidPath
+            | Reason::NoAuth
+            | Reason::TooLarge
+            | Reason::SessionExpired
+            | Reason::NoNode
+            | Reason::NodeExists
+            | Reason::NoChildrenForEphemerals,
         ) => false,
         _ => !matches!(e, ClientError::InvalidArgument(_)),
     }

@@ -82,7 +82,7 @@ use crate::proto::v1::z_nodes_client::ZNodesClient;
 use crate::proto::v1::{self as pb};
 
 pub use endpoint::{normalize_endpoint, split_endpoints, without_scheme, DEFAULT_PORT};
-pub use error::{code_name, ClientError};
+pub use error::{code_name, ClientError, Reason};
 pub use locks::*;
 pub use ops::{Child, ChildrenOptions, CreateOptions, MultiOps, ReadOptions};
 pub use session::{Session, SessionState};
@@ -1269,7 +1269,7 @@ impl Client {
                 }
                 Ok(Ok(resp)) => return Ok(resp.into_inner()),
                 Ok(Err(status))
-                    if crate::error::status_reason(&status).as_deref() == Some("OVERLOADED") =>
+                    if crate::error::status_reason(&status) == Some(Reason::Overloaded) =>
                 {
                     // Shed before it was looked at: safe to send again, after a pause that
                     // grows while the member stays overloaded.
@@ -1343,8 +1343,8 @@ impl Client {
                 Ok(Err(status)) => {
                     let reason = crate::error::status_reason(&status);
                     let unknown = matches!(
-                        reason.as_deref(),
-                        Some("OUTCOME_UNKNOWN" | "OVERLOADED" | "UNAVAILABLE")
+                        reason,
+                        Some(Reason::OutcomeUnknown | Reason::Overloaded | Reason::Unavailable)
                     ) || (reason.is_none()
                         && matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled));
                     let broken =
@@ -1353,8 +1353,8 @@ impl Client {
                         return Err(status.into());
                     }
                     let same_member =
-                        matches!(reason.as_deref(), Some("OUTCOME_UNKNOWN" | "OVERLOADED"));
-                    if !error::not_applied(&status) && reason.as_deref() != Some("OVERLOADED") {
+                        matches!(reason, Some(Reason::OutcomeUnknown | Reason::Overloaded));
+                    if !error::not_applied(&status) && reason != Some(Reason::Overloaded) {
                         maybe_applied = true;
                     }
                     last = Some(status.into());

@@ -17,7 +17,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::Streaming;
 
-use super::{sessions, Client, ClientError};
+use super::{sessions, Client, ClientError, Reason};
 use crate::proto::v1::{KeepAliveRequest, KeepAliveResponse};
 
 /// Where a session stands, as far as this client knows.
@@ -198,7 +198,7 @@ impl Session {
                 Ok(())
             }
             Err(e) => {
-                if e.is("SESSION_EXPIRED") {
+                if e.is(Reason::SessionExpired) {
                     self.state.send_replace(SessionState::Lost {
                         reason: e.to_string(),
                     });
@@ -267,7 +267,7 @@ fn ttl(reply: &KeepAliveResponse) -> Duration {
 
 /// Whether an error means the session itself is gone (as opposed to the connection).
 fn is_fatal(err: &ClientError) -> bool {
-    err.is("SESSION_EXPIRED") || err.is("AUTH_FAILED")
+    err.is(Reason::SessionExpired) || err.is(Reason::AuthFailed)
 }
 
 /// How one stream ended.

@@ -54,7 +54,7 @@ impl Watches for Fake {
                     "/missing" => vec![Ok(WatchResponse {
                         watch_id: 0,
                         response: Some(watch_response::Response::Error(WatchError {
-                            reason: "NO_NODE".into(),
+                            reason: Reason::NoNode.to_string(),
                             message: "no node: /missing".into(),
                             request_id: rid,
                         })),
@@ -356,7 +356,7 @@ async fn watcher_matches_replies_and_flattens_events() {
 
     let err = watcher.add("/missing", WatchKind::Data, None).await.err();
     assert!(
-        matches!(&err, Some(ClientError::Watch { reason, .. }) if reason == "NO_NODE"),
+        matches!(&err, Some(e @ ClientError::Watch { .. }) if e.is(Reason::NoNode)),
         "{err:?}"
     );
     let err = watcher
@@ -502,8 +502,8 @@ async fn resume_checks_the_session_first() {
         .resume_session(5, vec![9], Duration::from_secs(1))
         .await
         .err();
-    assert!(err.is_some_and(|e| e.is("SESSION_EXPIRED")));
+    assert!(err.is_some_and(|e| e.is(Reason::SessionExpired)));
     let err = client.get_session(5).await.err();
-    assert!(err.is_some_and(|e| e.is("SESSION_EXPIRED")));
+    assert!(err.is_some_and(|e| e.is(Reason::SessionExpired)));
     live.shutdown().await;
 }

@@ -44,9 +44,9 @@ use super::rejoin::VoteHold;
 use super::{LogId, Raft};
 use crate::error::BatonError;
 use crate::proto::raft as pb;
+use crate::proto::stored;
 use crate::shutdown::Shutdown;
 use crate::stages::Stages;
-use crate::store::codec;
 use crate::store::log::LogStore;
 
 /// How long a probe connection may take before the leader counts as unreachable.
@@ -536,7 +536,7 @@ impl Failover {
             reporter: self.my_id,
             leader,
             term,
-            last_log_id: last.as_ref().map(codec::log_id_to_pb),
+            last_log_id: last.as_ref().map(stored::log_id_to_pb),
             stepped_aside,
         };
         for id in membership.membership().voter_ids() {
@@ -561,7 +561,7 @@ impl Failover {
 
     /// Handles another member's report.
     pub async fn on_report(self: Arc<Self>, req: pb::LeaderGoneRequest) {
-        let last = match req.last_log_id.map(codec::log_id_from_pb).transpose() {
+        let last = match req.last_log_id.map(stored::log_id_from_pb).transpose() {
             Ok(l) => l,
             Err(e) => {
                 warn!(error = %e, "malformed leader-gone report");

@@ -28,7 +28,8 @@ use super::peers::{Peers, MAX_PEER_MESSAGE};
 /// and the follower, hearing nothing, starts an election.
 const APPEND_BYTES_BUDGET: usize = 1 << 20;
 const _: () = assert!(APPEND_BYTES_BUDGET < MAX_PEER_MESSAGE / 2);
-use super::{wire, MemberNode, TypeConfig};
+use super::{MemberNode, TypeConfig};
+use crate::proto::peer;
 
 /// Creates connections to peers for openraft.
 #[derive(Clone)]
@@ -89,9 +90,7 @@ fn to_rpc_error<E: std::error::Error>(
     }
 }
 
-fn decode_error<E: std::error::Error>(
-    e: crate::store::codec::CodecError,
-) -> RPCError<u64, MemberNode, E> {
+fn decode_error<E: std::error::Error>(e: crate::proto::CodecError) -> RPCError<u64, MemberNode, E> {
     RPCError::Network(NetworkError::new(&e))
 }
 
@@ -132,7 +131,7 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, MemberNode, RaftError<u64>>> {
-        let msg = wire::append_req_to_pb(&rpc);
+        let msg = peer::append_req_to_pb(&rpc);
         if msg.encoded_len() > APPEND_BYTES_BUDGET && rpc.entries.len() > 1 {
             return Err(RPCError::PayloadTooLarge(
                 PayloadTooLarge::new_entries_hint((rpc.entries.len() / 2) as u64),
@@ -144,7 +143,7 @@ impl RaftNetwork<TypeConfig> for PeerConn {
             .await
             .map_err(|e| to_rpc_error(e, &mut self.timeouts))?;
         self.timeouts = 0;
-        wire::append_resp_from_pb(resp.into_inner()).map_err(decode_error)
+        peer::append_resp_from_pb(resp.into_inner()).map_err(decode_error)
     }
 
     async fn install_snapshot(
@@ -157,18 +156,18 @@ impl RaftNetwork<TypeConfig> for PeerConn {
     > {
         let mut client = self.client()?;
         let resp = client
-            .install_snapshot(request(wire::snapshot_req_to_pb(&rpc), &option))
+            .install_snapshot(request(peer::snapshot_req_to_pb(&rpc), &option))
             .await
             .map_err(|e| to_rpc_error(e, &mut self.timeouts))?
             .into_inner();
         self.timeouts = 0;
         if let Some(m) = resp.mismatch {
             let err = RaftError::APIError(InstallSnapshotError::SnapshotMismatch(
-                wire::mismatch_from_pb(m),
+                peer::mismatch_from_pb(m),
             ));
             return Err(RPCError::RemoteError(RemoteError::new(self.target, err)));
         }
-        wire::snapshot_resp_from_pb(resp).map_err(decode_error)
+        peer::snapshot_resp_from_pb(resp).map_err(decode_error)
     }
 
     async fn vote(
@@ -178,11 +177,11 @@ impl RaftNetwork<TypeConfig> for PeerConn {
     ) -> Result<VoteResponse<u64>, RPCError<u64, MemberNode, RaftError<u64>>> {
         let mut client = self.client()?;
         let resp = client
-            .vote(request(wire::vote_req_to_pb(&rpc), &option))
+            .vote(request(peer::vote_req_to_pb(&rpc), &option))
             .await
             .map_err(|e| to_rpc_error(e, &mut self.timeouts))?;
         self.timeouts = 0;
-        wire::vote_resp_from_pb(resp.into_inner()).map_err(decode_error)
+        peer::vote_resp_from_pb(resp.into_inner()).map_err(decode_error)
     }
 
     fn backoff(&self) -> Backoff {

@@ -16,11 +16,11 @@ use super::membership;
 use super::proposer::Proposer;
 use super::rejoin::VoteHold;
 use super::state_machine::SmShared;
-use super::{wire, Raft};
+use super::Raft;
 use crate::error::BatonError;
 use crate::proto::raft::{self as pb, raft_server};
+use crate::proto::{peer, stored};
 use crate::stages::Stage;
-use crate::store::codec;
 use crate::tls::PeerMember;
 
 /// The peer service of one member.
@@ -43,7 +43,7 @@ pub struct PeerService {
     pub shutdown: crate::shutdown::Shutdown,
 }
 
-fn bad_request(e: codec::CodecError) -> Status {
+fn bad_request(e: crate::proto::CodecError) -> Status {
     Status::invalid_argument(format!("malformed peer request: {e}"))
 }
 
@@ -126,7 +126,7 @@ impl raft_server::Raft for PeerService {
         req: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
         sent_by(&req, vote_sender(req.get_ref().vote.as_ref()), "Vote")?;
-        let rpc = wire::vote_req_from_pb(req.into_inner()).map_err(bad_request)?;
+        let rpc = peer::vote_req_from_pb(req.into_inner()).map_err(bad_request)?;
         if !self
             .vote_hold
             .may_vote(rpc.last_log_id.map(|l| (l.leader_id.term, l.index)))
@@ -139,10 +139,10 @@ impl raft_server::Raft for PeerService {
                 vote_granted: false,
                 last_log_id: None,
             };
-            return Ok(Response::new(wire::vote_resp_to_pb(&resp)));
+            return Ok(Response::new(peer::vote_resp_to_pb(&resp)));
         }
         let resp = self.raft.vote(rpc).await.map_err(raft_stopped)?;
-        Ok(Response::new(wire::vote_resp_to_pb(&resp)))
+        Ok(Response::new(peer::vote_resp_to_pb(&resp)))
     }
 
     async fn append_entries(
@@ -155,7 +155,7 @@ impl raft_server::Raft for PeerService {
             "AppendEntries",
         )?;
         let started = std::time::Instant::now();
-        let rpc = wire::append_req_from_pb(req.into_inner()).map_err(bad_request)?;
+        let rpc = peer::append_req_from_pb(req.into_inner()).map_err(bad_request)?;
         let has_entries = !rpc.entries.is_empty();
         if self.vote_hold.holding() {
             self.vote_hold
@@ -168,7 +168,7 @@ impl raft_server::Raft for PeerService {
         if has_entries {
             self.shared.stages.since(Stage::PeerAppendEntries, started);
         }
-        Ok(Response::new(wire::append_resp_to_pb(&resp)))
+        Ok(Response::new(peer::append_resp_to_pb(&resp)))
     }
 
     async fn install_snapshot(
@@ -180,14 +180,14 @@ impl raft_server::Raft for PeerService {
             vote_sender(req.get_ref().vote.as_ref()),
             "InstallSnapshot",
         )?;
-        let rpc = wire::snapshot_req_from_pb(req.into_inner()).map_err(bad_request)?;
+        let rpc = peer::snapshot_req_from_pb(req.into_inner()).map_err(bad_request)?;
         match self.raft.install_snapshot(rpc).await {
-            Ok(resp) => Ok(Response::new(wire::snapshot_resp_to_pb(&resp))),
+            Ok(resp) => Ok(Response::new(peer::snapshot_resp_to_pb(&resp))),
             Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(m))) => {
                 let vote = self.raft.metrics().borrow().vote;
                 Ok(Response::new(pb::InstallSnapshotResponse {
-                    vote: Some(codec::vote_to_pb(&vote)),
-                    mismatch: Some(wire::mismatch_to_pb(&m.expect, &m.got)),
+                    vote: Some(stored::vote_to_pb(&vote)),
+                    mismatch: Some(peer::mismatch_to_pb(&m.expect, &m.got)),
                 }))
             }
             Err(RaftError::Fatal(f)) => Err(raft_stopped(f)),
@@ -203,13 +203,13 @@ impl raft_server::Raft for PeerService {
         if let Err(e) = self.require_leader() {
             return Ok(Response::new(pb::ForwardResponse {
                 results: Vec::new(),
-                error: Some(wire::error_to_pb(&e)),
+                error: Some(stored::error_to_pb(&e)),
             }));
         }
         let requests = r
             .requests
             .into_iter()
-            .map(codec::request_from_pb)
+            .map(stored::request_from_pb)
             .collect::<Result<Vec<_>, _>>()
             .map_err(bad_request)?;
         // Submitted together, so the proposer packs them into as few entries as it can.
@@ -220,9 +220,9 @@ impl raft_server::Raft for PeerService {
         let results = outcomes
             .into_iter()
             .map(|o| match o {
-                Ok((result, zxid)) => wire::result_to_pb(&result, zxid),
+                Ok((result, zxid)) => stored::result_to_pb(&result, zxid),
                 Err(e) => pb::RequestResult {
-                    result: Some(pb::request_result::Result::Failed(wire::error_to_pb(&e))),
+                    result: Some(pb::request_result::Result::Failed(stored::error_to_pb(&e))),
                     zxid: 0,
                 },
             })
@@ -304,7 +304,7 @@ impl raft_server::Raft for PeerService {
         Ok(Response::new(match outcome {
             Ok(index) => pb::AdminResponse { error: None, index },
             Err(e) => pb::AdminResponse {
-                error: Some(wire::error_to_pb(&e)),
+                error: Some(stored::error_to_pb(&e)),
                 index: 0,
             },
         }))

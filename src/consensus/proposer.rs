@@ -22,11 +22,11 @@ use tracing::{debug, warn};
 use super::forward::{self, Call, Forwarder, Leader, Remote, LEADER_WAIT};
 use super::peers::Peers;
 use super::space::{self, SpaceAlarm};
-use super::{wire, Raft};
+use super::Raft;
 use crate::error::BatonError;
 use crate::proto::raft as pb;
+use crate::proto::{peer, stored};
 use crate::stages::{Stage as Timing, Stages};
-use crate::store::codec;
 use crate::tree::{Command, Request, RequestResult, Zxid};
 
 /// Upper bound on the payload of one proposed entry.
@@ -482,7 +482,7 @@ impl Loop {
         let req = pb::ForwardRequest {
             requests: items
                 .iter()
-                .map(|it| codec::request_to_pb(&it.req))
+                .map(|it| stored::request_to_pb(&it.req))
                 .collect(),
             hops: 1,
         };
@@ -505,7 +505,7 @@ impl Loop {
             Err(e) => return all(e),
         };
         if let Some(e) = resp.error {
-            return all(wire::error_from_pb(e));
+            return all(stored::error_from_pb(e));
         }
         if resp.results.len() != n {
             return all(BatonError::OutcomeUnknown(format!(
@@ -515,7 +515,7 @@ impl Loop {
         }
         resp.results
             .into_iter()
-            .map(|r| match wire::forwarded_from_pb(r) {
+            .map(|r| match peer::forwarded_from_pb(r) {
                 Ok(o) => o,
                 Err(e) => Err(BatonError::OutcomeUnknown(format!(
                     "undecodable reply from the leader: {e}"

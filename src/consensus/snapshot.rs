@@ -21,9 +21,8 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 
-use super::{wire, LogId, MemberNode, StoredMembership};
 use crate::proto::raft as pb;
-use crate::store::codec::{self, CodecError};
+use crate::proto::{stored, CodecError};
 use crate::store::{sync_dir, StoreError};
 use crate::tree::{ClientTable, Loader, State};
 
@@ -39,39 +38,10 @@ const MAX_RECORD: u64 = 256 << 20;
 /// Buffer of snapshot file readers and writers.
 const IO_BUFFER: usize = 1 << 20;
 
+pub use crate::types::AppliedMeta;
+
 /// Snapshot meta of Baton's type configuration.
-pub type Meta = openraft::SnapshotMeta<u64, MemberNode>;
-
-/// What openraft asks of the state machine besides its contents.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AppliedMeta {
-    /// Last applied log id.
-    pub last_applied: Option<LogId>,
-    /// Membership of the last applied membership entry.
-    pub membership: StoredMembership,
-}
-
-/// The meta as written in a snapshot header (with the membership).
-pub fn meta_to_pb(meta: &AppliedMeta, last_time_ms: i64, last_zxid: u64) -> pb::StateMeta {
-    pb::StateMeta {
-        last_applied: meta.last_applied.as_ref().map(codec::log_id_to_pb),
-        membership: Some(codec::stored_membership_to_pb(&meta.membership)),
-        last_time_ms,
-        last_zxid,
-    }
-}
-
-/// Stored meta → applied meta, last time, last zxid.
-pub fn meta_from_pb(m: pb::StateMeta) -> Result<(AppliedMeta, i64, u64), CodecError> {
-    let meta = AppliedMeta {
-        last_applied: m.last_applied.map(codec::log_id_from_pb).transpose()?,
-        membership: match m.membership {
-            Some(sm) => codec::stored_membership_from_pb(sm)?,
-            None => StoredMembership::default(),
-        },
-    };
-    Ok((meta, m.last_time_ms, m.last_zxid))
-}
+pub type Meta = crate::types::SnapshotMeta;
 
 /// Bytes passing through, counted and summed with CRC-32.
 pub(crate) struct Summed<T> {
@@ -138,7 +108,12 @@ pub fn write_snapshot(
 ) -> Result<u64, StoreError> {
     let header = pb::SnapshotHeader {
         format: SNAPSHOT_FORMAT,
-        meta: Some(meta_to_pb(applied, state.last_time_ms, state.last_zxid)),
+        meta: Some(stored::meta_to_pb(
+            applied,
+            state.last_time_ms,
+            state.last_zxid,
+            true,
+        )),
         snapshot_id: snapshot_id.to_string(),
         nodes: state.node_count() as u64,
         sessions: state.session_count() as u64,
@@ -155,15 +130,15 @@ pub fn write_snapshot(
     for (path, node) in state.nodes() {
         let rec = pb::SnapshotNode {
             path: path.clone(),
-            node: Some(codec::node_to_pb(node)),
+            node: Some(stored::node_to_pb(node)),
         };
         put(&mut out, &rec)?;
     }
     for s in state.sessions() {
-        put(&mut out, &codec::session_to_pb(&s.session))?;
+        put(&mut out, &stored::session_to_pb(&s.session))?;
     }
     for (id, c) in state.clients().iter() {
-        put(&mut out, &wire::client_to_pb(*id, c))?;
+        put(&mut out, &stored::client_to_pb(*id, c))?;
     }
     let crc = out.crc();
     let mut trailer = [0u8; TRAILER_LEN];
@@ -250,7 +225,7 @@ pub fn header_meta(h: &pb::SnapshotHeader) -> Result<(Meta, i64, u64), CodecErro
         .meta
         .clone()
         .ok_or_else(|| CodecError::new("SnapshotHeader", "missing meta"))?;
-    let (applied, last_time_ms, last_zxid) = meta_from_pb(m)?;
+    let (applied, last_time_ms, last_zxid) = stored::meta_from_pb(m)?;
     let meta = Meta {
         last_log_id: applied.last_applied,
         last_membership: applied.membership,
@@ -300,16 +275,16 @@ pub fn read_snapshot(r: impl Read) -> Result<Decoded, StoreError> {
         let node = rec
             .node
             .ok_or_else(|| CodecError::new("SnapshotNode", "missing node"))?;
-        loader.add_node(rec.path, codec::node_from_pb(node)?);
+        loader.add_node(rec.path, stored::node_from_pb(node)?);
     }
     for _ in 0..header.sessions {
         let rec = read_record(&mut input, &mut scratch, "StoredSession")?;
-        loader.add_session(codec::session_from_pb(rec)?);
+        loader.add_session(stored::session_from_pb(rec)?);
     }
     let mut clients = ClientTable::default();
     for _ in 0..header.clients {
         let rec = read_record(&mut input, &mut scratch, "StoredClient")?;
-        let (id, record) = wire::client_from_pb(rec)?;
+        let (id, record) = stored::client_from_pb(rec)?;
         clients.insert(id, record);
     }
     if header.format >= 3 {
@@ -524,6 +499,7 @@ mod tests {
 
     use super::*;
     use crate::tree::{Command, CreateMode, Op, Request};
+    use crate::types::{LogId, StoredMembership};
 
     fn applied() -> AppliedMeta {
         AppliedMeta {

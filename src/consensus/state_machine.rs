@@ -54,12 +54,12 @@ use prost::Message;
 use tokio::sync::watch;
 
 use super::snapshot::{self, AppliedMeta, Meta};
-use super::{wire, CommandResult, LogId, StoredMembership, TypeConfig};
-use crate::proto::raft as pb;
+use super::{CommandResult, LogId, StoredMembership, TypeConfig};
+use crate::proto::{decode, stored, CodecError};
 use crate::stages::{Stage, Stages};
-use crate::store::codec::{self, CodecError, Entry};
 use crate::store::{sync_dir, Change, Store, StoreError, WRITING_KEY};
 use crate::tree::{ClientTable, Loader, SessionId, State};
+use crate::types::Entry;
 use crate::watch::WatchHub;
 
 /// Snapshot files kept after a build: the new file is complete (fsynced and renamed) before
@@ -259,20 +259,19 @@ impl StateMachineStore {
 /// parent before its children) with the applied meta.
 fn load_tree(tree: &sled::Tree) -> Result<(State, AppliedMeta), StoreError> {
     let (mut meta, last_time_ms, last_zxid) = match tree.get(META_KEY)? {
-        Some(v) => snapshot::meta_from_pb(codec::decode("StateMeta", &v)?)?,
+        Some(v) => stored::meta_from_pb(decode("StateMeta", &v)?)?,
         None => (AppliedMeta::default(), 0, 0),
     };
     match tree.get(MEMBERSHIP_KEY)? {
         Some(v) => {
-            meta.membership =
-                codec::stored_membership_from_pb(codec::decode("StoredMembership", &v)?)?;
+            meta.membership = stored::stored_membership_from_pb(decode("StoredMembership", &v)?)?;
         }
         // Format 1 kept it in the meta record only: give it its own record before the next
         // apply writes a meta record without it.
         None if meta.membership != StoredMembership::default() => {
             tree.insert(
                 MEMBERSHIP_KEY,
-                codec::stored_membership_to_pb(&meta.membership).encode_to_vec(),
+                stored::stored_membership_to_pb(&meta.membership).encode_to_vec(),
             )?;
         }
         None => {}
@@ -280,19 +279,19 @@ fn load_tree(tree: &sled::Tree) -> Result<(State, AppliedMeta), StoreError> {
     let mut loader = Loader::new(last_time_ms, last_zxid);
     for kv in tree.scan_prefix([SESSION_PREFIX]) {
         let (_, v) = kv?;
-        loader.add_session(codec::session_from_pb(codec::decode("StoredSession", &v)?)?);
+        loader.add_session(stored::session_from_pb(decode("StoredSession", &v)?)?);
     }
     for kv in tree.scan_prefix([NODE_PREFIX]) {
         let (k, v) = kv?;
         let path = std::str::from_utf8(&k[1..])
             .map_err(|_| CodecError::new("StoredNode", "path is not UTF-8"))?
             .to_string();
-        loader.add_node(path, codec::node_from_pb(codec::decode("StoredNode", &v)?)?);
+        loader.add_node(path, stored::node_from_pb(decode("StoredNode", &v)?)?);
     }
     let mut clients = ClientTable::default();
     for kv in tree.scan_prefix([CLIENT_PREFIX]) {
         let (_, v) = kv?;
-        let (id, record) = wire::client_from_pb(codec::decode("StoredClient", &v)?)?;
+        let (id, record) = stored::client_from_pb(decode("StoredClient", &v)?)?;
         clients.insert(id, record);
     }
     let (mut state, orphans) = loader.finish();
@@ -304,16 +303,6 @@ fn load_tree(tree: &sled::Tree) -> Result<(State, AppliedMeta), StoreError> {
     state.set_clients(clients);
     state.applied_index = meta.last_applied.map_or(0, |l| l.index);
     Ok((state, meta))
-}
-
-/// The meta record as stored in the tree: without the membership (it has its own record).
-fn state_meta_to_pb(meta: &AppliedMeta, last_time_ms: i64, last_zxid: u64) -> pb::StateMeta {
-    pb::StateMeta {
-        last_applied: meta.last_applied.as_ref().map(codec::log_id_to_pb),
-        membership: None,
-        last_time_ms,
-        last_zxid,
-    }
 }
 
 fn now_nanos() -> u128 {
@@ -568,15 +557,15 @@ fn replace_generation(
     let mut n = 0;
     let records = state
         .nodes()
-        .map(|(p, node)| (node_key(p), codec::node_to_pb(node).encode_to_vec()))
+        .map(|(p, node)| (node_key(p), stored::node_to_pb(node).encode_to_vec()))
         .chain(state.sessions().map(|s| {
             let k = session_key(s.session.id).to_vec();
-            (k, codec::session_to_pb(&s.session).encode_to_vec())
+            (k, stored::session_to_pb(&s.session).encode_to_vec())
         }))
         .chain(state.clients().iter().map(|(id, c)| {
             (
                 client_key(*id).to_vec(),
-                wire::client_to_pb(*id, c).encode_to_vec(),
+                stored::client_to_pb(*id, c).encode_to_vec(),
             )
         }));
     for (k, v) in records {
@@ -588,11 +577,11 @@ fn replace_generation(
     }
     batch.insert(
         MEMBERSHIP_KEY,
-        codec::stored_membership_to_pb(&applied.membership).encode_to_vec(),
+        stored::stored_membership_to_pb(&applied.membership).encode_to_vec(),
     );
     batch.insert(
         META_KEY,
-        state_meta_to_pb(applied, state.last_time_ms, state.last_zxid).encode_to_vec(),
+        stored::meta_to_pb(applied, state.last_time_ms, state.last_zxid, false).encode_to_vec(),
     );
     tree.apply_batch(batch)?;
     store.durable_flush()?;
@@ -702,7 +691,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             for p in &touched_nodes {
                 changes.push((
                     node_key(p),
-                    state.get(p).map(|n| codec::node_to_pb(n).encode_to_vec()),
+                    state.get(p).map(|n| stored::node_to_pb(n).encode_to_vec()),
                 ));
             }
             for id in &touched_sessions {
@@ -710,7 +699,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     session_key(*id).to_vec(),
                     state
                         .session(*id)
-                        .map(|s| codec::session_to_pb(&s.session).encode_to_vec()),
+                        .map(|s| stored::session_to_pb(&s.session).encode_to_vec()),
                 ));
             }
             for id in &touched_clients {
@@ -719,19 +708,22 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     state
                         .clients()
                         .get(*id)
-                        .map(|c| wire::client_to_pb(*id, c).encode_to_vec()),
+                        .map(|c| stored::client_to_pb(*id, c).encode_to_vec()),
                 ));
             }
             let membership_changed = meta.membership != shared.meta_read().membership;
             if membership_changed {
                 changes.push((
                     MEMBERSHIP_KEY.to_vec(),
-                    Some(codec::stored_membership_to_pb(&meta.membership).encode_to_vec()),
+                    Some(stored::stored_membership_to_pb(&meta.membership).encode_to_vec()),
                 ));
             }
             changes.push((
                 META_KEY.to_vec(),
-                Some(state_meta_to_pb(&meta, state.last_time_ms, state.last_zxid).encode_to_vec()),
+                Some(
+                    stored::meta_to_pb(&meta, state.last_time_ms, state.last_zxid, false)
+                        .encode_to_vec(),
+                ),
             ));
             // Written behind: the in-memory tree is what reads use; sled catches up on the
             // writer thread, each batch with its applied index (so sled always holds the state
@@ -862,7 +854,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
     use super::*;
-    use crate::consensus::snapshot::meta_to_pb;
+    use crate::proto::raft as pb;
     use crate::tree::{Command, CreateMode, Event, EventType, Op, Request};
     use crate::watch::WatchKind;
 
@@ -1296,13 +1288,14 @@ mod tests {
         let mut orphan = Vec::new();
         let header = pb::SnapshotHeader {
             format: 2,
-            meta: Some(meta_to_pb(
+            meta: Some(stored::meta_to_pb(
                 &AppliedMeta {
                     last_applied: snap.meta.last_log_id,
                     membership: snap.meta.last_membership.clone(),
                 },
                 0,
                 0,
+                true,
             )),
             snapshot_id: snap.meta.snapshot_id.clone(),
             nodes: 1,
@@ -1391,7 +1384,10 @@ mod tests {
             store
                 .sm_tree(0)
                 .expect("tree")
-                .insert(META_KEY, meta_to_pb(&old, 0, 0).encode_to_vec())
+                .insert(
+                    META_KEY,
+                    stored::meta_to_pb(&old, 0, 0, true).encode_to_vec(),
+                )
                 .expect("insert");
             store.durable_flush().expect("flush");
         }

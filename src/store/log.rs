@@ -30,12 +30,12 @@ use openraft::{ErrorSubject, ErrorVerb, LogState, RaftLogReader, StorageError};
 use prost::Message;
 use tokio::sync::oneshot;
 
-use super::codec::{self, Entry, Vote};
 use super::wal::{self, Found, Kind, Loc, Rec, Wal, WalOptions};
 use super::{keys, Store, StoreError};
-use crate::consensus::{LogId, TypeConfig};
 use crate::proto::raft as pb;
+use crate::proto::stored;
 use crate::stages::{Stage, Stages};
+use crate::types::{Entry, LogId, TypeConfig, Vote};
 
 /// Soft cap on the bytes one replication read returns (`limited_get_log_entries`), so an
 /// AppendEntries request stays well under the peer message limit. At least one entry is
@@ -208,7 +208,7 @@ fn entry_log_id(payload: &[u8]) -> Result<LogId, StoreError> {
 
 fn decode_entry_record(payload: Vec<u8>) -> Result<Entry, StoreError> {
     let id = entry_log_id(&payload)?;
-    let e = codec::decode_entry_raw(bytes::Bytes::from(payload).slice(ENTRY_PREFIX..))?;
+    let e = stored::decode_entry_raw(bytes::Bytes::from(payload).slice(ENTRY_PREFIX..))?;
     if e.log_id != id {
         return Err(StoreError::Corrupt(format!(
             "entry record for {id} holds entry {}",
@@ -346,27 +346,27 @@ impl LogStore {
             tracing::info!("moving the Raft log from sled into the write-ahead log");
             let vote = meta
                 .get(keys::VOTE)?
-                .map(|v| codec::decode_vote(&v))
+                .map(|v| stored::decode_vote(&v))
                 .transpose()?;
             let committed = meta
                 .get(keys::COMMITTED)?
-                .map(|v| codec::decode_log_id(&v))
+                .map(|v| stored::decode_log_id(&v))
                 .transpose()?;
             let purged = meta
                 .get(keys::LAST_PURGED)?
-                .map(|v| codec::decode_log_id(&v))
+                .map(|v| stored::decode_log_id(&v))
                 .transpose()?;
             let mut entries = Vec::new();
             for kv in log.iter() {
                 let (_, v) = kv?;
-                let e = codec::decode_entry(&v)?;
+                let e = stored::decode_entry(&v)?;
                 if purged.is_none_or(|p| e.log_id.index > p.index) {
                     entries.push(e);
                 }
             }
-            let vote_pb = vote.as_ref().map(codec::vote_to_pb);
-            let purged_pb = purged.as_ref().map(codec::log_id_to_pb);
-            let pbs: Vec<pb::EntryRaw> = entries.iter().map(codec::entry_to_raw).collect();
+            let vote_pb = vote.as_ref().map(stored::vote_to_pb);
+            let purged_pb = purged.as_ref().map(stored::log_id_to_pb);
+            let pbs: Vec<pb::EntryRaw> = entries.iter().map(stored::entry_to_raw).collect();
             let mut recs = Vec::new();
             if let Some(v) = &vote_pb {
                 recs.push(Rec::Vote(v));
@@ -379,7 +379,7 @@ impl LogStore {
             }
             self.inner
                 .wal
-                .set_committed(committed.as_ref().map(codec::log_id_to_pb));
+                .set_committed(committed.as_ref().map(stored::log_id_to_pb));
             let locs = self.write_synced_blocking(&recs)?;
             let mut m = self.mem();
             m.vote = vote;
@@ -472,7 +472,7 @@ impl LogStore {
     /// delete the segments it covers. Blocking.
     fn record_purge(&self, log_id: LogId) -> Result<(), StoreError> {
         self.inner.store.durable_flush()?;
-        let p = codec::log_id_to_pb(&log_id);
+        let p = stored::log_id_to_pb(&log_id);
         self.write_synced_blocking(&[Rec::Purge(&p)])?;
         self.inner
             .purge_recorded
@@ -504,13 +504,13 @@ fn replay(m: &mut Mem, f: &Found<'_>) -> Result<(), StoreError> {
             let h = pb::WalSegmentHeader::decode(f.payload)
                 .map_err(|e| StoreError::Corrupt(format!("segment header: {e}")))?;
             if let Some(v) = h.vote {
-                m.vote = Some(codec::vote_from_pb(v)?);
+                m.vote = Some(stored::vote_from_pb(v)?);
             }
             if let Some(c) = h.committed {
-                m.committed = Some(codec::log_id_from_pb(c)?);
+                m.committed = Some(stored::log_id_from_pb(c)?);
             }
             if let Some(p) = h.purged {
-                let p = codec::log_id_from_pb(p)?;
+                let p = stored::log_id_from_pb(p)?;
                 if m.purged.is_none_or(|q| q.index < p.index) {
                     m.purged = Some(p);
                 }
@@ -526,12 +526,12 @@ fn replay(m: &mut Mem, f: &Found<'_>) -> Result<(), StoreError> {
             }
             m.push(id, f.loc, None);
         }
-        Kind::Vote => m.vote = Some(codec::decode_vote(f.payload)?),
+        Kind::Vote => m.vote = Some(stored::decode_vote(f.payload)?),
         Kind::Committed => {
             m.committed = if f.payload.is_empty() {
                 None
             } else {
-                Some(codec::decode_log_id(f.payload)?)
+                Some(stored::decode_log_id(f.payload)?)
             };
         }
         Kind::Truncate => {
@@ -541,7 +541,7 @@ fn replay(m: &mut Mem, f: &Found<'_>) -> Result<(), StoreError> {
             m.truncate(decode_u64(f.payload));
         }
         Kind::Purge => {
-            let p = codec::decode_log_id(f.payload)?;
+            let p = stored::decode_log_id(f.payload)?;
             if m.purged.is_none_or(|q| q.index < p.index) {
                 m.purged = Some(p);
             }
@@ -616,7 +616,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError<u64>> {
         let write_vote = |e: StoreError| e.into_storage(ErrorSubject::Vote, ErrorVerb::Write);
-        let v = codec::vote_to_pb(vote);
+        let v = stored::vote_to_pb(vote);
         self.write_synced(&[Rec::Vote(&v)])
             .await
             .map_err(write_vote)?;
@@ -632,7 +632,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.mem().committed = committed;
         self.inner
             .wal
-            .set_committed(committed.as_ref().map(codec::log_id_to_pb));
+            .set_committed(committed.as_ref().map(stored::log_id_to_pb));
         Ok(())
     }
 
@@ -659,7 +659,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         stages.count(Stage::AppendEntries, entries.len() as u64);
         let started = Instant::now();
         let last = entries.last().map_or(0, |e| e.log_id.index);
-        let pbs: Vec<pb::EntryRaw> = entries.iter().map(codec::entry_to_raw).collect();
+        let pbs: Vec<pb::EntryRaw> = entries.iter().map(stored::entry_to_raw).collect();
         let recs: Vec<Rec<'_>> = entries
             .iter()
             .zip(&pbs)

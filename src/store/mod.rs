@@ -55,7 +55,6 @@
 //! configurable) because a member should run in about 40 MB of RSS. The cap is a target,
 //! not a hard limit.
 
-pub mod codec;
 pub mod log;
 pub mod wal;
 
@@ -70,7 +69,7 @@ use std::time::{Duration, Instant};
 
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
 
-pub use codec::CodecError;
+pub use crate::proto::CodecError;
 
 /// Version of the on-disk format this build writes. Version 1 kept the Raft log in sled;
 /// version 2 keeps it in the write-ahead log (`<data_dir>/wal`). A version-1 directory is

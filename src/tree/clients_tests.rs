@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::clients::MAX_REMEMBERED;
 use super::state::State;
 use super::types::*;
-use crate::error::BatonError;
+use crate::error::{BatonError, Reason};
 
 const C: u64 = 0xc11e;
 
@@ -214,7 +214,7 @@ fn a_copy_older_than_the_acknowledged_mark_is_stale_and_changes_nothing() {
     };
     assert_eq!(late, RequestResult::Stale(want.clone()));
     assert_eq!(late.settle(4), Err(want.clone()));
-    assert_eq!(want.reason(), "STALE_REQUEST");
+    assert_eq!(want.reason(), Reason::StaleRequest);
     assert_eq!(want.code(), tonic::Code::FailedPrecondition);
     assert!(!want.is_retryable());
     assert!(st.get("/a").is_none());

@@ -40,7 +40,7 @@ fn entry(perms: u32, user: &str) -> Acl {
 
 fn denied(r: Result<impl std::fmt::Debug, ClientError>, what: &str) {
     match r {
-        Err(e) if e.is("NO_AUTH") => {}
+        Err(e) if e.is(baton::client::Reason::NoAuth) => {}
         other => panic!("{what}: expected NO_AUTH, got {other:?}"),
     }
 }
@@ -105,7 +105,7 @@ async fn acl_matrix_missing_permission_bypass() {
                 }
             };
             let reason = |r: Result<(), ClientError>| {
-                r.map_err(|e| e.reason().unwrap_or_else(|| e.to_string()))
+                r.map_err(|e| e.reason().map_or_else(|| e.to_string(), |r| r.to_string()))
             };
             check(
                 reason(alice.get_data("/m/n").await.map(|_| ())),
@@ -228,7 +228,7 @@ async fn acl_matrix_missing_permission_bypass() {
         .set_acl("/m/n", &[entry(acl::ALL, "alice")], stat.aversion + 5)
         .await
         .expect_err("aversion");
-    assert!(e.is("BAD_VERSION"), "{e}");
+    assert!(e.is(baton::client::Reason::BadVersion), "{e}");
     root.set_acl("/m/n", &[entry(acl::WRITE, "bob")], -1)
         .await
         .expect("neither");
@@ -246,7 +246,13 @@ async fn acl_matrix_missing_permission_bypass() {
         )
         .await
         .map(|_| ())
-        .or_else(|e| if e.is("NO_AUTH") { Ok(()) } else { Err(e) })
+        .or_else(|e| {
+            if e.is(baton::client::Reason::NoAuth) {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
         .expect("create with auth");
     let e = base
         .create(
@@ -256,7 +262,7 @@ async fn acl_matrix_missing_permission_bypass() {
         )
         .await
         .expect_err("anonymous auth entry");
-    assert!(e.is("INVALID_ACL"), "{e}");
+    assert!(e.is(baton::client::Reason::InvalidAcl), "{e}");
     // ACLs are not inherited: a world-readable child of a closed parent is readable.
     root.create(
         "/closed",
@@ -312,7 +318,7 @@ async fn acl_matrix_missing_permission_bypass() {
         "/closed/./public",
     ] {
         let e = base.get_data(bad).await.expect_err(bad);
-        assert!(e.is("INVALID_PATH"), "{bad}: {e}");
+        assert!(e.is(baton::client::Reason::InvalidPath), "{bad}: {e}");
     }
     c.wait_converged(Duration::from_secs(20)).await;
 }
@@ -384,7 +390,7 @@ async fn unauthenticated_method_gate_bypass() {
         .get_data("/")
         .await
         .expect_err("wrong super password");
-    assert!(e.is("BAD_CREDENTIALS"), "{e}");
+    assert!(e.is(baton::client::Reason::BadCredentials), "{e}");
 }
 
 /// Every method path of the services reflection lists.
@@ -563,7 +569,7 @@ async fn revoke_race_toctou() {
                 for i in 0..20 {
                     match alice.set_data("/r", format!("{round}-{i}"), -1).await {
                         Ok(stat) => acked.push(stat.mzxid),
-                        Err(e) if e.is("NO_AUTH") => break,
+                        Err(e) if e.is(baton::client::Reason::NoAuth) => break,
                         Err(e) => panic!("unexpected {e}"),
                     }
                 }

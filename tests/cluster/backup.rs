@@ -86,8 +86,8 @@ fn assert_cluster_mismatch(r: Result<pb::VoteResponse, tonic::Status>, what: &st
         Err(s) => {
             assert_eq!(s.code(), tonic::Code::FailedPrecondition, "{what}: {s:?}");
             assert_eq!(
-                baton::error::status_reason(&s).as_deref(),
-                Some("CLUSTER_MISMATCH"),
+                baton::error::status_reason(&s),
+                Some(baton::error::Reason::ClusterMismatch),
                 "{what}: {s:?}"
             );
         }
@@ -215,7 +215,7 @@ async fn a_backup_taken_under_writes_restores_into_a_new_cluster_with_the_same_s
             assert_eq!(stat.czxid, *z, "{p}");
         } else {
             assert!(
-                matches!(&got, Err(e) if e.reason().as_deref() == Some("NO_NODE")),
+                matches!(&got, Err(e) if e.reason() == Some(baton::client::Reason::NoNode)),
                 "{p} (zxid {z}) is after the backup's index {}: {got:?}",
                 saved.index
             );
@@ -330,7 +330,7 @@ async fn a_second_concurrent_backup_is_refused_with_resource_exhausted() {
         ClientError::Status(s) => assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}"),
         other => panic!("{other}"),
     }
-    assert_eq!(e.reason().as_deref(), Some("BACKUP_IN_PROGRESS"));
+    assert_eq!(e.reason(), Some(baton::client::Reason::BackupInProgress));
     // Once the first stream is gone, backups are served again.
     drop(first);
     let r = crate::harness::retry(Duration::from_secs(5), 100, || async {

@@ -44,7 +44,7 @@ async fn stub(c: &TestCluster, id: u64) -> ZNodesClient<Channel> {
 }
 
 fn reason(s: &tonic::Status) -> String {
-    baton::error::status_reason(s).unwrap_or_default()
+    baton::error::status_reason_name(s).unwrap_or_default()
 }
 
 /// The same request id sent to two members (as a client does after losing the first answer)
@@ -217,7 +217,7 @@ async fn writer(client: Client, name: String, stop: Arc<AtomicBool>) -> Tally {
             .await
         {
             Ok(_) => t.acked += 1,
-            Err(e) if e.is("BAD_VERSION") => t.conflicts += 1,
+            Err(e) if e.is(baton::client::Reason::BadVersion) => t.conflicts += 1,
             Err(e) => {
                 tracing::info!(%name, error = %e, "increment outcome unknown");
                 t.unknown += 1;

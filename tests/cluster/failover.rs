@@ -36,7 +36,7 @@ async fn a_stopped_leader_is_found_gone_and_replaced_by_the_fast_path() {
     retry(SECS(15), 300, || async {
         match all.create("/fo", "", CreateOptions::persistent()).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is("NODE_EXISTS") => Ok(()),
+            Err(e) if e.is(baton::client::Reason::NodeExists) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
     })
@@ -202,7 +202,7 @@ async fn the_leadership_is_handed_over_to_a_chosen_voter_under_writes() {
         .expect("no-op");
     assert_eq!((again, same_term), (target, term));
     let e = all.transfer_leader(42).await.expect_err("not a voter");
-    assert!(e.is("BAD_ARGUMENTS"), "{e}");
+    assert!(e.is(baton::client::Reason::BadArguments), "{e}");
     // And back to the first leader, with the CLI.
     let ep = c.endpoint(via);
     let (code, out, err) = crate::harness::baton(&[

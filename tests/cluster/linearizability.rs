@@ -176,7 +176,7 @@ async fn run_workload(w: Workload) -> RunResult {
     crate::harness::retry(Duration::from_secs(10), 200, || async {
         match setup.create("/lin", "", CreateOptions::persistent()).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is("NODE_EXISTS") => Ok(()),
+            Err(e) if e.is(baton::client::Reason::NodeExists) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
     })

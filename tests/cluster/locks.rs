@@ -338,7 +338,7 @@ async fn election_terms_are_observed_in_order_across_leader_failover() {
                         let _ = s.close().await;
                         // The old term no longer leads.
                         match client.proclaim(&l, "late").await {
-                            Err(e) if e.is("BAD_FENCE") => {
+                            Err(e) if e.is(baton::client::Reason::BadFence) => {
                                 bad_fence_checks.fetch_add(1, Ordering::SeqCst);
                             }
                             Err(e)

@@ -406,7 +406,11 @@ async fn requests_over_the_in_flight_bound_are_shed_counted_and_retried_by_the_c
             Ok(_) => ok += 1,
             Err(s) => {
                 assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
-                assert_eq!(status_reason(&s).as_deref(), Some("OVERLOADED"), "{s:?}");
+                assert_eq!(
+                    status_reason(&s),
+                    Some(baton::error::Reason::Overloaded),
+                    "{s:?}"
+                );
                 shed += 1;
             }
         }
@@ -708,7 +712,7 @@ async fn watch_listings_are_paged_filtered_and_bounded() {
             Ok(_) => {}
             Err(s) => {
                 assert_eq!(s.code(), tonic::Code::ResourceExhausted);
-                assert_eq!(status_reason(&s).as_deref(), Some("OVERLOADED"));
+                assert_eq!(status_reason(&s), Some(baton::error::Reason::Overloaded));
                 refused += 1;
             }
         }

@@ -19,7 +19,7 @@ async fn create_settled(client: &Client, path: &str, data: &[u8]) {
     let r = retry(SECS(15), 300, || async {
         match client.create(path, data, CreateOptions::persistent()).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is("NODE_EXISTS") => {
+            Err(e) if e.is(baton::client::Reason::NodeExists) => {
                 let (d, _) = client.get_data(path).await.map_err(|e| e.to_string())?;
                 if d == data {
                     Ok(())
@@ -41,7 +41,7 @@ async fn read_settled(client: &Client, path: &str) -> Option<Vec<u8>> {
     let r = retry(SECS(15), 300, || async {
         match client.get_data(path).await {
             Ok((d, _)) => Ok(Some(d)),
-            Err(e) if e.is("NO_NODE") => Ok(None),
+            Err(e) if e.is(baton::client::Reason::NoNode) => Ok(None),
             Err(e) => Err(e.to_string()),
         }
     })
@@ -59,7 +59,7 @@ where
     let deadline = Instant::now() + SECS(15);
     for _ in 0..100 {
         match call().await {
-            Err(e) if e.is("UNAVAILABLE") && Instant::now() < deadline => {
+            Err(e) if e.is(baton::client::Reason::Unavailable) && Instant::now() < deadline => {
                 tracing::info!(error = %e, "admin call refused; retrying");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -88,7 +88,8 @@ async fn purged_past(c: &TestCluster, id: u64, index: u64) -> u64 {
 }
 
 fn reason(e: &ClientError) -> String {
-    e.reason().unwrap_or_else(|| format!("{:?}", e.code()))
+    e.reason()
+        .map_or_else(|| format!("{:?}", e.code()), |r| r.to_string())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -129,7 +130,7 @@ async fn any_member_serves_any_request_with_the_same_answers() {
     assert_eq!(new.version, s.version + 1);
     let stale = clients[&1].set_data(path, "lost", s.version).await;
     assert!(
-        matches!(&stale, Err(e) if e.is("BAD_VERSION")),
+        matches!(&stale, Err(e) if e.is(baton::client::Reason::BadVersion)),
         "a CAS with a stale version must fail: {stale:?}"
     );
     for &reader in &ids {
@@ -332,7 +333,7 @@ async fn minority_partition_majority_serves_minority_refuses_but_serves_serializ
     c.heal();
     c.wait_converged(SECS(20)).await;
     assert_eq!(read_settled(&m, "/min").await.as_deref(), Some(&b"v2"[..]));
-    if w_err.is("UNAVAILABLE") {
+    if w_err.is(baton::client::Reason::Unavailable) {
         // UNAVAILABLE promises the write was not applied.
         assert_eq!(
             read_settled(&m, "/min/minority").await,
@@ -559,7 +560,12 @@ async fn deposed_leader_that_installs_a_snapshot_answers_its_pending_writes() {
         // and succeeds; one appended to the cut-off log never commits.
         match &r {
             Ok(_) => queued_ok.push(i),
-            Err(e) if e.is("OUTCOME_UNKNOWN") || e.is("UNAVAILABLE") => unknown.push(i),
+            Err(e)
+                if e.is(baton::client::Reason::OutcomeUnknown)
+                    || e.is(baton::client::Reason::Unavailable) =>
+            {
+                unknown.push(i)
+            }
             Err(e) => panic!("pending write {i}: {e}"),
         }
         assert!(
@@ -637,7 +643,7 @@ async fn watch_resumed_from_before_a_restart_is_served_by_a_member_that_has_the_
         .add("/wr", WatchKind::PersistentRecursive, Some(zxids[0] - 1))
         .await
         .expect_err("precondition: the restarted member no longer has the events");
-    assert!(err.is("COMPACTED"), "{err}");
+    assert!(err.is(baton::client::Reason::Compacted), "{err}");
 
     let all = c.client_from(restarted, SECS(3)).await;
     let (mut w, _, _) = all
@@ -1112,7 +1118,7 @@ async fn write_pending_on_a_stopped_leader_takes_effect_at_most_once() {
     );
     match &result {
         Ok(_) => assert_eq!(names.len(), 1, "an acknowledged create is missing"),
-        Err(e) if e.is("UNAVAILABLE") => assert!(
+        Err(e) if e.is(baton::client::Reason::Unavailable) => assert!(
             names.is_empty(),
             "the client was told UNAVAILABLE (not applied, safe to retry) but the create took \
              effect: {names:?} ({e})"
@@ -1343,7 +1349,7 @@ async fn a_follower_over_its_quota_stops_the_clusters_writes_until_it_has_room()
             .create("/new", b"x", CreateOptions::persistent())
             .await
         {
-            Err(e) if e.is("NOSPACE") => Ok(e),
+            Err(e) if e.is(baton::client::Reason::NoSpace) => Ok(e),
             Ok(_) => {
                 let _ = client.delete("/new", -1).await;
                 Err("accepted".to_string())
@@ -1365,7 +1371,10 @@ async fn a_follower_over_its_quota_stops_the_clusters_writes_until_it_has_room()
             .set_data("/keep", b"w", -1)
             .await
             .expect_err("refused through every member");
-        assert!(e.is("NOSPACE"), "through member {id}: {e}");
+        assert!(
+            e.is(baton::client::Reason::NoSpace),
+            "through member {id}: {e}"
+        );
     }
     let status = c.synced_status(leader).await.expect("status");
     assert_eq!(status.alarms.len(), 1, "{:?}", status.alarms);

@@ -39,8 +39,10 @@ const RETRY_BOUND: Duration = Duration::from_secs(30);
 
 /// The reason, or the status code's name, of a client error.
 pub fn error_kind(e: &ClientError) -> String {
-    e.reason()
-        .unwrap_or_else(|| baton::client::code_name(e.code()).to_string())
+    e.reason().map_or_else(
+        || baton::client::code_name(e.code()).to_string(),
+        |r| r.to_string(),
+    )
 }
 
 /// Retries `f` every 100 ms until it succeeds or `bound` passes (at most 1000 attempts).
@@ -70,7 +72,7 @@ pub async fn ensure(client: &Client, path: &str, data: &[u8]) -> Result<(), Stri
     retry(RETRY_BOUND, || async {
         match client.create(path, data, CreateOptions::persistent()).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is("NODE_EXISTS") => Ok(()),
+            Err(e) if e.is(baton::client::Reason::NodeExists) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
     })
@@ -170,7 +172,7 @@ impl EventLog {
             }
             .await;
             if let Err(e) = result {
-                if e.is("COMPACTED") {
+                if e.is(baton::client::Reason::Compacted) {
                     *failure.lock().unwrap_or_else(|e| e.into_inner()) =
                         Some(format!("the event log cannot resume without a gap: {e}"));
                     return;

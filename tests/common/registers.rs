@@ -118,13 +118,15 @@ pub fn never_sent(e: &ClientError) -> bool {
 /// (it promises not to have applied it) or the connection was never made. Anything else
 /// (timeout, connection lost after sending, `OUTCOME_UNKNOWN`) is indeterminate.
 pub fn write_not_applied(e: &ClientError) -> bool {
-    e.is("UNAVAILABLE") || never_sent(e)
+    e.is(baton::client::Reason::Unavailable) || never_sent(e)
 }
 
 /// A short label for error statistics: the reason, or the gRPC code.
 pub fn error_label(e: &ClientError) -> String {
-    e.reason()
-        .unwrap_or_else(|| baton::client::code_name(e.code()).to_string())
+    e.reason().map_or_else(
+        || baton::client::code_name(e.code()).to_string(),
+        |r| r.to_string(),
+    )
 }
 
 fn kind(op: &RegisterOp<u64>) -> &'static str {
@@ -162,12 +164,12 @@ async fn execute(
     let res: Result<RegisterOut<u64>, ClientError> = match op {
         RegisterOp::Read => match client.get_data_with(key, reads.options).await {
             Ok((d, s)) => Ok(RegisterOut::Read(Some((parse(&d, reads), s.version)))),
-            Err(e) if e.is("NO_NODE") => Ok(RegisterOut::Read(None)),
+            Err(e) if e.is(baton::client::Reason::NoNode) => Ok(RegisterOut::Read(None)),
             Err(e) => Err(e),
         },
         RegisterOp::Write(v) => match client.set_data(key, v.to_string(), -1).await {
             Ok(s) => Ok(RegisterOut::Written(s.version)),
-            Err(e) if e.is("NO_NODE") => Ok(RegisterOut::NoNode),
+            Err(e) if e.is(baton::client::Reason::NoNode) => Ok(RegisterOut::NoNode),
             Err(e) => Err(e),
         },
         RegisterOp::Cas {
@@ -178,8 +180,8 @@ async fn execute(
             .await
         {
             Ok(s) => Ok(RegisterOut::Written(s.version)),
-            Err(e) if e.is("NO_NODE") => Ok(RegisterOut::NoNode),
-            Err(e) if e.is("BAD_VERSION") => Ok(RegisterOut::BadVersion),
+            Err(e) if e.is(baton::client::Reason::NoNode) => Ok(RegisterOut::NoNode),
+            Err(e) if e.is(baton::client::Reason::BadVersion) => Ok(RegisterOut::BadVersion),
             Err(e) => Err(e),
         },
         RegisterOp::Create(v) => match client
@@ -187,12 +189,12 @@ async fn execute(
             .await
         {
             Ok(_) => Ok(RegisterOut::Created),
-            Err(e) if e.is("NODE_EXISTS") => Ok(RegisterOut::NodeExists),
+            Err(e) if e.is(baton::client::Reason::NodeExists) => Ok(RegisterOut::NodeExists),
             Err(e) => Err(e),
         },
         RegisterOp::Delete => match client.delete(key, -1).await {
             Ok(_) => Ok(RegisterOut::Deleted),
-            Err(e) if e.is("NO_NODE") => Ok(RegisterOut::NoNode),
+            Err(e) if e.is(baton::client::Reason::NoNode) => Ok(RegisterOut::NoNode),
             Err(e) => Err(e),
         },
     };

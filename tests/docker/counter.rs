@@ -65,7 +65,7 @@ pub async fn setup(client: &Client) -> Result<(), String> {
         crate::retry(Duration::from_secs(30), || async {
             match client.create(path, data, CreateOptions::persistent()).await {
                 Ok(_) => Ok(()),
-                Err(e) if e.is("NODE_EXISTS") => Ok(()),
+                Err(e) if e.is(baton::client::Reason::NodeExists) => Ok(()),
                 Err(e) => Err(e.to_string()),
             }
         })

@@ -213,7 +213,7 @@ pub async fn worker(
                     g.1.creates.ok += 1;
                     rec.acked.push(name);
                 }
-                Ok(Err(e)) if e.is("SESSION_EXPIRED") => {
+                Ok(Err(e)) if e.is(baton::client::Reason::SessionExpired) => {
                     g.1.creates.ok += 1;
                     dead = Some("create answered SESSION_EXPIRED".into());
                     break;
@@ -252,7 +252,7 @@ pub async fn worker(
                     match tokio::time::timeout(Duration::from_secs(3), client.get_session(sid))
                         .await
                     {
-                        Ok(Err(e)) if e.is("SESSION_EXPIRED") => {
+                        Ok(Err(e)) if e.is(baton::client::Reason::SessionExpired) => {
                             dead = Some(format!("lost locally ({reason}); Get: SESSION_EXPIRED"))
                         }
                         _ => abandoned = Some(format!("lost locally: {reason}")),
@@ -268,7 +268,7 @@ pub async fn worker(
             if rng.gen_bool(0.5) {
                 match tokio::time::timeout(Duration::from_secs(5), session.close()).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) if e.is("SESSION_EXPIRED") => {
+                    Ok(Err(e)) if e.is(baton::client::Reason::SessionExpired) => {
                         dead = Some("close answered SESSION_EXPIRED".into())
                     }
                     Ok(Err(e)) => {
@@ -299,7 +299,7 @@ pub async fn worker(
                 let res =
                     tokio::time::timeout(Duration::from_secs(3), client.get_session(sid)).await;
                 if let Ok(Err(e)) = res {
-                    if e.is("SESSION_EXPIRED") {
+                    if e.is(baton::client::Reason::SessionExpired) {
                         let ms = since.elapsed().as_millis() as u64;
                         rec.expiry_ms = Some(ms);
                         rec.end_ns = Some(clock.now_ns());
@@ -374,7 +374,7 @@ pub async fn finish_running(
                 rec.end = SessionEnd::Closed;
                 log.lock().unwrap_or_else(|p| p.into_inner()).1.closed += 1;
             }
-            Ok(Err(e)) if e.is("SESSION_EXPIRED") => {
+            Ok(Err(e)) if e.is(baton::client::Reason::SessionExpired) => {
                 rec.end = SessionEnd::Expired {
                     how: "final close answered SESSION_EXPIRED".into(),
                 };

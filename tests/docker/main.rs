@@ -107,7 +107,7 @@ async fn ensure_node(client: &Client, path: &str) -> Result<(), String> {
     retry(Duration::from_secs(30), || async {
         match client.create(path, "", CreateOptions::persistent()).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is("NODE_EXISTS") => Ok(()),
+            Err(e) if e.is(baton::client::Reason::NodeExists) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
     })

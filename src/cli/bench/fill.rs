@@ -82,7 +82,7 @@ pub(super) async fn create_keys(pool: &[Client], args: &BenchArgs) -> Result<(),
                         .await
                     {
                         Ok(_) => {}
-                        Err(e) if e.is("NODE_EXISTS") => {}
+                        Err(e) if e.is(crate::client::Reason::NodeExists) => {}
                         Err(e) => return Err(e),
                     }
                 }
@@ -211,7 +211,7 @@ async fn create_each(
         .await
         {
             Ok(_) => {}
-            Err(kind) if kind == "NODE_EXISTS" => {}
+            Err(kind) if kind == crate::client::Reason::NodeExists.as_str() => {}
             Err(kind) => return Err(kind),
         }
     }

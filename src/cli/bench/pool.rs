@@ -13,8 +13,10 @@ use crate::client::{Client, ClientError, ClientOptions, CreateOptions};
 
 /// The error kind of a failed request: its reason, or its code's name.
 pub(super) fn error_kind(e: &ClientError) -> String {
-    e.reason()
-        .unwrap_or_else(|| crate::client::code_name(e.code()).to_string())
+    e.reason().map_or_else(
+        || crate::client::code_name(e.code()).to_string(),
+        |r| r.to_string(),
+    )
 }
 
 /// Runs `fut` with a timeout; errors become their kind.
@@ -78,7 +80,7 @@ pub(super) async fn ensure_path(client: &Client, path: &str) -> Result<(), CliEr
             .await
         {
             Ok(_) => {}
-            Err(e) if e.is("NODE_EXISTS") => {}
+            Err(e) if e.is(crate::client::Reason::NodeExists) => {}
             Err(e) => return Err(e.into()),
         }
     }

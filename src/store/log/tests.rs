@@ -1,3 +1,6 @@
+//! Tests of the Raft log store: appends, truncation, purges, the vote, and upgrades from the
+//! sled-kept log of format 1.
+
 use std::path::Path;
 
 use openraft::storage::RaftLogStorageExt;
@@ -270,15 +273,15 @@ async fn a_log_kept_in_sled_by_an_older_version_moves_into_the_wal() {
         for i in 1..=6u64 {
             store
                 .raft_log()
-                .insert(i.to_be_bytes(), codec::encode_entry(&normal(1, i)))
+                .insert(i.to_be_bytes(), stored::encode_entry(&normal(1, i)))
                 .expect("insert");
         }
         let meta = store.raft_meta();
-        meta.insert(keys::VOTE, codec::encode_vote(&Vote::new_committed(1, 1)))
+        meta.insert(keys::VOTE, stored::encode_vote(&Vote::new_committed(1, 1)))
             .expect("vote");
-        meta.insert(keys::COMMITTED, codec::encode_log_id(&lid(1, 5)))
+        meta.insert(keys::COMMITTED, stored::encode_log_id(&lid(1, 5)))
             .expect("committed");
-        meta.insert(keys::LAST_PURGED, codec::encode_log_id(&lid(1, 2)))
+        meta.insert(keys::LAST_PURGED, stored::encode_log_id(&lid(1, 2)))
             .expect("purged");
         let mut v = super::super::FORMAT_MAGIC.to_vec();
         v.extend_from_slice(&1u32.to_be_bytes());

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::helpers::*;
-use crate::error::BatonError;
+use crate::error::{BatonError, Reason};
 use crate::tree::types::*;
 
 #[test]
@@ -105,9 +105,9 @@ fn only_minus_one_means_any_version() {
     let mut st = fresh();
     create(&mut st, 2, "/n", CreateMode::Persistent).unwrap();
     for v in [-2, i32::MIN] {
-        assert_eq!(reason(set(&mut st, 3, "/n", b"", v)), "BAD_VERSION");
-        assert_eq!(reason(check(&mut st, 3, "/n", v)), "BAD_VERSION");
-        assert_eq!(reason(delete(&mut st, 3, "/n", v)), "BAD_VERSION");
+        assert_eq!(reason(set(&mut st, 3, "/n", b"", v)), Reason::BadVersion);
+        assert_eq!(reason(check(&mut st, 3, "/n", v)), Reason::BadVersion);
+        assert_eq!(reason(delete(&mut st, 3, "/n", v)), Reason::BadVersion);
     }
 }
 
@@ -151,13 +151,13 @@ fn ephemeral_nodes_cannot_have_children() {
     for mode in ALL_MODES {
         assert_eq!(
             reason(create(&mut st, 3, "/e/c", mode)),
-            "NO_CHILDREN_FOR_EPHEMERALS",
+            Reason::NoChildrenForEphemerals,
             "{mode:?}"
         );
     }
     assert_eq!(
         reason(create(&mut st, 3, "/e/", CreateMode::PersistentSequential)),
-        "NO_CHILDREN_FOR_EPHEMERALS"
+        Reason::NoChildrenForEphemerals
     );
     assert_unchanged(&st, &before);
 }
@@ -184,7 +184,7 @@ fn ephemeral_create_with_an_unknown_session_is_session_expired() {
 fn the_root_cannot_be_deleted() {
     let mut st = fresh();
     for v in [-1, 0, 7] {
-        assert_eq!(reason(delete(&mut st, 2, "/", v)), "BAD_ARGUMENTS");
+        assert_eq!(reason(delete(&mut st, 2, "/", v)), Reason::BadArguments);
     }
     assert!(exists(&st, "/"));
     // Even when it is empty: nothing about the root changed.

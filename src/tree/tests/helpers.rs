@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use crate::error::BatonError;
+use crate::error::{BatonError, Reason};
 use crate::tree::path;
 use crate::tree::state::{Applied, Node, State, MAX_TTL_MS};
 use crate::tree::types::*;
@@ -292,7 +292,7 @@ pub(super) fn ev(zxid: Zxid, kind: EventType, path: &str) -> Event {
     }
 }
 
-pub(super) fn reason<T: std::fmt::Debug>(r: Result<T, BatonError>) -> &'static str {
+pub(super) fn reason<T: std::fmt::Debug>(r: Result<T, BatonError>) -> Reason {
     r.expect_err("expected an error").reason()
 }
 

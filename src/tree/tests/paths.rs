@@ -1,6 +1,6 @@
 //! Path validation: the rules a path and a sequential prefix must follow, and `INVALID_PATH`.
 
-use crate::error::BatonError;
+use crate::error::{BatonError, Reason};
 use crate::tree::path::{self, PathLimits};
 
 fn path_ok(p: &str) -> bool {
@@ -120,5 +120,5 @@ fn sequential_prefix_depth_is_the_depth_of_the_final_node() {
 #[test]
 fn path_errors_are_invalid_path() {
     let e = path::validate("/a/", false, &PathLimits::default()).unwrap_err();
-    assert_eq!(e.reason(), "INVALID_PATH");
+    assert_eq!(e.reason(), Reason::InvalidPath);
 }

@@ -2,7 +2,7 @@
 //! what a failed create advances (nothing).
 
 use super::helpers::*;
-use crate::error::BatonError;
+use crate::error::{BatonError, Reason};
 use crate::tree::types::*;
 
 #[test]
@@ -125,7 +125,7 @@ fn sequential_prefix_is_validated_as_the_final_name() {
     for bad in ["/a//", "//", "/a/./", "/a/../x-", "a/x-", "", "/a//x-"] {
         assert_eq!(
             reason(create(&mut st, 5, bad, CreateMode::PersistentSequential)),
-            "INVALID_PATH",
+            Reason::InvalidPath,
             "{bad:?}"
         );
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 
 use super::helpers::*;
-use crate::error::BatonError;
+use crate::error::{BatonError, Reason};
 use crate::tree::path;
 use crate::tree::state::State;
 use crate::tree::types::*;
@@ -47,8 +47,8 @@ fn open_session_registers_the_session() {
 fn open_session_with_a_taken_or_zero_id_is_bad_arguments() {
     let mut st = fresh();
     let before = st.clone();
-    assert_eq!(reason(open_session(&mut st, 2, S1)), "BAD_ARGUMENTS");
-    assert_eq!(reason(open_session(&mut st, 3, 0)), "BAD_ARGUMENTS");
+    assert_eq!(reason(open_session(&mut st, 2, S1)), Reason::BadArguments);
+    assert_eq!(reason(open_session(&mut st, 3, 0)), Reason::BadArguments);
     assert_unchanged(&st, &before);
 }
 

@@ -2,6 +2,7 @@
 //! mtime), and `ExpireTtl` deleting them, re-checking with the entry's time.
 
 use super::helpers::*;
+use crate::error::Reason;
 use crate::tree::state::MAX_TTL_MS;
 use crate::tree::types::*;
 
@@ -16,7 +17,7 @@ fn ttl_must_be_at_least_one_ms_and_below_two_to_the_forty() {
             let before = st.clone();
             assert_eq!(
                 reason(create_full(&mut st, 2, "/t", b"", mode, 0, bad)),
-                "BAD_ARGUMENTS",
+                Reason::BadArguments,
                 "{mode:?} ttl {bad}"
             );
             assert_eq!(st.get("/"), before.get("/"));
@@ -39,12 +40,12 @@ fn ttl_given_for_a_non_ttl_mode_is_bad_arguments() {
         let before = st.clone();
         assert_eq!(
             reason(create_full(&mut st, 2, "/n", b"", mode, session, 1000)),
-            "BAD_ARGUMENTS",
+            Reason::BadArguments,
             "{mode:?}"
         );
         assert_eq!(
             reason(create_full(&mut st, 3, "/n", b"", mode, session, -1)),
-            "BAD_ARGUMENTS",
+            Reason::BadArguments,
             "{mode:?}"
         );
         assert_unchanged(&st, &before);

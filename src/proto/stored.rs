@@ -1,54 +1,32 @@
-//! prost encoding of what the store keeps: openraft's log entries, log ids, votes and
-//! memberships, and the state machine's nodes and sessions, as the messages of
-//! `proto/baton/raft/v1/raft.proto`.
+//! Stored records and log entries ↔ their `baton.raft.v1` messages: openraft's log entries,
+//! log ids, votes and memberships; the commands, requests and ops a log entry carries; request
+//! results and errors (remembered per client, and answered to a forwarding follower); and the
+//! state machine's records (nodes, sessions, clients, the applied meta) as sled, snapshots and
+//! backups keep them.
 //!
 //! Our own protobuf, not openraft's serde layout, so the disk format survives openraft
-//! upgrades. Decoding never panics: malformed bytes, a missing required field or an unknown
-//! enum number is a [`CodecError`].
+//! upgrades; the peer RPCs ([`super::peer`]) carry the same messages, so the wire and disk
+//! forms of an entry are the same bytes. Decoding never panics: malformed bytes, a missing
+//! required field or an unknown enum number is a [`CodecError`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use openraft::{CommittedLeaderId, EntryPayload, LeaderId, Membership};
+use openraft::{CommittedLeaderId, EntryPayload, LeaderId};
 use prost::Message;
 
-use crate::consensus::{LogId, MemberNode, StoredMembership, TypeConfig};
+use super::{decode, need, CodecError};
+use crate::error::{BatonError, Reason};
 use crate::proto::raft as pb;
 use crate::tree::acl::{Acl, Caller, Id};
-use crate::tree::{Command, CreateMode, Node, NodeAcl, Op, Request, RequestId, Session, Stat};
+use crate::tree::{
+    ClientRecord, Command, CreateMode, MultiFailure, Node, NodeAcl, Op, OpOutcome, Request,
+    RequestId, RequestResult, Session, Stat,
+};
+use crate::types::{
+    AppliedMeta, Entry, LogCommand, LogId, MemberNode, Membership, StoredMembership, Vote,
+};
 
-/// An openraft log entry of Baton's type configuration.
-pub type Entry = openraft::Entry<TypeConfig>;
-/// An openraft vote.
-pub type Vote = openraft::Vote<u64>;
-
-/// A stored record could not be decoded.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("cannot decode {what}: {reason}")]
-pub struct CodecError {
-    /// What was being decoded.
-    pub what: &'static str,
-    /// Why it failed.
-    pub reason: String,
-}
-
-impl CodecError {
-    /// A decoding failure of `what`.
-    pub fn new(what: &'static str, reason: impl Into<String>) -> Self {
-        CodecError {
-            what,
-            reason: reason.into(),
-        }
-    }
-
-    fn missing(what: &'static str, field: &str) -> Self {
-        CodecError::new(what, format!("missing field {field}"))
-    }
-}
-
-/// Decodes a prost message, naming it in the error.
-pub fn decode<M: Message + Default>(what: &'static str, bytes: &[u8]) -> Result<M, CodecError> {
-    M::decode(bytes).map_err(|e| CodecError::new(what, e.to_string()))
-}
+type Res<T> = Result<T, CodecError>;
 
 // ---- openraft types ----
 
@@ -67,7 +45,7 @@ pub fn log_id_to_pb(id: &LogId) -> pb::LogId {
 pub fn log_id_from_pb(id: pb::LogId) -> Result<LogId, CodecError> {
     let l = id
         .leader_id
-        .ok_or_else(|| CodecError::missing("LogId", "leader_id"))?;
+        .ok_or_else(|| CodecError::missing_field("LogId", "leader_id"))?;
     Ok(LogId::new(
         CommittedLeaderId::new(l.term, l.node_id),
         id.index,
@@ -99,7 +77,7 @@ pub fn vote_to_pb(v: &Vote) -> pb::Vote {
 pub fn vote_from_pb(v: pb::Vote) -> Result<Vote, CodecError> {
     let l = v
         .leader_id
-        .ok_or_else(|| CodecError::missing("Vote", "leader_id"))?;
+        .ok_or_else(|| CodecError::missing_field("Vote", "leader_id"))?;
     Ok(Vote {
         leader_id: LeaderId::new(l.term, l.node_id),
         committed: v.committed,
@@ -117,7 +95,7 @@ pub fn decode_vote(bytes: &[u8]) -> Result<Vote, CodecError> {
 }
 
 /// Membership → proto (voter sets, then every node with its addresses).
-pub fn membership_to_pb(m: &Membership<u64, MemberNode>) -> pb::Membership {
+pub fn membership_to_pb(m: &Membership) -> pb::Membership {
     pb::Membership {
         configs: m
             .get_joint_config()
@@ -138,7 +116,7 @@ pub fn membership_to_pb(m: &Membership<u64, MemberNode>) -> pb::Membership {
 }
 
 /// proto → Membership.
-pub fn membership_from_pb(m: pb::Membership) -> Result<Membership<u64, MemberNode>, CodecError> {
+pub fn membership_from_pb(m: pb::Membership) -> Result<Membership, CodecError> {
     let configs: Vec<BTreeSet<u64>> = m
         .configs
         .into_iter()
@@ -178,22 +156,11 @@ pub fn stored_membership_from_pb(m: pb::StoredMembership) -> Result<StoredMember
     Ok(StoredMembership::new(log_id, membership))
 }
 
-/// A log entry's command, shared (a clone is a reference count) and held both decoded and
-/// encoded: the proposer encodes it once; the log, replication and apply use that encoding
-/// and that decoded form, and a follower decodes what it receives once.
-#[derive(Clone)]
-pub struct LogCommand(std::sync::Arc<CommandForms>);
-
-struct CommandForms {
-    command: Command,
-    bytes: bytes::Bytes,
-}
-
 impl LogCommand {
     /// Encodes `command`.
     pub fn new(command: Command) -> Self {
         let bytes = command_to_pb(&command).encode_to_vec().into();
-        LogCommand(std::sync::Arc::new(CommandForms { command, bytes }))
+        LogCommand::from_parts(command, bytes)
     }
 
     /// Decodes an encoded command.
@@ -202,20 +169,7 @@ impl LogCommand {
     /// Bytes that are not a valid command.
     pub fn decode(bytes: bytes::Bytes) -> Result<Self, CodecError> {
         let command = command_from_pb(decode("Command", &bytes)?)?;
-        Ok(LogCommand(std::sync::Arc::new(CommandForms {
-            command,
-            bytes,
-        })))
-    }
-
-    /// The command.
-    pub fn command(&self) -> &Command {
-        &self.0.command
-    }
-
-    /// Its encoding (a `Command` message).
-    pub fn bytes(&self) -> &bytes::Bytes {
-        &self.0.bytes
+        Ok(LogCommand::from_parts(command, bytes))
     }
 }
 
@@ -224,28 +178,6 @@ impl From<Command> for LogCommand {
         LogCommand::new(c)
     }
 }
-
-impl std::ops::Deref for LogCommand {
-    type Target = Command;
-
-    fn deref(&self) -> &Command {
-        &self.0.command
-    }
-}
-
-impl std::fmt::Debug for LogCommand {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.command.fmt(f)
-    }
-}
-
-impl PartialEq for LogCommand {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.command == other.0.command
-    }
-}
-
-impl Eq for LogCommand {}
 
 /// Log entry → its log and wire form (no copy of the command).
 pub fn entry_to_raw(e: &Entry) -> pb::EntryRaw {
@@ -264,11 +196,11 @@ pub fn entry_to_raw(e: &Entry) -> pb::EntryRaw {
 pub fn entry_from_raw(e: pb::EntryRaw) -> Result<Entry, CodecError> {
     let log_id = log_id_from_pb(
         e.log_id
-            .ok_or_else(|| CodecError::missing("Entry", "log_id"))?,
+            .ok_or_else(|| CodecError::missing_field("Entry", "log_id"))?,
     )?;
     let payload = match e
         .payload
-        .ok_or_else(|| CodecError::missing("Entry", "payload"))?
+        .ok_or_else(|| CodecError::missing_field("Entry", "payload"))?
     {
         pb::entry_raw::Payload::Blank(_) => EntryPayload::Blank,
         pb::entry_raw::Payload::Command(c) => EntryPayload::Normal(LogCommand::decode(c)?),
@@ -300,11 +232,11 @@ pub fn entry_to_pb(e: &Entry) -> pb::Entry {
 pub fn entry_from_pb(e: pb::Entry) -> Result<Entry, CodecError> {
     let log_id = log_id_from_pb(
         e.log_id
-            .ok_or_else(|| CodecError::missing("Entry", "log_id"))?,
+            .ok_or_else(|| CodecError::missing_field("Entry", "log_id"))?,
     )?;
     let payload = match e
         .payload
-        .ok_or_else(|| CodecError::missing("Entry", "payload"))?
+        .ok_or_else(|| CodecError::missing_field("Entry", "payload"))?
     {
         pb::entry::Payload::Blank(_) => EntryPayload::Blank,
         pb::entry::Payload::Command(c) => EntryPayload::Normal(command_from_pb(c)?.into()),
@@ -412,7 +344,7 @@ pub fn request_from_pb(r: pb::Request) -> Result<Request, CodecError> {
     let id = r.id;
     let request = match r
         .request
-        .ok_or_else(|| CodecError::missing("Request", "request"))?
+        .ok_or_else(|| CodecError::missing_field("Request", "request"))?
     {
         R::Multi(m) => Request::Multi {
             ops: m
@@ -507,7 +439,7 @@ fn op_to_pb(op: &Op) -> pb::Op {
 fn op_from_pb(op: pb::Op) -> Result<Op, CodecError> {
     use pb::op::Op as P;
     Ok(
-        match op.op.ok_or_else(|| CodecError::missing("Op", "op"))? {
+        match op.op.ok_or_else(|| CodecError::missing_field("Op", "op"))? {
             P::Create(c) => Op::Create {
                 mode: create_mode("Create", c.mode)?,
                 path: c.path,
@@ -575,7 +507,9 @@ pub fn acl_from_pb(acl: Vec<pb::AclEntry>) -> Result<Vec<Acl>, CodecError> {
         .map(|a| {
             Ok(Acl {
                 perms: a.perms,
-                id: acl_id_from_pb(a.id.ok_or_else(|| CodecError::missing("AclEntry", "id"))?),
+                id: acl_id_from_pb(
+                    a.id.ok_or_else(|| CodecError::missing_field("AclEntry", "id"))?,
+                ),
             })
         })
         .collect()
@@ -583,6 +517,295 @@ pub fn acl_from_pb(acl: Vec<pb::AclEntry>) -> Result<Vec<Acl>, CodecError> {
 
 fn create_mode(what: &'static str, v: i32) -> Result<CreateMode, CodecError> {
     CreateMode::from_i32(v).ok_or_else(|| CodecError::new(what, format!("unknown create mode {v}")))
+}
+
+// ---- results ----
+
+/// A domain error to the wire.
+pub fn error_to_pb(e: &BatonError) -> pb::ErrorDetail {
+    let mut d = pb::ErrorDetail {
+        reason: e.reason().to_string(),
+        message: e.to_string(),
+        ..Default::default()
+    };
+    match e {
+        BatonError::NoNode(p)
+        | BatonError::NodeExists(p)
+        | BatonError::NotEmpty(p)
+        | BatonError::NoChildrenForEphemerals(p)
+        | BatonError::LockHeld(p) => d.path = p.clone(),
+        BatonError::NoAuth { path, need } => {
+            d.path = path.clone();
+            d.what = (*need).to_string();
+        }
+        BatonError::BadFence { lock_node, token } => {
+            d.path = lock_node.clone();
+            d.size = *token;
+        }
+        BatonError::NotOwner {
+            path,
+            owner,
+            session,
+        } => {
+            d.path = path.clone();
+            d.size = *owner;
+            d.session_id = *session;
+        }
+        BatonError::InvalidPath { path, why } => {
+            d.path = path.clone();
+            d.message = why.clone();
+        }
+        BatonError::BadVersion {
+            path,
+            expected,
+            actual,
+        } => {
+            d.path = path.clone();
+            d.expected = *expected;
+            d.actual = *actual;
+        }
+        BatonError::SessionExpired(id) | BatonError::AuthFailed(id) => d.session_id = *id,
+        BatonError::TooLarge { what, size, limit } => {
+            d.what = (*what).to_string();
+            d.size = *size;
+            d.limit = *limit;
+        }
+        BatonError::TooMany { what, limit } => {
+            d.what = (*what).to_string();
+            d.limit = *limit;
+        }
+        BatonError::BadArguments(m)
+        | BatonError::Overloaded(m)
+        | BatonError::Unavailable(m)
+        | BatonError::NoSpace(m)
+        | BatonError::OutcomeUnknown(m)
+        | BatonError::DeadlineExceeded(m)
+        | BatonError::InvalidAcl(m)
+        | BatonError::Unauthenticated(m)
+        | BatonError::BadCredentials(m)
+        | BatonError::Internal(m) => d.message = m.clone(),
+        BatonError::RuntimeInconsistency => {}
+        BatonError::StaleRequest {
+            client_id,
+            seq,
+            oldest,
+        } => {
+            d.session_id = *client_id;
+            d.size = *seq;
+            d.limit = *oldest;
+        }
+        // Never forwarded; kept readable should one be.
+        e @ (BatonError::BackupInProgress | BatonError::ClusterMismatch { .. }) => {
+            d.message = e.to_string();
+        }
+    }
+    d
+}
+
+/// A domain error from the wire.
+pub fn error_from_pb(d: pb::ErrorDetail) -> BatonError {
+    let Some(reason) = Reason::parse(&d.reason) else {
+        return BatonError::Internal(d.message);
+    };
+    match reason {
+        Reason::NoNode => BatonError::NoNode(d.path),
+        Reason::NodeExists => BatonError::NodeExists(d.path),
+        Reason::NotEmpty => BatonError::NotEmpty(d.path),
+        Reason::NoChildrenForEphemerals => BatonError::NoChildrenForEphemerals(d.path),
+        Reason::NoAuth => BatonError::NoAuth {
+            path: d.path,
+            need: match d.what.as_str() {
+                "READ" => "READ",
+                "WRITE" => "WRITE",
+                "CREATE" => "CREATE",
+                "DELETE" => "DELETE",
+                "ADMIN" => "ADMIN",
+                _ => "SYSTEM",
+            },
+        },
+        Reason::InvalidAcl => BatonError::InvalidAcl(d.message),
+        Reason::Unauthenticated => BatonError::Unauthenticated(d.message),
+        Reason::BadCredentials => BatonError::BadCredentials(d.message),
+        Reason::LockHeld => BatonError::LockHeld(d.path),
+        Reason::BadFence => BatonError::BadFence {
+            lock_node: d.path,
+            token: d.size,
+        },
+        Reason::NotOwner => BatonError::NotOwner {
+            path: d.path,
+            owner: d.size,
+            session: d.session_id,
+        },
+        Reason::InvalidPath => BatonError::InvalidPath {
+            path: d.path,
+            why: d.message,
+        },
+        Reason::BadVersion => BatonError::BadVersion {
+            path: d.path,
+            expected: d.expected,
+            actual: d.actual,
+        },
+        Reason::SessionExpired => BatonError::SessionExpired(d.session_id),
+        Reason::AuthFailed => BatonError::AuthFailed(d.session_id),
+        Reason::TooLarge => BatonError::TooLarge {
+            what: match d.what.as_str() {
+                "data" => "data",
+                "multi op count" => "multi op count",
+                "multi payload" => "multi payload",
+                _ => "request",
+            },
+            size: d.size,
+            limit: d.limit,
+        },
+        Reason::TooMany => BatonError::TooMany {
+            what: match d.what.as_str() {
+                "watches per stream" => "watches per stream",
+                "watches on this member" => "watches on this member",
+                _ => "requests",
+            },
+            limit: d.limit,
+        },
+        Reason::Overloaded => BatonError::Overloaded(d.message),
+        Reason::BadArguments => BatonError::BadArguments(d.message),
+        Reason::RuntimeInconsistency => BatonError::RuntimeInconsistency,
+        Reason::StaleRequest => BatonError::StaleRequest {
+            client_id: d.session_id,
+            seq: d.size,
+            oldest: d.limit,
+        },
+        Reason::Unavailable => BatonError::Unavailable(d.message),
+        Reason::NoSpace => BatonError::NoSpace(d.message),
+        Reason::OutcomeUnknown => BatonError::OutcomeUnknown(d.message),
+        Reason::DeadlineExceeded => BatonError::DeadlineExceeded(d.message),
+        // Never forwarded; read back as what they say.
+        Reason::Internal
+        | Reason::BackupInProgress
+        | Reason::ClusterMismatch
+        | Reason::Compacted => BatonError::Internal(d.message),
+    }
+}
+
+fn stat_to_pb(s: &Stat) -> pb::NodeStat {
+    pb::NodeStat {
+        czxid: s.czxid,
+        mzxid: s.mzxid,
+        pzxid: s.pzxid,
+        ctime: s.ctime,
+        mtime: s.mtime,
+        version: s.version,
+        cversion: s.cversion,
+        aversion: s.aversion,
+        ephemeral_owner: s.ephemeral_owner,
+        data_length: s.data_length,
+        num_children: s.num_children,
+        mode: s.mode.as_i32(),
+        ttl_ms: s.ttl_ms,
+    }
+}
+
+fn stat_from_pb(s: pb::NodeStat) -> Res<Stat> {
+    Ok(Stat {
+        czxid: s.czxid,
+        mzxid: s.mzxid,
+        pzxid: s.pzxid,
+        ctime: s.ctime,
+        mtime: s.mtime,
+        version: s.version,
+        cversion: s.cversion,
+        aversion: s.aversion,
+        ephemeral_owner: s.ephemeral_owner,
+        data_length: s.data_length,
+        num_children: s.num_children,
+        mode: create_mode("NodeStat", s.mode)?,
+        ttl_ms: s.ttl_ms,
+    })
+}
+
+fn outcome_to_pb(o: &OpOutcome) -> pb::OpOutcome {
+    use pb::op_outcome::Outcome;
+    pb::OpOutcome {
+        outcome: Some(match o {
+            OpOutcome::Create { path, stat } => Outcome::Create(pb::Created {
+                path: path.clone(),
+                stat: Some(stat_to_pb(stat)),
+            }),
+            OpOutcome::Delete => Outcome::Delete(pb::Blank {}),
+            OpOutcome::SetData { stat } => Outcome::SetData(stat_to_pb(stat)),
+            OpOutcome::Check => Outcome::Check(pb::Blank {}),
+            OpOutcome::SetAcl { stat } => Outcome::SetAcl(stat_to_pb(stat)),
+        }),
+    }
+}
+
+fn outcome_from_pb(o: pb::OpOutcome) -> Res<OpOutcome> {
+    use pb::op_outcome::Outcome;
+    Ok(match need("OpOutcome.outcome", o.outcome)? {
+        Outcome::Create(c) => OpOutcome::Create {
+            path: c.path,
+            stat: stat_from_pb(need("Created.stat", c.stat)?)?,
+        },
+        Outcome::Delete(_) => OpOutcome::Delete,
+        Outcome::SetData(s) => OpOutcome::SetData {
+            stat: stat_from_pb(s)?,
+        },
+        Outcome::Check(_) => OpOutcome::Check,
+        Outcome::SetAcl(s) => OpOutcome::SetAcl {
+            stat: stat_from_pb(s)?,
+        },
+    })
+}
+
+/// A request's result (and the zxid of its entry) to the wire.
+pub fn result_to_pb(r: &RequestResult, zxid: u64) -> pb::RequestResult {
+    use pb::request_result::Result as R;
+    let result = match r {
+        RequestResult::Multi(Ok(outs)) => R::MultiOk(pb::OpOutcomes {
+            outcomes: outs.iter().map(outcome_to_pb).collect(),
+        }),
+        RequestResult::Multi(Err(f)) => R::MultiFailed(pb::MultiFailure {
+            index: f.index as u32,
+            error: Some(error_to_pb(&f.error)),
+            before: f.before.iter().map(outcome_to_pb).collect(),
+        }),
+        RequestResult::Done(Ok(())) => R::Done(pb::Blank {}),
+        RequestResult::Done(Err(e)) => R::DoneError(error_to_pb(e)),
+        RequestResult::Duplicate { zxid, result } => return result_to_pb(result, *zxid),
+        RequestResult::Stale(e) => R::Failed(error_to_pb(e)),
+    };
+    pb::RequestResult {
+        result: Some(result),
+        zxid,
+    }
+}
+
+/// A request's result and zxid from the wire.
+pub fn result_from_pb(r: pb::RequestResult) -> Res<(RequestResult, u64)> {
+    use pb::request_result::Result as R;
+    let result = match need("RequestResult.result", r.result)? {
+        R::Failed(_) => {
+            return Err(CodecError::new(
+                "RequestResult",
+                "a failed forward carries no result",
+            ))
+        }
+        R::MultiOk(o) => RequestResult::Multi(Ok(o
+            .outcomes
+            .into_iter()
+            .map(outcome_from_pb)
+            .collect::<Res<Vec<_>>>()?)),
+        R::MultiFailed(f) => RequestResult::Multi(Err(MultiFailure {
+            index: f.index as usize,
+            error: error_from_pb(need("MultiFailure.error", f.error)?),
+            before: f
+                .before
+                .into_iter()
+                .map(outcome_from_pb)
+                .collect::<Res<Vec<_>>>()?,
+        })),
+        R::Done(_) => RequestResult::Done(Ok(())),
+        R::DoneError(e) => RequestResult::Done(Err(error_from_pb(e))),
+    };
+    Ok((result, r.zxid))
 }
 
 // ---- state-machine records ----
@@ -660,6 +883,72 @@ pub fn session_from_pb(s: pb::StoredSession) -> Result<Session, CodecError> {
         created_zxid: s.created_zxid,
         created_ms: s.created_ms,
     })
+}
+
+/// A client's request-id record → its stored form.
+pub fn client_to_pb(client_id: u64, c: &ClientRecord) -> pb::StoredClient {
+    pb::StoredClient {
+        client_id,
+        oldest: c.oldest,
+        last_ms: c.last_ms,
+        results: c
+            .results
+            .iter()
+            .map(|(seq, (zxid, r))| pb::RememberedResult {
+                seq: *seq,
+                result: Some(result_to_pb(r, *zxid)),
+            })
+            .collect(),
+    }
+}
+
+/// Stored form → a client's id and record.
+pub fn client_from_pb(c: pb::StoredClient) -> Result<(u64, ClientRecord), CodecError> {
+    let mut results = imbl::OrdMap::new();
+    for r in c.results {
+        let stored = r
+            .result
+            .ok_or_else(|| CodecError::new("RememberedResult", "missing result"))?;
+        let (result, zxid) = result_from_pb(stored)?;
+        results.insert(r.seq, (zxid, result));
+    }
+    Ok((
+        c.client_id,
+        ClientRecord {
+            oldest: c.oldest,
+            last_ms: c.last_ms,
+            results,
+        },
+    ))
+}
+
+/// The applied meta, the last time and the last zxid → a `StateMeta`: with the membership in
+/// a snapshot header, without it in the state machine's sled tree (where the membership has
+/// its own record).
+pub fn meta_to_pb(
+    meta: &AppliedMeta,
+    last_time_ms: i64,
+    last_zxid: u64,
+    with_membership: bool,
+) -> pb::StateMeta {
+    pb::StateMeta {
+        last_applied: meta.last_applied.as_ref().map(log_id_to_pb),
+        membership: with_membership.then(|| stored_membership_to_pb(&meta.membership)),
+        last_time_ms,
+        last_zxid,
+    }
+}
+
+/// A `StateMeta` → applied meta (an absent membership is the empty one), last time, last zxid.
+pub fn meta_from_pb(m: pb::StateMeta) -> Res<(AppliedMeta, i64, u64)> {
+    let meta = AppliedMeta {
+        last_applied: m.last_applied.map(log_id_from_pb).transpose()?,
+        membership: match m.membership {
+            Some(sm) => stored_membership_from_pb(sm)?,
+            None => StoredMembership::default(),
+        },
+    };
+    Ok((meta, m.last_time_ms, m.last_zxid))
 }
 
 #[cfg(test)]
@@ -965,5 +1254,82 @@ mod tests {
             ..Default::default()
         };
         assert!(node_from_pb(stored).is_err());
+    }
+
+    #[test]
+    fn errors_round_trip() {
+        let errs = vec![
+            BatonError::NoNode("/a".into()),
+            BatonError::BadVersion {
+                path: "/a".into(),
+                expected: 3,
+                actual: 4,
+            },
+            BatonError::SessionExpired(42),
+            BatonError::TooLarge {
+                what: "data",
+                size: 10,
+                limit: 5,
+            },
+            BatonError::InvalidPath {
+                path: "x".into(),
+                why: "relative".into(),
+            },
+            BatonError::RuntimeInconsistency,
+            BatonError::Unavailable("no leader".into()),
+            BatonError::NoSpace("member 2 is short of disk space".into()),
+            BatonError::BadFence {
+                lock_node: "/l/lock-0000000001".into(),
+                token: 99,
+            },
+            BatonError::LockHeld("/l".into()),
+            BatonError::NotOwner {
+                path: "/l/lock-0000000001".into(),
+                owner: 1,
+                session: 2,
+            },
+            BatonError::StaleRequest {
+                client_id: u64::MAX,
+                seq: 7,
+                oldest: 9,
+            },
+        ];
+        for e in errs {
+            assert_eq!(error_from_pb(error_to_pb(&e)), e);
+        }
+    }
+
+    #[test]
+    fn results_round_trip() {
+        let stat = Stat {
+            czxid: 5,
+            data_length: 3,
+            num_children: 2,
+            mode: CreateMode::EphemeralSequential,
+            ..Stat::default()
+        };
+        let results = vec![
+            RequestResult::Multi(Ok(vec![
+                OpOutcome::Create {
+                    path: "/a0000000001".into(),
+                    stat: stat.clone(),
+                },
+                OpOutcome::SetData { stat },
+                OpOutcome::Delete,
+                OpOutcome::Check,
+            ])),
+            RequestResult::Multi(Err(MultiFailure {
+                index: 1,
+                error: BatonError::NotEmpty("/x".into()),
+                before: vec![OpOutcome::Check],
+            })),
+            RequestResult::Done(Ok(())),
+            RequestResult::Done(Err(BatonError::AuthFailed(9))),
+        ];
+        for r in results {
+            let (back, zxid) = result_from_pb(result_to_pb(&r, 77)).unwrap();
+            assert_eq!(back, r);
+            assert_eq!(zxid, 77);
+        }
     }
 }

@@ -1,22 +1,10 @@
-//! Generated protobuf modules (public API `baton.v1`, internal `baton.raft.v1`) and the
-//! descriptor set served by gRPC reflection.
+//! The client API (`baton.v1`) ↔ domain: ACL entries, stats, create modes, watch kinds and
+//! events, op outcomes, the errors of Multi ops and watches, and lock contenders.
 
-#![allow(missing_docs, clippy::all, clippy::pedantic)]
-
-/// The public client API.
-pub mod v1 {
-    tonic::include_proto!("baton.v1");
-}
-
-/// Internal formats: log entries, stored state, peer RPCs.
-pub mod raft {
-    tonic::include_proto!("baton.raft.v1");
-}
-
-/// Encoded `FileDescriptorSet` of every Baton proto, for gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("baton_descriptor");
-
-use crate::tree::{self, CreateMode, EventType};
+use super::v1;
+use crate::error::BatonError;
+use crate::tree::locks::{Contender, LockKind};
+use crate::tree::{self, CreateMode, EventType, OpOutcome};
 
 /// Wire ACL entries → ours (checked later by [`tree::acl::canonical`]).
 pub fn acl_from_wire(list: Vec<v1::Acl>) -> Vec<tree::acl::Acl> {
@@ -100,15 +88,65 @@ impl From<v1::add_watch::Kind> for crate::watch::WatchKind {
 ///
 /// # Errors
 /// `BAD_ARGUMENTS` for an unknown number.
-pub fn create_mode(v: i32) -> Result<CreateMode, crate::error::BatonError> {
+pub fn create_mode(v: i32) -> Result<CreateMode, BatonError> {
     CreateMode::from_i32(v)
-        .ok_or_else(|| crate::error::BatonError::BadArguments(format!("unknown create mode {v}")))
+        .ok_or_else(|| BatonError::BadArguments(format!("unknown create mode {v}")))
 }
 
 /// The wire error of one Multi op.
-pub fn op_error(e: &crate::error::BatonError) -> v1::OpError {
+pub fn op_error(e: &BatonError) -> v1::OpError {
     v1::OpError {
         reason: e.reason().to_string(),
         message: e.to_string(),
+    }
+}
+
+/// The error of a refused watch request.
+pub fn watch_error(request_id: u64, e: &BatonError) -> v1::WatchError {
+    v1::WatchError {
+        reason: e.reason().to_string(),
+        message: e.to_string(),
+        request_id,
+    }
+}
+
+/// An op's outcome → its Multi result (`header` on the ops that carry one).
+pub fn outcome_to_wire(o: &OpOutcome, header: Option<v1::ResponseHeader>) -> v1::OpResult {
+    use v1::op_result::Result as R;
+    let r = match o {
+        OpOutcome::Create { path, stat } => R::Create(v1::CreateResponse {
+            header,
+            path: path.clone(),
+            stat: Some(stat.into()),
+        }),
+        OpOutcome::Delete => R::Delete(v1::DeleteResponse { header }),
+        OpOutcome::SetData { stat } => R::SetData(v1::SetDataResponse {
+            header,
+            stat: Some(stat.into()),
+        }),
+        OpOutcome::Check => R::Check(v1::CheckResult {}),
+        // Not a Multi op; reported as a set for completeness.
+        OpOutcome::SetAcl { stat } => R::SetData(v1::SetDataResponse {
+            header,
+            stat: Some(stat.into()),
+        }),
+    };
+    v1::OpResult { result: Some(r) }
+}
+
+/// A contender on the wire.
+pub fn contender_to_wire(c: &Contender) -> v1::Contender {
+    let (mode, permits) = match c.kind {
+        LockKind::Exclusive => (v1::LockMode::Exclusive, 0),
+        LockKind::Shared => (v1::LockMode::Shared, 0),
+        LockKind::Semaphore(n) => (v1::LockMode::Shared, n),
+    };
+    v1::Contender {
+        lock_node: c.node.clone(),
+        session_id: c.session,
+        fencing_token: c.token,
+        mode: mode as i32,
+        permits,
+        data: c.data.to_vec(),
     }
 }
