@@ -25,6 +25,7 @@ use crate::consensus::proposer::Proposer;
 use crate::consensus::reads::ReadBarrier;
 use crate::consensus::rejoin::VoteHold;
 use crate::consensus::space::{self, SpaceAlarm};
+use crate::consensus::space_guard;
 use crate::consensus::state_machine::StateMachineStore;
 use crate::consensus::{MemberNode, Raft};
 use crate::member::{self, Member};
@@ -409,8 +410,8 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
     // Every background task of the member is owned here and joined when it stops (see
     // `serve`); if starting fails half-way, dropping the set aborts the ones already running.
     let mut background = JoinSet::new();
-    background.spawn(space::run(
-        space::Guard {
+    background.spawn(space_guard::run(
+        space_guard::Guard {
             my_id: cfg.id,
             dir: cfg.data_dir.clone(),
             alarm: space_alarm,

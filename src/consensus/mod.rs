@@ -18,6 +18,7 @@ pub mod reads;
 pub mod rejoin;
 pub mod snapshot;
 pub mod space;
+pub mod space_guard;
 pub mod state_machine;
 
 pub use crate::types::{CommandResult, LogId, MemberNode, StoredMembership, TypeConfig};

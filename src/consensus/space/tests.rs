@@ -2,7 +2,9 @@
 //! the alarms back from the tree.
 
 use super::*;
-use crate::tree::Command;
+use bytes::Bytes;
+
+use crate::tree::{Command, CreateMode};
 
 const MB: u64 = 1024 * 1024;
 
