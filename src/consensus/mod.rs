@@ -4,21 +4,21 @@
 //! member that starts without data ([`rejoin`]). The type configuration is
 //! [`crate::types`]'s, re-exported here.
 
-pub mod failover;
+pub(crate) mod failover;
 pub mod faults;
-pub mod forward;
-pub mod housekeeping;
+pub(crate) mod forward;
+pub(crate) mod housekeeping;
 pub mod identity;
-pub mod membership;
-pub mod network;
-pub mod peer_service;
-pub mod peers;
-pub mod proposer;
-pub mod reads;
-pub mod rejoin;
-pub mod snapshot;
-pub mod space;
-pub mod space_guard;
+pub(crate) mod membership;
+pub(crate) mod network;
+pub(crate) mod peer_service;
+pub(crate) mod peers;
+pub(crate) mod proposer;
+pub(crate) mod reads;
+pub(crate) mod rejoin;
+pub(crate) mod snapshot;
+pub(crate) mod space;
+pub(crate) mod space_guard;
 pub mod state_machine;
 
 pub use crate::types::{CommandResult, LogId, MemberNode, StoredMembership, TypeConfig};

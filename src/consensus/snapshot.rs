@@ -248,8 +248,6 @@ pub fn read_header(r: impl Read) -> Result<(pb::SnapshotHeader, Meta), StoreErro
 
 /// A snapshot read back.
 pub struct Decoded {
-    /// Its header.
-    pub header: pb::SnapshotHeader,
     /// The openraft meta the header describes.
     pub meta: Meta,
     /// The state it holds, checked to form a tree.
@@ -323,11 +321,7 @@ pub fn read_snapshot(r: impl Read) -> Result<Decoded, StoreError> {
     }
     state.set_clients(clients);
     state.applied_index = meta.last_log_id.map_or(0, |l| l.index);
-    Ok(Decoded {
-        header,
-        meta,
-        state,
-    })
+    Ok(Decoded { meta, state })
 }
 
 /// File name of the snapshot covering `meta`'s last log id.
@@ -562,11 +556,13 @@ mod tests {
     fn a_snapshot_reads_back_as_the_same_state() {
         let st = state();
         assert!(st.get("/app/members/m").is_some(), "the history applied");
-        let d = read_snapshot(bytes_of(&st).as_slice()).expect("read");
+        let bytes = bytes_of(&st);
+        let d = read_snapshot(bytes.as_slice()).expect("read");
         assert_eq!(d.meta.last_log_id, applied().last_applied);
         assert_eq!(d.meta.last_membership, applied().membership);
         assert_eq!(d.meta.snapshot_id, "id-1");
-        assert_eq!(d.header.format, SNAPSHOT_FORMAT);
+        let (header, _) = read_header(bytes.as_slice()).expect("header");
+        assert_eq!(header.format, SNAPSHOT_FORMAT);
         assert_eq!(d.state.digest(), st.digest());
         let mut want = st.clone();
         want.applied_index = 40;

@@ -2,8 +2,8 @@
 //! the client port's request layer (per-method metrics, the in-flight bound, the slow-request
 //! log) and its connection limits.
 
-pub mod conns;
-pub mod grpc;
-pub mod health;
+pub(crate) mod conns;
+pub(crate) mod grpc;
+pub(crate) mod health;
 pub mod http;
-pub mod metrics;
+pub(crate) mod metrics;

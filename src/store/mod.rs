@@ -56,7 +56,7 @@
 //! not a hard limit.
 
 pub mod log;
-pub mod wal;
+pub(crate) mod wal;
 
 use std::collections::HashSet;
 use std::ffi::OsString;
