@@ -125,10 +125,15 @@ impl Forwarder {
     /// `UNAVAILABLE` if no other leader is known in time; as [`Forwarder::leader`].
     pub async fn next_leader(&self, old: u64, wait: Duration) -> Result<Leader, BatonError> {
         let mut rx = self.raft.metrics();
-        let changed = tokio::time::timeout(wait, rx.wait_for(|m| other_leader(m, old))).await;
-        match changed {
-            Ok(Ok(_)) => self.leader(),
-            _ => Err(BatonError::Unavailable(format!(
+        // The guard `wait_for` returns is dropped here: `leader()` borrows the metrics again,
+        // and a second read of the channel's lock while openraft waits to publish deadlocks.
+        let found = matches!(
+            tokio::time::timeout(wait, rx.wait_for(|m| other_leader(m, old))).await,
+            Ok(Ok(_))
+        );
+        match found {
+            true => self.leader(),
+            false => Err(BatonError::Unavailable(format!(
                 "no leader other than member {old} within {} ms",
                 wait.as_millis()
             ))),
