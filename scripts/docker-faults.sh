@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Black-box fault suite: a three-member Baton cluster in Docker containers, a workload driver on
-# the host (tests/docker/, an ignored integration test using baton::client against the
-# published client ports on 127.0.0.1), and a nemesis that partitions, kills and pauses
-# members through the docker CLI. Afterwards: linearizability of the register history,
-# no acknowledged write lost, sequential-name checks, ephemeral/session checks, and
-# convergence of every member's state hash. See tests/docker/main.rs for what is checked.
+# the host (docker::docker_faults in tests/it/docker/, an ignored test of the `it` binary, using
+# baton::client against the published client ports on 127.0.0.1), and a nemesis that
+# partitions, kills and pauses members through the docker CLI. Afterwards: linearizability of
+# the register history, no acknowledged write lost, sequential-name checks, ephemeral/session
+# checks, and convergence of every member's state hash. See tests/it/docker/mod.rs.
 #
 #   scripts/docker-faults.sh [--duration SECS] [--seed N] [--keep] [--no-image]
 #                            [--driver-profile release|debug] [--require-docker]
@@ -152,10 +152,10 @@ else
 fi
 CARGO_PROFILE_ARGS=()
 [[ $PROFILE == release ]] && CARGO_PROFILE_ARGS=(--release)
-log "building the driver (cargo test ${CARGO_PROFILE_ARGS[*]} --test docker --no-run)"
+log "building the driver (cargo test ${CARGO_PROFILE_ARGS[*]} --test it --no-run)"
 # The test executable is run directly afterwards, so the driver that runs is the one built
 # here, whatever happens to the working tree meanwhile.
-DRIVER="$("${T[@]}" 3600 cargo test "${CARGO_PROFILE_ARGS[@]}" --test docker --no-run \
+DRIVER="$("${T[@]}" 3600 cargo test "${CARGO_PROFILE_ARGS[@]}" --test it --no-run \
   --message-format=json-render-diagnostics \
   | python3 -c 'import json, sys
 for line in sys.stdin:
@@ -163,7 +163,7 @@ for line in sys.stdin:
         m = json.loads(line)
     except ValueError:
         continue
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "docker":
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "it":
         print(m["executable"])')" || die "driver build failed"
 [[ -n "$DRIVER" && -x "$DRIVER" ]] || die "driver executable not found after the build"
 BUILD_SECS=$((SECONDS - START))
@@ -281,7 +281,7 @@ BATON_DF_DURATION="$DURATION" \
 BATON_DF_SEED="$SEED" \
 BATON_DF_OUT="$OUT" \
 BATON_DF_KEEP="$KEEP" \
-  "${T[@]}" "$DRIVER_BOUND" "$DRIVER" --ignored --exact docker_faults --nocapture \
+  "${T[@]}" "$DRIVER_BOUND" "$DRIVER" --ignored --exact docker::docker_faults --nocapture \
     --test-threads 1 > >(tee "$OUT/driver.log") 2>&1 &
 DRIVER_PID=$!
 wait "$DRIVER_PID"

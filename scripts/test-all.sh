@@ -127,7 +127,7 @@ echo "==== summary ($((SECONDS - START)) s; logs in $LOGDIR) ===="
 for i in "${!NAMES[@]}"; do
   printf '  %-12s %-22s %5s s\n' "${NAMES[$i]}" "${RESULTS[$i]}" "${SECS[$i]}"
 done
-# Figures kept by tests whose output cargo captured (e.g. tests/durability.rs).
+# Figures kept by tests whose output cargo captured (e.g. tests/it/durability.rs).
 for f in "${CARGO_TARGET_DIR:-$ROOT/target}"/tmp/figures/*.txt; do
   [[ -f "$f" ]] && sed 's/^/  /' "$f"
 done

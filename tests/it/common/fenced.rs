@@ -1,5 +1,5 @@
-//! The fenced lock counter, shared by the in-process cluster tests (`tests/cluster/locks.rs`)
-//! and the Docker fault suite (`tests/docker/locks.rs`).
+//! The fenced lock counter, shared by the in-process cluster tests (`tests/it/cluster/locks.rs`)
+//! and the Docker fault suite (`tests/it/docker/locks.rs`).
 //!
 //! Workers loop: acquire the lock `ROOT/lock` (exclusive, each with its own session) → read
 //! the counter `ROOT/counter` → one `Multi [CheckFence(node, token), SetData(counter, n + 1,

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use baton::client::{Client, ClientOptions, ClientTls, CreateOptions};
@@ -21,6 +21,8 @@ use rcgen::{
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+use crate::common::batond::{free_port, Batond, Signal};
 
 /// A certificate authority made for one test.
 struct Ca {
@@ -562,33 +564,6 @@ async fn bad_certificate_files_are_refused_at_start_with_a_clear_error() {
     );
 }
 
-/// A `batond` child process, killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn sighup(p: &Proc) {
-    let ok = Command::new("kill")
-        .args(["-HUP", &p.0.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-}
-
 async fn wait_log(log: &Path, text: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -609,33 +584,17 @@ async fn certificates_reload_on_sighup_without_dropping_connections() {
     let files = member_files(dir.path(), &old_ca, 1, None);
     let port = free_port();
     let log = dir.path().join("batond.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_batond"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("BATON_") {
-            cmd.env_remove(k);
-        }
+    let mut proc = Batond::new(1, port, free_port(), dir.path().join("data"), log.clone());
+    proc.metrics_addr = "off".into();
+    for (flag, file) in [
+        ("--cert", &files.cert),
+        ("--key", &files.key),
+        ("--peer-ca", &files.peer_ca),
+    ] {
+        proc.args.push(flag.into());
+        proc.args.push(file.into());
     }
-    let child = cmd
-        .args(["--id", "1", "--metrics-addr", "off"])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--listen-client", &format!("127.0.0.1:{port}")])
-        .args(["--listen-peer", &format!("127.0.0.1:{}", free_port())])
-        .arg("--cert")
-        .arg(&files.cert)
-        .arg("--key")
-        .arg(&files.key)
-        .arg("--peer-ca")
-        .arg(&files.peer_ca)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out.try_clone().unwrap()))
-        .stderr(Stdio::from(out))
-        .spawn()
-        .unwrap();
-    let proc = Proc(child);
+    proc.spawn();
     wait_log(&log, "serving").await;
     let endpoint = [format!("127.0.0.1:{port}")];
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -655,7 +614,7 @@ async fn certificates_reload_on_sighup_without_dropping_connections() {
 
     // A bad file: logged, the certificate in use kept.
     std::fs::write(&files.cert, "not a certificate").unwrap();
-    sighup(&proc);
+    proc.signal(Signal::HUP);
     wait_log(&log, "certificates not reloaded").await;
     let c = Client::connect_with(endpoint.clone(), tls_options(&old_ca, None))
         .await
@@ -669,7 +628,7 @@ async fn certificates_reload_on_sighup_without_dropping_connections() {
     std::fs::write(&files.cert, &pair.cert).unwrap();
     std::fs::write(&files.key, &pair.key).unwrap();
     std::fs::write(&files.peer_ca, new_ca.pem()).unwrap();
-    sighup(&proc);
+    proc.signal(Signal::HUP);
     wait_log(&log, "certificates reloaded").await;
     // The connection made before the reload goes on.
     old.create("/old-connection", "", CreateOptions::default())

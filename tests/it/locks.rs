@@ -13,66 +13,9 @@ use baton::client::{
     Client, ClientError, CreateOptions, InspectResponse, LeaderResponse, LockGuard, LockMode,
     LockOptions, MultiOps, Session,
 };
-use baton::config::Config;
-use baton::server::{self, ServerHandle};
 use futures::StreamExt;
 
-struct Member {
-    handle: Option<ServerHandle>,
-    client: Client,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            h.shutdown();
-        }
-    }
-}
-
-impl Member {
-    fn endpoint(&self) -> String {
-        self.client.endpoints()[0].clone()
-    }
-
-    async fn session(&self) -> Session {
-        self.client
-            .open_session(Duration::from_secs(10))
-            .await
-            .expect("open session")
-    }
-
-    /// A session that expires `timeout` after its keepalives stop.
-    async fn short_session(&self, timeout: Duration) -> Session {
-        self.client
-            .open_session(timeout)
-            .await
-            .expect("open session")
-    }
-}
-
-async fn start() -> Member {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let cfg = Config::for_test(dir.path());
-    let handle = server::start(cfg).await.expect("server starts");
-    let client = Client::connect(&[handle.client_addr.to_string()])
-        .await
-        .expect("client connects");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for _ in 0..1000 {
-        if client.sync("/").await.is_ok() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "member did not become ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Member {
-        handle: Some(handle),
-        client,
-        _dir: dir,
-    }
-}
+use crate::common::member::{start, Member};
 
 fn reason(e: &ClientError) -> String {
     e.reason()

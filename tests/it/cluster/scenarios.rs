@@ -9,7 +9,7 @@ use baton::client::{
 };
 use openraft::ServerState;
 
-use crate::harness::{client_options, poll_until, retry, ClusterOptions, TestCluster};
+use crate::common::harness::{client_options, poll_until, retry, ClusterOptions, TestCluster};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -1136,7 +1136,7 @@ async fn deposed_leader_does_not_expire_sessions_kept_alive_through_the_new_lead
     let old = c.wait_for_leader(SECS(10)).await;
     let f = followers(&c, old);
     let client =
-        crate::harness::connect_retry(&[c.endpoint(f[0]), c.endpoint(f[1])], SECS(3)).await;
+        crate::common::harness::connect_retry(&[c.endpoint(f[0]), c.endpoint(f[1])], SECS(3)).await;
     create_settled(&client, "/exp", b"").await;
     let timeout = Duration::from_millis(1000);
     let session = client.open_session(timeout).await.unwrap();
@@ -1297,7 +1297,8 @@ async fn removing_the_leader_hands_over_to_the_remaining_members() {
     let mut c = TestCluster::start(3).await;
     let leader = c.wait_for_leader(SECS(10)).await;
     let f = followers(&c, leader);
-    let via = crate::harness::connect_retry(&[c.endpoint(f[0]), c.endpoint(f[1])], SECS(5)).await;
+    let via =
+        crate::common::harness::connect_retry(&[c.endpoint(f[0]), c.endpoint(f[1])], SECS(5)).await;
     create_settled(&via, "/rm", b"").await;
     for i in 0..10 {
         via.create(&format!("/rm/a{i}"), "a", CreateOptions::persistent())

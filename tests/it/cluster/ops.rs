@@ -17,7 +17,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-use crate::harness::{client_options, TestCluster};
+use crate::common::harness::{client_options, TestCluster};
 
 /// Polls `f` every 50 ms until it gives a value or `timeout` passes.
 async fn poll_until<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>

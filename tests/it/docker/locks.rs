@@ -1,4 +1,4 @@
-//! Fenced lock counter workload (the shared one in `tests/common/fenced.rs`): a few workers,
+//! Fenced lock counter workload (the shared one in `tests/it/common/fenced.rs`): a few workers,
 //! each with its own session and a client that starts at a different member, take the lock
 //! `/df/lock/lock`, read `/df/lock/counter` and write `counter + 1` in a Multi guarded by
 //! `CheckFence` with their fencing token, under the same nemesis as the other workloads. One
@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use baton::client::Client;
 
-use crate::cluster::Cluster;
-use crate::fenced::{self, Board, EventLog, Figures, Outcomes, Paths, WorkerSpec};
+use super::cluster::Cluster;
+use crate::common::fenced::{self, Board, EventLog, Figures, Outcomes, Paths, WorkerSpec};
 
 pub const ROOT: &str = "/df/lock";
 pub const WORKERS: usize = 3;

@@ -22,8 +22,8 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::Serialize;
 
-use crate::cluster::{docker, docker_retry, Cluster};
-use crate::registers::Rec;
+use super::cluster::{docker, docker_retry, Cluster};
+use super::registers::Rec;
 
 pub const PROBE: &str = "/df/probe";
 /// How long a heal may take to make writes succeed again before the run fails.

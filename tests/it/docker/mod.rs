@@ -12,7 +12,7 @@
 //!   among acknowledged creates, every acknowledged create present after healing;
 //! * **ephemerals** (`ephemerals.rs`): once a session is known closed or expired none of its
 //!   ephemerals remain; live sessions keep theirs; every session ends and `/df/eph` empties;
-//! * **locks** (`locks.rs`, the fenced counter of `tests/common/fenced.rs`): fenced
+//! * **locks** (`locks.rs`, the fenced counter of `tests/it/common/fenced.rs`): fenced
 //!   increments under the lock are exact, tokens increase along the counter, no stale or
 //!   refused write commits, and the writer held the lock at every committed increment.
 //!
@@ -29,8 +29,6 @@
 mod cluster;
 mod counter;
 mod ephemerals;
-#[path = "../common/fenced.rs"]
-mod fenced;
 mod locks;
 mod nemesis;
 mod registers;

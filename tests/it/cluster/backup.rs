@@ -17,7 +17,7 @@ use baton::proto::raft as pb;
 use baton::proto::v1::backup_chunk::Part;
 use baton::store::Store;
 
-use crate::harness::{baton, json, ClusterOptions, TestCluster};
+use crate::common::harness::{baton, json, ClusterOptions, TestCluster};
 
 /// A write acknowledged to a client: path, data, and the zxid that made it.
 type Acked = (String, Vec<u8>, u64);
@@ -35,7 +35,7 @@ fn spawn_writers(
                 .collect();
             let (stop, acked) = (stop.clone(), acked.clone());
             tokio::spawn(async move {
-                let c = crate::harness::connect_retry(&eps, Duration::from_secs(5)).await;
+                let c = crate::common::harness::connect_retry(&eps, Duration::from_secs(5)).await;
                 let mut i = 0u64;
                 while !stop.load(Ordering::SeqCst) {
                     let path = format!("/app/w{k}-{i}");
@@ -333,7 +333,7 @@ async fn a_second_concurrent_backup_is_refused_with_resource_exhausted() {
     assert_eq!(e.reason(), Some(baton::client::Reason::BackupInProgress));
     // Once the first stream is gone, backups are served again.
     drop(first);
-    let r = crate::harness::retry(Duration::from_secs(5), 100, || async {
+    let r = crate::common::harness::retry(Duration::from_secs(5), 100, || async {
         c.backup().await.map(|_| ()).map_err(|e| e.to_string())
     })
     .await;

@@ -25,12 +25,8 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use crate::harness::{ClusterOptions, TestCluster};
-
-#[path = "../common/registers.rs"]
-mod registers;
-
-use registers::{client_loop, run_op, Plan, Reads, Rec, Stats, CALL_TIMEOUT};
+use crate::common::harness::{ClusterOptions, TestCluster};
+use crate::common::registers::{client_loop, run_op, Plan, Reads, Rec, Stats, CALL_TIMEOUT};
 
 const KEYS: [&str; 4] = ["/lin/k0", "/lin/k1", "/lin/k2", "/lin/k3"];
 const CLIENTS: usize = 8;
@@ -173,7 +169,7 @@ async fn run_workload(w: Workload) -> RunResult {
     })
     .await;
     let setup = c.client_all().await;
-    crate::harness::retry(Duration::from_secs(10), 200, || async {
+    crate::common::harness::retry(Duration::from_secs(10), 200, || async {
         match setup.create("/lin", "", CreateOptions::persistent()).await {
             Ok(_) => Ok(()),
             Err(e) if e.is(baton::client::Reason::NodeExists) => Ok(()),

@@ -3,33 +3,20 @@
 //! all three end with every acknowledged write and the same state hash at the same index.
 
 use std::collections::BTreeSet;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baton::client::{Client, ClientOptions, CreateOptions, StatusResponse};
 use baton::proto::v1::Role;
 
-/// One `batond` child process slot (fixed id, ports and data dir across restarts).
-struct Member {
-    id: u64,
-    client_port: u16,
-    peer_port: u16,
-    data_dir: PathBuf,
-    log: PathBuf,
-    /// Flags added to the command line.
-    extra: Vec<String>,
-    child: Option<Child>,
-}
+use crate::common::batond::{free_ports, log_tail, Batond};
 
-/// The cluster of child processes; dropping it kills every child.
+/// The cluster of child processes; dropping it kills every child (the members are dropped
+/// first, before the file system and the folder that hold their data).
 struct Procs {
-    members: Vec<Member>,
-    initial: String,
+    members: Vec<Batond>,
     /// A file system made for the test (dropped before the folder that holds it).
     mount: Option<Tmpfs>,
     _dir: tempfile::TempDir,
@@ -72,142 +59,6 @@ impl Drop for Tmpfs {
     }
 }
 
-fn free_ports(n: usize) -> Vec<u16> {
-    // Hold every listener until all ports are chosen, so they are distinct.
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("addr").port())
-        .collect()
-}
-
-fn log_tail(log: &Path, max: u64) -> String {
-    let Ok(mut f) = File::open(log) else {
-        return "(no log)".into();
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max)));
-    let mut s = String::new();
-    let _ = f.read_to_string(&mut s);
-    s
-}
-
-impl Member {
-    fn endpoint(&self) -> String {
-        format!("127.0.0.1:{}", self.client_port)
-    }
-
-    fn spawn(&mut self, initial: &str) {
-        assert!(self.child.is_none(), "member {} already runs", self.id);
-        let out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open log");
-        let err = out.try_clone().expect("clone log handle");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_batond"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("BATON_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.arg("--id")
-            .arg(self.id.to_string())
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--listen-client")
-            .arg(self.endpoint())
-            .arg("--listen-peer")
-            .arg(format!("127.0.0.1:{}", self.peer_port))
-            .args(["--metrics-addr", "127.0.0.1:0"])
-            .arg("--initial-members")
-            .arg(initial)
-            .args(["--shutdown-timeout-ms", "2000"])
-            .args(&self.extra)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err));
-        self.child = Some(cmd.spawn().expect("spawn batond"));
-    }
-
-    /// SIGKILL and reap.
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM, then waits (bounded) for a clean exit; panics with the log tail otherwise.
-    fn terminate(&mut self) {
-        let Some(mut c) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            match c.try_wait() {
-                Ok(Some(st)) => {
-                    assert!(
-                        st.success(),
-                        "batond {} exited with {st} after SIGTERM; log tail:\n{}",
-                        self.id,
-                        log_tail(&self.log, 4096)
-                    );
-                    return;
-                }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                _ => {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    panic!(
-                        "batond {} did not exit within 15 s of SIGTERM; log tail:\n{}",
-                        self.id,
-                        log_tail(&self.log, 4096)
-                    );
-                }
-            }
-        }
-    }
-
-    /// Waits (bounded) for the process to exit by itself.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        let c = self.child.as_mut()?;
-        loop {
-            if let Ok(Some(st)) = c.try_wait() {
-                self.child = None;
-                return Some(st);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Panics with the log tail if the process has exited.
-    fn check_alive(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            if let Ok(Some(st)) = c.try_wait() {
-                panic!(
-                    "batond {} exited with {st}; log tail:\n{}",
-                    self.id,
-                    log_tail(&self.log, 4096)
-                );
-            }
-        }
-    }
-}
-
 fn options(timeout: Duration) -> ClientOptions {
     ClientOptions {
         timeout,
@@ -232,33 +83,51 @@ impl Procs {
             .tempdir()
             .expect("temp dir");
         let ports = free_ports(6);
-        let members: Vec<Member> = (0..3)
-            .map(|i| Member {
-                id: i as u64 + 1,
-                client_port: ports[2 * i],
-                peer_port: ports[2 * i + 1],
-                data_dir: dir.path().join(format!("member-{}", i + 1)),
-                log: dir.path().join(format!("member-{}.log", i + 1)),
-                extra: extra.iter().map(|a| a.to_string()).collect(),
-                child: None,
-            })
-            .collect();
-        let initial = members
-            .iter()
-            .map(|m| format!("{}=127.0.0.1:{}", m.id, m.peer_port))
+        let initial = (0..3)
+            .map(|i| format!("{}=127.0.0.1:{}", i + 1, ports[2 * i + 1]))
             .collect::<Vec<_>>()
             .join(",");
+        let members: Vec<Batond> = (0..3)
+            .map(|i| {
+                Procs::slot(
+                    i as u64 + 1,
+                    (ports[2 * i], ports[2 * i + 1]),
+                    dir.path().join(format!("member-{}", i + 1)),
+                    dir.path().join(format!("member-{}.log", i + 1)),
+                    &initial,
+                    extra,
+                )
+            })
+            .collect();
         let mut p = Procs {
             members,
-            initial,
             mount: None,
             _dir: dir,
         };
-        for i in 0..3 {
-            let initial = p.initial.clone();
-            p.members[i].spawn(&initial);
+        for m in &mut p.members {
+            m.spawn();
         }
         p
+    }
+
+    /// Member `id`'s slot: its ports, data directory and log, `--initial-members initial`,
+    /// a 2 s shutdown bound and the `extra` flags.
+    fn slot(
+        id: u64,
+        (client_port, peer_port): (u16, u16),
+        data_dir: PathBuf,
+        log: PathBuf,
+        initial: &str,
+        extra: &[&str],
+    ) -> Batond {
+        Batond::new(id, client_port, peer_port, data_dir, log)
+            .with_args(&[
+                "--initial-members",
+                initial,
+                "--shutdown-timeout-ms",
+                "2000",
+            ])
+            .with_args(extra)
     }
 
     /// One member (not started) whose data directory is on a tmpfs of `mb` MiB made for the
@@ -270,17 +139,15 @@ impl Procs {
             .expect("temp dir");
         let mount = Tmpfs::mount(&dir.path().join("disk"), mb)?;
         let ports = free_ports(2);
-        let m = Member {
-            id: 1,
-            client_port: ports[0],
-            peer_port: ports[1],
-            data_dir: mount.path.join("data"),
-            log: dir.path().join("member-1.log"),
-            extra: extra.iter().map(|a| a.to_string()).collect(),
-            child: None,
-        };
+        let m = Procs::slot(
+            1,
+            (ports[0], ports[1]),
+            mount.path.join("data"),
+            dir.path().join("member-1.log"),
+            &format!("1=127.0.0.1:{}", ports[1]),
+            extra,
+        );
         Some(Procs {
-            initial: format!("1=127.0.0.1:{}", m.peer_port),
             members: vec![m],
             mount: Some(mount),
             _dir: dir,
@@ -311,7 +178,7 @@ impl Procs {
         (p, endpoints)
     }
 
-    fn member(&mut self, id: u64) -> &mut Member {
+    fn member(&mut self, id: u64) -> &mut Batond {
         self.members
             .iter_mut()
             .find(|m| m.id == id)
@@ -322,7 +189,7 @@ impl Procs {
         self.members
             .iter()
             .filter(|m| Some(m.id) != skip)
-            .map(Member::endpoint)
+            .map(Batond::endpoint)
             .collect()
     }
 
@@ -343,7 +210,7 @@ impl Procs {
                 m.check_alive();
             }
             let mut leaders = Vec::new();
-            for m in self.members.iter().filter(|m| m.child.is_some()) {
+            for m in self.members.iter().filter(|m| m.is_running()) {
                 if let Some(c) = connect(&[m.endpoint()], Duration::from_secs(1)).await {
                     if let Ok(s) = c.status().await {
                         leaders.push((m.id, s.role, s.leader_id));
@@ -363,22 +230,6 @@ impl Procs {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("no leader within {timeout:?}; last: {last}");
-    }
-}
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        let panicking = std::thread::panicking();
-        for m in &mut self.members {
-            m.kill9();
-            if panicking {
-                eprintln!(
-                    "---- batond {} log tail ----\n{}",
-                    m.id,
-                    log_tail(&m.log, 3000)
-                );
-            }
-        }
     }
 }
 
@@ -544,8 +395,7 @@ async fn leader_killed_with_sigkill_survivors_continue_and_restarted_member_conv
         acked.insert((path, format!("a{i}")));
     }
 
-    let initial = p.initial.clone();
-    p.member(leader).spawn(&initial);
+    p.member(leader).spawn();
 
     // Every member holds every acknowledged write (linearizable reads through each member).
     let ids: Vec<u64> = p.members.iter().map(|m| m.id).collect();
@@ -645,9 +495,8 @@ async fn all_three_killed_with_sigkill_lose_no_acknowledged_write() {
             "round {round}: only {} writes",
             before.len()
         );
-        let initial = p.initial.clone();
         for m in &mut p.members {
-            m.spawn(&initial);
+            m.spawn();
         }
         p.wait_for_leader(Duration::from_secs(30)).await;
         let c = connect(&endpoints, Duration::from_secs(5))
@@ -682,11 +531,10 @@ async fn rolling_restart_with_sigterm_loses_no_acknowledged_write() {
         Duration::from_millis(10),
     )
     .await;
-    let initial = p.initial.clone();
     for id in [1, 2, 3] {
         tokio::time::sleep(Duration::from_millis(700)).await;
-        p.member(id).terminate();
-        p.member(id).spawn(&initial);
+        p.member(id).stop().await;
+        p.member(id).spawn();
         p.wait_for_leader(Duration::from_secs(30)).await;
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -736,8 +584,7 @@ async fn a_short_disk_refuses_writes_with_nospace_and_resumes_once_space_is_free
     let disk = p.mount.as_ref().map(|m| m.path.clone()).expect("mounted");
     let ballast = disk.join("ballast");
     std::fs::write(&ballast, vec![7u8; 16 * 1024 * 1024]).expect("write the ballast");
-    let initial = p.initial.clone();
-    p.member(1).spawn(&initial);
+    p.member(1).spawn();
     p.wait_for_leader(Duration::from_secs(20)).await;
     let eps = p.endpoints_except(None);
     let c = connect(&eps, Duration::from_secs(5))
@@ -824,8 +671,8 @@ async fn a_short_disk_refuses_writes_with_nospace_and_resumes_once_space_is_free
     drop(c);
 
     // SIGTERM ends it cleanly; a restart has every acknowledged write.
-    p.member(1).terminate();
-    p.member(1).spawn(&initial);
+    p.member(1).stop().await;
+    p.member(1).spawn();
     p.wait_for_leader(Duration::from_secs(20)).await;
     let c = connect(&eps, Duration::from_secs(5))
         .await
@@ -854,8 +701,7 @@ async fn a_full_disk_without_a_reserve_ends_the_process_and_a_restart_loses_noth
         eprintln!("SKIPPED: this process may not mount a tmpfs");
         return;
     };
-    let initial = p.initial.clone();
-    p.member(1).spawn(&initial);
+    p.member(1).spawn();
     p.wait_for_leader(Duration::from_secs(20)).await;
     let eps = p.endpoints_except(None);
     let c = connect(&eps, Duration::from_secs(2))
@@ -888,6 +734,7 @@ async fn a_full_disk_without_a_reserve_ends_the_process_and_a_restart_loses_noth
     let status = p
         .member(1)
         .wait_exit(Duration::from_secs(15))
+        .await
         .unwrap_or_else(|| {
             panic!(
                 "batond still runs 15 s after the disk filled; log tail:\n{}",
@@ -901,7 +748,7 @@ async fn a_full_disk_without_a_reserve_ends_the_process_and_a_restart_loses_noth
     drop(c);
 
     p.mount.as_ref().expect("mounted").resize(256);
-    p.member(1).spawn(&initial);
+    p.member(1).spawn();
     p.wait_for_leader(Duration::from_secs(30)).await;
     let c = connect(&eps, Duration::from_secs(5))
         .await
@@ -1165,8 +1012,7 @@ async fn kill9_during_a_snapshot_install_and_a_catch_up_loses_nothing() {
     p.member(follower).kill9();
     let dir = p.member(follower).data_dir.clone();
     std::fs::remove_dir_all(&dir).expect("wipe");
-    let initial = p.initial.clone();
-    p.member(follower).spawn(&initial);
+    p.member(follower).spawn();
     let snaps = dir.join("snapshots");
     let installing = poll_fast(Duration::from_secs(30), move || {
         std::fs::read_dir(&snaps).is_ok_and(|d| {
@@ -1180,7 +1026,7 @@ async fn kill9_during_a_snapshot_install_and_a_catch_up_loses_nothing() {
         installing,
         "member {follower} was never seen installing a snapshot"
     );
-    p.member(follower).spawn(&initial);
+    p.member(follower).spawn();
 
     // 2. The leader killed while the wiped member catches up (it is sent the snapshot and
     //    the log after it within the first second or so).
@@ -1188,11 +1034,11 @@ async fn kill9_during_a_snapshot_install_and_a_catch_up_loses_nothing() {
     p.member(follower).kill9();
     std::fs::remove_dir_all(&dir).expect("wipe");
     let sender = p.wait_for_leader(Duration::from_secs(30)).await;
-    p.member(follower).spawn(&initial);
+    p.member(follower).spawn();
     tokio::time::sleep(Duration::from_millis(150)).await;
     p.member(sender).kill9();
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    p.member(sender).spawn(&initial);
+    p.member(sender).spawn();
 
     p.wait_for_leader(Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;

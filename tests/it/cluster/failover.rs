@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use baton::client::CreateOptions;
 
-use crate::harness::{retry, TestCluster};
+use crate::common::harness::{retry, TestCluster};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -205,7 +205,7 @@ async fn the_leadership_is_handed_over_to_a_chosen_voter_under_writes() {
     assert!(e.is(baton::client::Reason::BadArguments), "{e}");
     // And back to the first leader, with the CLI.
     let ep = c.endpoint(via);
-    let (code, out, err) = crate::harness::baton(&[
+    let (code, out, err) = crate::common::harness::baton(&[
         "--endpoints",
         &ep,
         "-o",
@@ -216,7 +216,7 @@ async fn the_leadership_is_handed_over_to_a_chosen_voter_under_writes() {
     ])
     .await;
     assert_eq!(code, 0, "{err}");
-    let v = crate::harness::json(&out);
+    let v = crate::common::harness::json(&out);
     assert_eq!(v["leader_id"], old, "{out}");
     assert!(v["term"].as_u64().expect("term") > term, "{out}");
     assert_eq!(c.wait_for_leader(SECS(5)).await, old);

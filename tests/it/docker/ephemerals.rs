@@ -21,8 +21,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::cluster::{error_label, write_not_applied};
-use crate::registers::{Counts, Rec};
+use super::cluster::{error_label, write_not_applied};
+use super::registers::{Counts, Rec};
 
 pub const DIR: &str = "/df/eph";
 /// Requested session timeout.

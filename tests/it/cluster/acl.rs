@@ -8,7 +8,7 @@ use baton::client::{Acl, AclId, Client, ClientError, CreateOptions, MultiOps, Wa
 use baton::config::Config;
 use baton::tree::acl::{self, digest_id};
 
-use crate::harness::{ClusterOptions, TestCluster};
+use crate::common::harness::{ClusterOptions, TestCluster};
 
 const SUPER: (&str, &str) = ("root", "s3cret-root");
 

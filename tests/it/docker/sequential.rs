@@ -22,8 +22,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{error_label, write_not_applied};
-use crate::registers::{Counts, Rec};
+use super::cluster::{error_label, write_not_applied};
+use super::registers::{Counts, Rec};
 
 pub const PARENTS: [&str; 2] = ["/df/seq/p0", "/df/seq/p1"];
 

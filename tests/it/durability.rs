@@ -13,11 +13,7 @@
 //! `DURABILITY_WRITERS` (default 8), `DURABILITY_SEED` (default: from the clock; printed).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,28 +26,26 @@ use rand::{Rng, SeedableRng};
 use tonic::transport::Channel;
 use tonic::Code;
 
+use crate::common::batond::{free_port, Batond};
+
 // ---------------------------------------------------------------------------------------------
 // The server as a child process.
 
-/// A `batond` child process. Dropping it kills the process (SIGKILL) and, when the test is
-/// panicking, prints the tail of the server's log.
-struct Batond {
-    child: Option<Child>,
-    addr: SocketAddr,
-    data_dir: PathBuf,
-    log: PathBuf,
-    extra: Vec<String>,
+/// The `batond` under test: one member on its data directory, on new free ports at every start
+/// (the process itself is [`Batond`]: spawn, SIGKILL, SIGTERM, log tail when a test fails).
+struct Server(Batond);
+
+impl std::ops::Deref for Server {
+    type Target = Batond;
+    fn deref(&self) -> &Batond {
+        &self.0
+    }
 }
 
-fn free_port() -> u16 {
-    for _ in 0..20 {
-        if let Ok(l) = TcpListener::bind("127.0.0.1:0") {
-            if let Ok(a) = l.local_addr() {
-                return a.port();
-            }
-        }
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Batond {
+        &mut self.0
     }
-    panic!("no free port on 127.0.0.1");
 }
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -61,27 +55,18 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn log_tail(log: &Path, max_bytes: u64) -> String {
-    let Ok(mut f) = File::open(log) else {
-        return String::from("(no log)");
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max_bytes)));
-    let mut s = String::new();
-    let _ = f.read_to_string(&mut s);
-    s
-}
-
-impl Batond {
+impl Server {
     /// Starts `batond` on a fresh free port and waits until it serves.
-    async fn start(data_dir: &Path, extra: &[&str]) -> Batond {
-        let mut s = Batond {
-            child: None,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data_dir: data_dir.to_path_buf(),
-            log: data_dir.with_extension("log"),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
+    async fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let proc = Batond::new(
+            1,
+            0,
+            0,
+            data_dir.to_path_buf(),
+            data_dir.with_extension("log"),
+        )
+        .with_args(extra);
+        let mut s = Server(proc);
         s.launch().await;
         s
     }
@@ -91,7 +76,8 @@ impl Batond {
     async fn launch(&mut self) {
         let mut last_err = String::new();
         for _attempt in 0..5 {
-            self.addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            self.client_port = free_port();
+            self.peer_port = free_port();
             self.spawn();
             match self.wait_serving(Duration::from_secs(60)).await {
                 Ok(()) => return,
@@ -108,43 +94,12 @@ impl Batond {
         panic!("batond did not start after 5 port choices: {last_err}");
     }
 
-    fn spawn(&mut self) {
-        let out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open server log");
-        let err = out.try_clone().expect("clone log handle");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_batond"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("BATON_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.arg("--id")
-            .arg("1")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--listen-client")
-            .arg(self.addr.to_string())
-            .arg("--listen-peer")
-            .arg(format!("127.0.0.1:{}", free_port()))
-            .args(["--metrics-addr", "127.0.0.1:0"])
-            .args(&self.extra)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err));
-        self.child = Some(cmd.spawn().expect("spawn batond"));
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+    fn uri(&self) -> String {
+        format!("http://{}", self.client_addr())
     }
 
     async fn channel(&self) -> Channel {
-        Channel::from_shared(self.endpoint())
+        Channel::from_shared(self.uri())
             .expect("endpoint")
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(10))
@@ -156,14 +111,11 @@ impl Batond {
         let deadline = Instant::now() + limit;
         let mut last = String::from("not polled");
         while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(st)) = child.try_wait() {
-                    self.child = None;
-                    return Err(format!(
-                        "batond exited early with {st}; log tail:\n{}",
-                        log_tail(&self.log, 4096)
-                    ));
-                }
+            if let Some(st) = self.exited() {
+                return Err(format!(
+                    "batond exited early with {st}; log tail:\n{}",
+                    self.log_tail(4096)
+                ));
             }
             let ch = self.channel().await;
             let mut cluster = ClusterClient::new(ch.clone());
@@ -187,65 +139,10 @@ impl Batond {
         Err(format!("not serving within {limit:?}: {last}"))
     }
 
-    /// SIGKILL and reap.
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM, then wait (bounded) for the exit status.
-    async fn terminate(&mut self, limit: Duration) -> ExitStatus {
-        let mut c = self.child.take().expect("server running");
-        let pid = c.id().to_string();
-        // `kill` is procps' binary; where it is missing, the shell's builtin does the same.
-        let st = Command::new("kill")
-            .arg("-TERM")
-            .arg(&pid)
-            .status()
-            .or_else(|_| {
-                Command::new("sh")
-                    .arg("-c")
-                    .arg(format!("kill -TERM {pid}"))
-                    .status()
-            })
-            .expect("run kill -TERM");
-        assert!(st.success(), "kill -TERM failed: {st}");
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(st) = c.try_wait().expect("try_wait") {
-                return st;
-            }
-            if Instant::now() >= deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                panic!(
-                    "batond did not exit within {limit:?} of SIGTERM; log tail:\n{}",
-                    log_tail(&self.log, 4096)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     /// Starts the process again on the same data directory and waits until it serves.
     async fn restart(&mut self) {
         self.kill9();
         self.launch().await;
-    }
-}
-
-impl Drop for Batond {
-    fn drop(&mut self) {
-        self.kill9();
-        if std::thread::panicking() {
-            eprintln!(
-                "---- batond log tail ({}) ----\n{}\n---- end of log ----",
-                self.log.display(),
-                log_tail(&self.log, 8192)
-            );
-        }
     }
 }
 
@@ -607,7 +504,7 @@ async fn kill9_durability_loop() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data_dir = tmp.path().join("member1");
     let started = Instant::now();
-    let mut server = Batond::start(&data_dir, &[]).await;
+    let mut server = Server::start(&data_dir, &[]).await;
 
     // Setup: one directory per writer (acknowledged before the first crash).
     {
@@ -821,7 +718,7 @@ async fn restart_after_snapshot_and_log_purge() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data_dir = tmp.path().join("member1");
     let flags = ["--snapshot-every", "100", "--keep-logs", "10"];
-    let mut server = Batond::start(&data_dir, &flags).await;
+    let mut server = Server::start(&data_dir, &flags).await;
     let ch = server.channel().await;
     ZNodesClient::new(ch.clone())
         .create(create_req("/snap", Vec::new()))
@@ -877,7 +774,7 @@ async fn restart_after_snapshot_and_log_purge() {
         exit.code(),
         Some(0),
         "batond exit after SIGTERM: {exit}; log tail:\n{}",
-        log_tail(&server.log, 4096)
+        server.log_tail(4096)
     );
     server.restart().await;
     let ch = server.channel().await;
@@ -915,7 +812,7 @@ async fn kill9_during_a_snapshot_build_loses_nothing() {
     let data_dir = tmp.path().join("member1");
     let snap_dir = data_dir.join("snapshots");
     let flags = ["--snapshot-every", "60", "--keep-logs", "10"];
-    let mut server = Batond::start(&data_dir, &flags).await;
+    let mut server = Server::start(&data_dir, &flags).await;
     let ch = server.channel().await;
     for p in ["/kb", "/kw"] {
         ZNodesClient::new(ch.clone())

@@ -1,8 +1,8 @@
 //! The register workload (Jepsen-style, checked for linearizability) that both multi-member
-//! suites run: the in-process cluster (`tests/cluster/linearizability.rs`) and the Docker
-//! fault suite (`tests/docker/registers.rs`). Each includes this file with `#[path]` and says,
-//! through [`Plan`] and [`Reads`], what it does differently: which keys, how it reads, what a
-//! value nobody wrote does, how many operations and how fast.
+//! suites run: the in-process cluster (`tests/it/cluster/linearizability.rs`) and the Docker
+//! fault suite (`tests/it/docker/registers.rs`). Each says, through [`Plan`] and [`Reads`],
+//! what it does differently: which keys, how it reads, what a value nobody wrote does, how
+//! many operations and how fast.
 //!
 //! Concurrent clients do reads, blind writes, CAS (versioned SetData with a version the client
 //! saw), creates and deletes; every written value is unique. Each operation is recorded with

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use baton::client::{Client, LeaderResponse, LockOptions};
 
-use crate::fenced::{self, Board, EventLog, Figures, Outcomes, Paths, WorkerSpec};
-use crate::harness::TestCluster;
+use crate::common::fenced::{self, Board, EventLog, Figures, Outcomes, Paths, WorkerSpec};
+use crate::common::harness::TestCluster;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -50,7 +50,7 @@ async fn ensure(client: &Client, path: &str, data: &[u8]) {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
-// ----- the fenced counter (tests/common/fenced.rs) -----
+// ----- the fenced counter (tests/it/common/fenced.rs) -----
 
 /// Starts `per_member` workers per member (the first of them pauses now and then), each
 /// with a client that starts at its member and fails over to the others.

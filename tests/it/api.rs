@@ -4,64 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use baton::client::{ChildrenOptions, Client, ClientError, CreateOptions, MultiOps, ReadOptions};
+use baton::client::{ChildrenOptions, ClientError, CreateOptions, MultiOps, ReadOptions};
 use baton::config::Config;
 use baton::proto::v1::{self, add_watch::Kind as WatchKind, EventType};
-use baton::server::{self, ServerHandle};
+use baton::server;
 
-struct Member {
-    handle: Option<ServerHandle>,
-    client: Client,
-    dir: Option<tempfile::TempDir>,
-}
-
-async fn start_with(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Member {
-    let mut cfg = Config::for_test(dir.path());
-    tweak(&mut cfg);
-    let handle = server::start(cfg).await.expect("server starts");
-    let client = Client::connect(&[handle.client_addr.to_string()])
-        .await
-        .expect("client connects");
-    wait_ready(&client).await;
-    Member {
-        handle: Some(handle),
-        client,
-        dir: Some(dir),
-    }
-}
-
-async fn start() -> Member {
-    start_with(tempfile::tempdir().unwrap(), |_| {}).await
-}
-
-async fn wait_ready(client: &Client) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if client.sync("/").await.is_ok() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "member did not become ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-impl Member {
-    async fn restart(mut self) -> Member {
-        if let Some(h) = self.handle.take() {
-            h.stop().await.expect("clean stop");
-        }
-        let dir = self.dir.take().expect("member owns its dir");
-        start_with(dir, |_| {}).await
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            h.shutdown();
-        }
-    }
-}
+use crate::common::member::{start, start_with};
 
 fn reason(e: &ClientError) -> String {
     e.reason()

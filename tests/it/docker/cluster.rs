@@ -8,7 +8,7 @@ use baton::proto::v1::Role;
 use tokio::process::Command;
 
 // How the workloads classify a failed call, shared with the in-process suite.
-pub use crate::registers::{error_label, write_not_applied};
+pub use super::registers::{error_label, write_not_applied};
 
 /// One member: its container, its client port published on 127.0.0.1, its peer address.
 #[derive(Clone, Debug)]
@@ -193,7 +193,7 @@ impl Cluster {
     pub async fn workload_client(&self, first: usize) -> Result<Client, String> {
         connect(
             &self.endpoints_from(first),
-            crate::registers::CALL_TIMEOUT,
+            super::registers::CALL_TIMEOUT,
             Duration::from_secs(30),
         )
         .await

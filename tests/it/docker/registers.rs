@@ -1,5 +1,5 @@
 //! Register workload (linearizability) of the Docker suite: the shared workload
-//! ([`shared`], also run in-process by `tests/cluster`) on keys that rotate every
+//! ([`shared`], also run in-process by `tests/it/cluster`) on keys that rotate every
 //! [`GENERATION`] of run time (`/df/reg/gNNN-kI`), so each key's history, and the checker's
 //! search, stay small however long the run. Reads are linearizable; data nobody wrote is
 //! recorded as a value no write produces, so the checker reports the history as illegal and
@@ -14,8 +14,7 @@ use baton::client::{Client, ReadOptions};
 use rand::rngs::StdRng;
 use rand::Rng;
 
-#[path = "../common/registers.rs"]
-mod shared;
+use crate::common::registers as shared;
 
 pub use shared::{error_label, write_not_applied, Counts, Rec, Stats, CALL_TIMEOUT};
 

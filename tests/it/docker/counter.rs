@@ -22,7 +22,7 @@ use baton::client::{Client, ClientOptions, CreateOptions, MultiOps, MultiRespons
 use baton::proto::v1::op_result;
 use serde::Serialize;
 
-use crate::cluster::{client_options, error_label, write_not_applied, Cluster};
+use super::cluster::{client_options, error_label, write_not_applied, Cluster};
 
 pub const ROOT: &str = "/df/counter";
 const VALUE: &str = "/df/counter/value";
@@ -62,7 +62,7 @@ fn failed_reason(r: &MultiResponse) -> String {
 /// Creates the counter (value 0) and the token directory.
 pub async fn setup(client: &Client) -> Result<(), String> {
     for (path, data) in [(ROOT, ""), (OPS, ""), (VALUE, "0")] {
-        crate::retry(Duration::from_secs(30), || async {
+        super::retry(Duration::from_secs(30), || async {
             match client.create(path, data, CreateOptions::persistent()).await {
                 Ok(_) => Ok(()),
                 Err(e) if e.is(baton::client::Reason::NodeExists) => Ok(()),
@@ -84,7 +84,7 @@ pub async fn client(cluster: &Cluster, first: usize) -> Result<Client, String> {
         ..client_options(DEADLINE)
     };
     let endpoints = cluster.endpoints_from(first);
-    crate::retry(Duration::from_secs(30), || async {
+    super::retry(Duration::from_secs(30), || async {
         Client::connect_with(&endpoints, options.clone())
             .await
             .map_err(|e| e.to_string())
@@ -146,7 +146,7 @@ pub async fn check(cluster: &Cluster, log: &Log) -> Report {
     let mut problems = Vec::new();
     let mut seen: Option<(u64, BTreeSet<String>)> = None;
     for (m, client) in cluster.members().iter().zip(&cluster.pinned) {
-        let read = crate::retry(Duration::from_secs(30), || async {
+        let read = super::retry(Duration::from_secs(30), || async {
             let (data, _) = client.get_data(VALUE).await.map_err(|e| e.to_string())?;
             let value: u64 = String::from_utf8_lossy(&data)
                 .parse()

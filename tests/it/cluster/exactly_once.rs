@@ -11,7 +11,7 @@ use baton::client::{Client, ClientOptions, CreateOptions};
 use baton::proto::v1::{self as pb, z_nodes_client::ZNodesClient};
 use tonic::transport::Channel;
 
-use crate::harness::{client_options, TestCluster};
+use crate::common::harness::{client_options, TestCluster};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
