@@ -1,5 +1,5 @@
 //! Domain types of the state machine: commands carried in log entries, their results, znode
-//! metadata and change events. Wire types are converted to and from these in `proto.rs`.
+//! metadata and change events. Wire types are converted to and from these in `src/proto/`.
 
 use std::sync::Arc;
 
