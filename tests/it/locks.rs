@@ -16,32 +16,11 @@ use baton::client::{
 use futures::StreamExt;
 
 use crate::common::member::{start, Member};
+use crate::common::poll;
 
 fn reason(e: &ClientError) -> String {
     e.reason()
         .map_or_else(|| format!("<no reason: {e}>"), |r| r.to_string())
-}
-
-/// Polls `f` every 20 ms until it returns `Some`, or panics with `what` after `timeout`.
-async fn poll<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    for _ in 0..100_000 {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!(
-        "timed out after {} ms waiting for {what}",
-        timeout.as_millis()
-    );
 }
 
 async fn inspect(c: &Client, path: &str) -> InspectResponse {

@@ -17,30 +17,9 @@ use baton::client::{Client, LeaderResponse, LockOptions};
 
 use crate::common::fenced::{self, Board, EventLog, Figures, Outcomes, Paths, WorkerSpec};
 use crate::common::harness::TestCluster;
+use crate::common::poll;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
-
-/// Polls `f` every 20 ms until it returns `Some`, or panics with `what` after `timeout`.
-async fn poll<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    for _ in 0..100_000 {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!(
-        "timed out after {} ms waiting for {what}",
-        timeout.as_millis()
-    );
-}
 
 /// Creates `path` (persistent) through `client`, tolerating NODE_EXISTS, retrying while the
 /// cluster settles.
