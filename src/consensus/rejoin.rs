@@ -8,8 +8,9 @@
 //!
 //! So a member that starts pristine (no log, no vote, nothing applied) in a cluster it did
 //! not found records a **hold** before it serves any peer request. The first leader that
-//! contacts it tells it its commit (term and index); until the member has applied up to that
-//! index (by log or by snapshot), it
+//! contacts it tells it its commit (term and index), and a leader of a later term raises that
+//! target once it has committed an entry of its own term; until the member has applied up
+//! to the target index (by log or by snapshot), it
 //! - votes only for a candidate whose log reaches that commit (by Raft's log matching, such a
 //!   log holds every entry committed by then, so electing it loses nothing); before any
 //!   contact, only for a new cluster's first candidate, whose log ends at index 0 (nothing
@@ -139,14 +140,20 @@ impl VoteHold {
     }
 
     /// A leader made contact, with its commit at `leader_commit` (term, index): the hold now
-    /// ends once that index is applied. Only the first contact sets it.
+    /// ends once that index is applied. The first contact sets the target; a later contact
+    /// raises it only when the commit is of a later term than the target's, i.e. a leader of
+    /// a later term has committed an entry of its own. So a stale leader that made contact
+    /// first, or a new leader whose commit still lagged, does not leave the target too low,
+    /// while a steady leader's commit, which keeps moving, does not hold the member forever.
     pub fn contact(&self, leader_commit: Option<(u64, u64)>) {
         let target = {
             let mut h = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
-            if *h != Hold::UntilContact {
-                return;
-            }
             let (t, i) = leader_commit.unwrap_or((0, 0));
+            match *h {
+                Hold::UntilContact => {}
+                Hold::Until(held_term, held_index) if t > held_term && i > held_index => {}
+                _ => return,
+            }
             *h = Hold::Until(t, i);
             *h
         };
@@ -212,6 +219,26 @@ mod tests {
         assert!(!h.holding());
         assert!(h.may_vote(Some((1, 1))));
         assert!(!h.applied(121), "ended once");
+    }
+
+    #[test]
+    fn a_leader_of_a_later_term_raises_a_target_a_stale_leader_set() {
+        let h = VoteHold::detached(true);
+        h.contact(Some((2, 50))); // a deposed leader reached the member first
+        h.contact(Some((2, 70))); // the same term's commit moving on: target kept
+        assert!(h.may_vote(Some((2, 60))));
+        h.contact(Some((3, 400))); // the new leader committed in its own term
+        assert!(
+            !h.may_vote(Some((2, 60))) && !h.may_vote(Some((3, 399))),
+            "the target was raised"
+        );
+        assert!(h.may_vote(Some((3, 400))));
+        h.contact(Some((3, 900))); // its commit moving on: target kept
+        assert!(!h.applied(399));
+        assert!(
+            h.applied(400),
+            "the raised target, not a moving one, ends the hold"
+        );
     }
 
     #[test]
