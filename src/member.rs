@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::{RaftMetrics, ServerState};
+use openraft::RaftMetrics;
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -247,13 +247,6 @@ impl Member {
     /// openraft's metrics as they change, to wait for a state.
     pub fn watch_raft(&self) -> watch::Receiver<RaftMetrics<u64, MemberNode>> {
         self.raft.metrics()
-    }
-
-    /// Whether this member leads now.
-    pub fn is_leader(&self) -> bool {
-        let m = self.raft.server_metrics();
-        let m = m.borrow();
-        m.state == ServerState::Leader && m.current_leader == Some(self.cfg.id)
     }
 
     /// The way to the leader, for requests only it serves.
