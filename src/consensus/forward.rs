@@ -4,8 +4,10 @@
 //! [`super::membership`]) finds the leader here, waits here (bounded) for one to be known,
 //! and is sent to it here, over the member's peer connections ([`super::peers`]).
 //!
-//! Who leads is read from one look at openraft's metrics, so "this member leads" and "member
-//! N leads" are never decided from two different moments. A member that openraft names as the
+//! Who leads is read from one look at openraft's server metrics (role, leader, vote,
+//! membership), so "this member leads" and "member N leads" are never decided from two
+//! different moments. That channel changes only when those do, so a batch waiting on it for
+//! its leader to step down is not woken by every append, as it would be on the full metrics. A member that openraft names as the
 //! leader while it is not in the leader state (taking over, or stepping down) serves nothing
 //! and sends nothing to itself: the request is refused as UNAVAILABLE, safe to retry.
 
@@ -13,7 +15,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::{RaftMetrics, ServerState};
+use openraft::metrics::RaftServerMetrics;
+use openraft::ServerState;
 
 use super::peers::{status_error, PeerClient, Peers};
 use super::{MemberNode, Raft};
@@ -103,7 +106,7 @@ impl Forwarder {
     /// # Errors
     /// `UNAVAILABLE` if no leader is known, or this member is between roles.
     pub fn leader(&self) -> Result<Leader, BatonError> {
-        locate(&self.raft.metrics().borrow(), self.peers.my_id())
+        locate(&self.raft.server_metrics().borrow(), self.peers.my_id())
     }
 
     /// Where the leader is, after waiting up to `wait` for one to be known if none is.
@@ -111,8 +114,8 @@ impl Forwarder {
     /// # Errors
     /// As [`Forwarder::leader`].
     pub async fn find_leader(&self, wait: Duration) -> Result<Leader, BatonError> {
-        if self.raft.metrics().borrow().current_leader.is_none() {
-            let mut rx = self.raft.metrics();
+        if self.raft.server_metrics().borrow().current_leader.is_none() {
+            let mut rx = self.raft.server_metrics();
             let _ = tokio::time::timeout(wait, rx.wait_for(|m| m.current_leader.is_some())).await;
         }
         self.leader()
@@ -124,7 +127,7 @@ impl Forwarder {
     /// # Errors
     /// `UNAVAILABLE` if no other leader is known in time; as [`Forwarder::leader`].
     pub async fn next_leader(&self, old: u64, wait: Duration) -> Result<Leader, BatonError> {
-        let mut rx = self.raft.metrics();
+        let mut rx = self.raft.server_metrics();
         // The guard `wait_for` returns is dropped here: `leader()` borrows the metrics again,
         // and a second read of the channel's lock while openraft waits to publish deadlocks.
         let found = matches!(
@@ -175,7 +178,7 @@ impl Forwarder {
 }
 
 /// Where the leader is in `m`, as member `my_id` sees it.
-fn locate(m: &RaftMetrics<u64, MemberNode>, my_id: u64) -> Result<Leader, BatonError> {
+fn locate(m: &RaftServerMetrics<u64, MemberNode>, my_id: u64) -> Result<Leader, BatonError> {
     match m.current_leader {
         Some(id) if id == my_id && m.state == ServerState::Leader => Ok(Leader::Here),
         Some(id) if id == my_id => Err(BatonError::Unavailable(
@@ -192,7 +195,7 @@ fn locate(m: &RaftMetrics<u64, MemberNode>, my_id: u64) -> Result<Leader, BatonE
     }
 }
 
-fn other_leader(m: &RaftMetrics<u64, MemberNode>, old: u64) -> bool {
+fn other_leader(m: &RaftServerMetrics<u64, MemberNode>, old: u64) -> bool {
     m.current_leader.is_some() && m.current_leader != Some(old)
 }
 
@@ -203,27 +206,28 @@ pub fn is_leader(raft: &Raft, my_id: u64) -> bool {
 
 /// The term in which member `my_id` leads now, if it does.
 pub fn leading_term(raft: &Raft, my_id: u64) -> Option<u64> {
-    let m = raft.metrics();
+    let m = raft.server_metrics();
     let m = m.borrow();
-    (m.state == ServerState::Leader && m.current_leader == Some(my_id)).then_some(m.current_term)
+    (m.state == ServerState::Leader && m.current_leader == Some(my_id))
+        .then_some(m.vote.leader_id().term)
 }
 
 /// Resolves once member `my_id` no longer leads in `term` (it stepped down, or a later term
 /// began).
 pub async fn until_not_leading(raft: &Raft, my_id: u64, term: u64) {
-    let mut rx = raft.metrics();
+    let mut rx = raft.server_metrics();
     let _ = rx
         .wait_for(|m| {
             !(m.state == ServerState::Leader
                 && m.current_leader == Some(my_id)
-                && m.current_term == term)
+                && m.vote.leader_id().term == term)
         })
         .await;
 }
 
 /// Resolves once this member knows a leader other than `leader`.
 async fn until_leader_changes(raft: &Raft, leader: u64) {
-    let mut rx = raft.metrics();
+    let mut rx = raft.server_metrics();
     let _ = rx.wait_for(|m| other_leader(m, leader)).await;
 }
 
@@ -235,7 +239,7 @@ mod tests {
 
     use super::*;
 
-    fn metrics(state: ServerState, leader: Option<u64>) -> RaftMetrics<u64, MemberNode> {
+    fn metrics(state: ServerState, leader: Option<u64>) -> RaftServerMetrics<u64, MemberNode> {
         let nodes = BTreeMap::from([1, 2].map(|id| {
             let node = MemberNode {
                 peer_addr: format!("10.0.0.{id}:7421"),
@@ -244,11 +248,13 @@ mod tests {
             (id, node)
         }));
         let membership = Membership::new(vec![BTreeSet::from([1, 2])], nodes);
-        let mut m = RaftMetrics::new_initial(1);
-        m.state = state;
-        m.current_leader = leader;
-        m.membership_config = Arc::new(StoredMembership::new(None, membership));
-        m
+        RaftServerMetrics {
+            id: 1,
+            vote: openraft::Vote::default(),
+            state,
+            current_leader: leader,
+            membership_config: Arc::new(StoredMembership::new(None, membership)),
+        }
     }
 
     #[test]
