@@ -328,8 +328,6 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> Result<ServerHandle,
     let log_store = LogStore::open(&store, wal_opts)?;
     let log_handle = log_store.clone();
     let failover_log = log_store.clone();
-    let applied = shared.tree.read().map(|t| t.applied_index).unwrap_or(0);
-    hub.reset_history(applied);
 
     // A member that starts with nothing in a cluster it does not found holds its vote until
     // it has caught up (see `consensus::rejoin`): it may be coming back from a lost disk.

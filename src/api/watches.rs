@@ -162,8 +162,8 @@ async fn serve(
             }
             Ok(()) = installs.changed() => {
                 let e = BatonError::Unavailable(format!(
-                    "member {} caught up by installing a snapshot and skipped the events it \
-                     covers; resume the watch from the last zxid seen on another member",
+                    "member {} caught up by installing a snapshot, so this stream missed the \
+                     events it covers; resume the watch from the last zxid seen",
                     ctx.config().id
                 ));
                 let _ = out.send(Err(e.to_status())).await;

@@ -973,9 +973,9 @@ impl Client {
 
     /// Opens a watch stream and adds one watch on it; with `start_zxid`, the member first
     /// replays every matching event after that zxid (see [`Watcher::add`]). Each member keeps
-    /// its own window of recent events, which starts when it started or last installed a
-    /// snapshot; if the current member's window no longer reaches `start_zxid`, the other
-    /// endpoints are tried in turn. Returns the watcher, the watch id and the `Added` reply.
+    /// its own window of recent events (kept across restarts and carried by snapshots); if
+    /// the current member's window no longer reaches `start_zxid`, the other endpoints are
+    /// tried in turn. Returns the watcher, the watch id and the `Added` reply.
     ///
     /// # Errors
     /// [`ClientError::Compacted`] if no member still holds the events after `start_zxid`;

@@ -6,9 +6,11 @@
 //! Length-delimited prost records: a `SnapshotHeader` (format, meta, id, record counts), a
 //! `SnapshotNode` per znode in path order (a parent before its children), a
 //! `StoredSession` per session and a `StoredClient` per client with remembered request ids
-//! (format 2 and later). Format 3 ends with a trailer: the CRC-32 of every byte before it
+//! (format 2 and later), then a `StoredEvent` per recent event, the builder's watch history
+//! (format 4 and later). Format 3 and later end with a trailer: the CRC-32 of every byte before it
 //! (little-endian) and the magic `BATONSNP`. A reader refuses a file whose trailer is missing
-//! or does not match, or that has bytes after it; formats 1 and 2 (no trailer) are still read.
+//! or does not match, or that has bytes after it; formats 1 and 2 (no trailer) and 3 (no
+//! events: the history starts at the snapshot's index) are still read.
 //!
 //! # Files
 //!
@@ -24,10 +26,10 @@ use prost::Message;
 use crate::proto::raft as pb;
 use crate::proto::{stored, CodecError};
 use crate::store::{sync_dir, StoreError};
-use crate::tree::{ClientTable, Loader, State};
+use crate::tree::{ClientTable, History, Loader, State};
 
-/// Format number written in snapshot headers (see the module docs); 1 and 2 are still read.
-pub const SNAPSHOT_FORMAT: u32 = 3;
+/// Format number written in snapshot headers (see the module docs); 1 to 3 are still read.
+pub const SNAPSHOT_FORMAT: u32 = 4;
 /// Last bytes of a format-3 snapshot, after its checksum.
 const TRAILER_MAGIC: &[u8; 8] = b"BATONSNP";
 /// Checksum + magic.
@@ -94,15 +96,17 @@ fn read_err(e: io::Error) -> StoreError {
     StoreError::io("read", "snapshot stream", e)
 }
 
-/// Writes `state` as a snapshot of the current format; returns the bytes written. `state`
-/// is normally a clone taken under the state machine's read lock: the clone costs nothing
-/// (persistent collections) and this runs without any lock.
+/// Writes `state` and the watch `history` that led to it as a snapshot of the current
+/// format; returns the bytes written. `state` is normally a clone taken under the state
+/// machine's read lock: the clone costs nothing (persistent collections) and this runs
+/// without any lock.
 ///
 /// # Errors
 /// Write errors of `w`.
 pub fn write_snapshot(
     w: impl Write,
     state: &State,
+    history: &History,
     applied: &AppliedMeta,
     snapshot_id: &str,
 ) -> Result<u64, StoreError> {
@@ -118,6 +122,8 @@ pub fn write_snapshot(
         nodes: state.node_count() as u64,
         sessions: state.session_count() as u64,
         clients: state.clients().len() as u64,
+        events: history.events.len() as u64,
+        events_floor: history.floor,
     };
     let mut out = Summed::new(BufWriter::with_capacity(IO_BUFFER, w));
     let mut scratch = Vec::new();
@@ -139,6 +145,9 @@ pub fn write_snapshot(
     }
     for (id, c) in state.clients().iter() {
         put(&mut out, &stored::client_to_pb(*id, c))?;
+    }
+    for e in &history.events {
+        put(&mut out, &stored::event_to_pb(e))?;
     }
     let crc = out.crc();
     let mut trailer = [0u8; TRAILER_LEN];
@@ -252,6 +261,8 @@ pub struct Decoded {
     pub meta: Meta,
     /// The state it holds, checked to form a tree.
     pub state: State,
+    /// The events that led to it (format 4; before: none, the floor at its index).
+    pub history: History,
 }
 
 /// Reads a whole snapshot, one record at a time, into a [`State`]; checks the checksum
@@ -284,6 +295,18 @@ pub fn read_snapshot(r: impl Read) -> Result<Decoded, StoreError> {
         let rec = read_record(&mut input, &mut scratch, "StoredClient")?;
         let (id, record) = stored::client_from_pb(rec)?;
         clients.insert(id, record);
+    }
+    let index = meta.last_log_id.map_or(0, |l| l.index);
+    let mut history = History::empty_at(index);
+    if header.format >= 4 {
+        history.floor = header.events_floor.min(index);
+        for _ in 0..header.events {
+            let rec = read_record(&mut input, &mut scratch, "StoredEvent")?;
+            let e = stored::event_from_pb(rec)?;
+            if e.zxid > history.floor && e.zxid <= index {
+                history.events.push(e);
+            }
+        }
     }
     if header.format >= 3 {
         let crc = input.crc();
@@ -320,8 +343,12 @@ pub fn read_snapshot(r: impl Read) -> Result<Decoded, StoreError> {
         )));
     }
     state.set_clients(clients);
-    state.applied_index = meta.last_log_id.map_or(0, |l| l.index);
-    Ok(Decoded { meta, state })
+    state.applied_index = index;
+    Ok(Decoded {
+        meta,
+        state,
+        history,
+    })
 }
 
 /// File name of the snapshot covering `meta`'s last log id.
@@ -545,11 +572,33 @@ mod tests {
         st
     }
 
-    fn bytes_of(st: &State) -> Vec<u8> {
+    /// Recent events as a builder's hub would hold them (index 40; nothing at or below 1).
+    fn history() -> History {
+        let ev = |zxid, kind, path: &str| crate::tree::Event {
+            zxid,
+            kind,
+            path: path.into(),
+            acl: Default::default(),
+        };
+        History {
+            floor: 1,
+            events: vec![
+                ev(2, crate::tree::EventType::Created, "/app"),
+                ev(2, crate::tree::EventType::ChildrenChanged, "/"),
+                ev(40, crate::tree::EventType::DataChanged, "/app/config"),
+            ],
+        }
+    }
+
+    fn bytes_with(st: &State, history: &History) -> Vec<u8> {
         let mut out = Vec::new();
-        let n = write_snapshot(&mut out, st, &applied(), "id-1").expect("write");
+        let n = write_snapshot(&mut out, st, history, &applied(), "id-1").expect("write");
         assert_eq!(n, out.len() as u64);
         out
+    }
+
+    fn bytes_of(st: &State) -> Vec<u8> {
+        bytes_with(st, &history())
     }
 
     #[test]
@@ -564,6 +613,7 @@ mod tests {
         let (header, _) = read_header(bytes.as_slice()).expect("header");
         assert_eq!(header.format, SNAPSHOT_FORMAT);
         assert_eq!(d.state.digest(), st.digest());
+        assert_eq!(d.history, history(), "the recent events come back");
         let mut want = st.clone();
         want.applied_index = 40;
         assert_eq!(d.state, want);
@@ -606,9 +656,47 @@ mod tests {
     }
 
     #[test]
+    fn a_format_3_snapshot_has_no_events_and_its_history_starts_at_its_index() {
+        let st = state();
+        let bytes = bytes_with(&st, &History::empty_at(0));
+        let mut rest = &bytes[..bytes.len() - TRAILER_LEN];
+        let mut header = pb::SnapshotHeader::decode_length_delimited(&mut rest).expect("header");
+        header.format = 3;
+        let mut old = header.encode_length_delimited_to_vec();
+        old.extend_from_slice(rest);
+        let crc = crc32fast::hash(&old);
+        old.extend_from_slice(&crc.to_le_bytes());
+        old.extend_from_slice(TRAILER_MAGIC);
+        let d = read_snapshot(old.as_slice()).expect("read");
+        assert_eq!(d.state.digest(), st.digest());
+        assert_eq!(d.history, History::empty_at(40));
+    }
+
+    #[test]
+    fn events_outside_the_snapshot_window_are_dropped_on_read() {
+        let st = state();
+        let mut h = history();
+        // Not above the floor, and after the snapshot's index: neither belongs to it.
+        h.events.insert(
+            0,
+            crate::tree::Event {
+                zxid: 1,
+                kind: crate::tree::EventType::Created,
+                path: "/old".into(),
+                acl: Default::default(),
+            },
+        );
+        let mut later = h.events[1].clone();
+        later.zxid = 41;
+        h.events.push(later);
+        let d = read_snapshot(bytes_with(&st, &h).as_slice()).expect("read");
+        assert_eq!(d.history, history());
+    }
+
+    #[test]
     fn a_format_2_snapshot_without_a_trailer_is_read() {
         let st = state();
-        let mut bytes = bytes_of(&st);
+        let mut bytes = bytes_with(&st, &History::empty_at(0));
         bytes.truncate(bytes.len() - TRAILER_LEN);
         // Rewrite the header's format: the records are the same.
         let mut rest = bytes.as_slice();

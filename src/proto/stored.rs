@@ -19,8 +19,8 @@ use crate::error::{BatonError, Reason};
 use crate::proto::raft as pb;
 use crate::tree::acl::{Acl, Caller, Id};
 use crate::tree::{
-    ClientRecord, Command, CreateMode, MultiFailure, Node, NodeAcl, Op, OpOutcome, Request,
-    RequestId, RequestResult, Session, Stat,
+    ClientRecord, Command, CreateMode, Event, EventType, MultiFailure, Node, NodeAcl, Op,
+    OpOutcome, Request, RequestId, RequestResult, Session, Stat,
 };
 use crate::types::{
     AppliedMeta, Entry, LogCommand, LogId, MemberNode, Membership, StoredMembership, Vote,
@@ -857,6 +857,38 @@ pub fn node_from_pb(n: pb::StoredNode) -> Result<Node, CodecError> {
         seq: n.seq,
         children: Default::default(),
         acl: NodeAcl::new(acl_from_pb(n.acl)?),
+    })
+}
+
+/// A change event → its stored form (watch history).
+pub fn event_to_pb(e: &Event) -> pb::StoredEvent {
+    pb::StoredEvent {
+        zxid: e.zxid,
+        kind: match e.kind {
+            EventType::Created => 1,
+            EventType::Deleted => 2,
+            EventType::DataChanged => 3,
+            EventType::ChildrenChanged => 4,
+        },
+        path: e.path.clone(),
+        acl: acl_to_pb(e.acl.as_slice()),
+    }
+}
+
+/// Stored form → change event.
+pub fn event_from_pb(e: pb::StoredEvent) -> Result<Event, CodecError> {
+    let kind = match e.kind {
+        1 => EventType::Created,
+        2 => EventType::Deleted,
+        3 => EventType::DataChanged,
+        4 => EventType::ChildrenChanged,
+        k => return Err(CodecError::new("StoredEvent", format!("unknown kind {k}"))),
+    };
+    Ok(Event {
+        zxid: e.zxid,
+        kind,
+        path: e.path,
+        acl: NodeAcl::new(acl_from_pb(e.acl)?),
     })
 }
 

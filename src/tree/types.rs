@@ -426,6 +426,27 @@ pub struct Event {
     pub acl: NodeAcl,
 }
 
+/// A member's window of recent events, kept so that a watch can resume from a zxid: every
+/// event with a zxid above `floor` is in `events`, in zxid order. It survives a restart (kept
+/// in the state machine's store) and travels with snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct History {
+    /// Events at or below this zxid are not held.
+    pub floor: Zxid,
+    /// The events above the floor, oldest first.
+    pub events: Vec<Event>,
+}
+
+impl History {
+    /// No events, none held at or below `floor`.
+    pub fn empty_at(floor: Zxid) -> Self {
+        History {
+            floor,
+            events: Vec::new(),
+        }
+    }
+}
+
 /// A live session as held in the state machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {

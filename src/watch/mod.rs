@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::tree::acl::{self, Caller};
 use crate::tree::path;
-use crate::tree::{Event, EventType, Zxid};
+use crate::tree::{Event, EventType, History, Zxid};
 
 /// Kind of watch (ZooKeeper's one-shot kinds plus persistent ones).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -454,12 +454,49 @@ impl WatchHub {
         }
     }
 
-    /// Forgets the history and sets its floor to `zxid`: used when a snapshot replaces the
-    /// state, since the events between the old and new state are not known.
+    /// Forgets the history and sets its floor to `zxid`: used when the state is replaced by
+    /// one whose past events are not known (a backup restored without them).
     pub fn reset_history(&self, zxid: Zxid) {
+        self.restore_history(History::empty_at(zxid));
+    }
+
+    /// Replaces the history with `history` (loaded at start-up, or carried by an installed
+    /// snapshot), keeping its newest `history_capacity` events. Delivers nothing.
+    pub fn restore_history(&self, history: History) {
         let mut g = self.lock();
-        g.history.clear();
-        g.floor = zxid;
+        g.floor = history.floor;
+        g.history = history
+            .events
+            .into_iter()
+            .filter(|e| e.zxid > history.floor)
+            .collect();
+        while g.history.len() > self.history_capacity {
+            if let Some(old) = g.history.pop_front() {
+                g.floor = g.floor.max(old.zxid);
+            }
+        }
+    }
+
+    /// The history as of applied index `upto`: every held event with a zxid at most `upto`,
+    /// and the floor below them. Taken for a snapshot of the state at `upto`, possibly after
+    /// later events were published (they are left out).
+    pub fn history_upto(&self, upto: Zxid) -> History {
+        let g = self.lock();
+        let floor = g.floor.min(upto);
+        History {
+            floor,
+            events: g
+                .history
+                .iter()
+                .filter(|e| e.zxid > floor && e.zxid <= upto)
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Most events kept for resume.
+    pub fn history_capacity(&self) -> usize {
+        self.history_capacity
     }
 
     /// Number of registered watches.

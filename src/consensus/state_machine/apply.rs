@@ -83,6 +83,8 @@ impl StateMachineStore {
             // writer thread, each batch with its applied index (so sled always holds the state
             // after some whole batch), and before any purge or snapshot install it has caught
             // up and been flushed (see `Store::durable_flush`).
+            let mut changes = changes;
+            self.events.record(&events, &mut changes);
             self.store.write_behind(&self.sm, changes);
             *shared.meta.write().unwrap_or_else(PoisonError::into_inner) = meta;
             shared.hub.publish(&events);

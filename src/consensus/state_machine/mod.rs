@@ -11,10 +11,10 @@
 //! (`State::apply` for commands; blank and membership entries only advance the applied
 //! index), then writes everything the batch touched as ONE sled `apply_batch` on `sm.<gen>`:
 //! each touched node, session and client record read back from the state (present → put,
-//! gone → remove)
-//! and the meta record (last applied log id, membership, last time, last zxid). Because the
+//! gone → remove), the batch's events (the watch history, see [`records::EventLog`]) and
+//! the meta record (last applied log id, membership, last time, last zxid). Because the
 //! meta record is in the same atomic batch, the tree on disk is always the state after some
-//! whole batch. There is no flush: after a crash the log is intact, and openraft re-applies
+//! whole batch, and the history on disk ends where that state does. There is no flush: after a crash the log is intact, and openraft re-applies
 //! `(last_applied, committed]` (see the crash-ordering rules in [`crate::store::log`]).
 //! Still under the write lock, the batch's events go to [`WatchHub::publish`], so a watch
 //! registered under the read lock sees each change exactly once; then the lock is released
@@ -22,7 +22,8 @@
 //!
 //! Key layout of `sm.<gen>` (one-byte prefixes): `n` + path → `StoredNode`, `s` + session id
 //! (u64 BE) → `StoredSession`, `c` + client id (u64 BE) → `StoredClient` (the request ids of
-//! [`crate::tree::clients`]), `m` + name → meta (`mstate` → `StateMeta`).
+//! [`crate::tree::clients`]), `e` + sequence number (u64 BE) → `StoredEvent` (the watch
+//! history), `m` + name → meta (`mstate` → `StateMeta`, `mevents` → the history's floor).
 //!
 //! # Snapshots
 //!
@@ -37,9 +38,10 @@
 //! - Install: read the received file record by record, checking its checksum and that it
 //!   forms a tree, write it as the newest snapshot file (the only one kept), load it into a
 //!   fresh `sm.<gen+1>` in batches, durable flush, point `sm_gen` at it, durable flush, drop
-//!   `sm.<gen>`; then swap the in-memory state under the write lock and reset the watch
-//!   history (the events between the old and new state are unknown). A crash at any point
-//!   leaves either the old generation or the new one; opening drops the other.
+//!   `sm.<gen>`; then swap the in-memory state under the write lock and replace the watch
+//!   history with the one the snapshot carries (the builder's recent events, see
+//!   [`super::snapshot`]). A crash at any point leaves either the old generation or the new
+//!   one; opening drops the other.
 
 use std::fs;
 use std::path::PathBuf;
@@ -54,10 +56,10 @@ use super::snapshot::{self, AppliedMeta, Meta};
 use super::{CommandResult, LogId, StoredMembership, TypeConfig};
 use crate::stages::Stages;
 use crate::store::{sync_dir, Store, StoreError, WRITING_KEY};
-use crate::tree::State;
+use crate::tree::{History, State};
 use crate::types::Entry;
 use crate::watch::WatchHub;
-use records::{load_tree, replace_generation};
+use records::{load_tree, replace_generation, EventLog};
 
 mod apply;
 mod records;
@@ -133,6 +135,8 @@ pub struct StateMachineStore {
     gen: u64,
     /// `sm.<gen>`.
     sm: sled::Tree,
+    /// The watch history as kept in `sm`.
+    events: EventLog,
 }
 
 /// Builds snapshots from the in-memory state; runs concurrently with `apply`. A separate
@@ -144,7 +148,7 @@ pub struct SmSnapshotBuilder {
 
 impl StateMachineStore {
     /// Opens the state machine on `store`: drops `sm.*` trees left by an interrupted install,
-    /// loads `sm.<gen>` into memory, and resets `hub`'s history to the loaded applied index.
+    /// loads `sm.<gen>` into memory, and gives `hub` the watch history kept with it.
     ///
     /// # Errors
     /// sled or I/O errors, undecodable records, or records that do not form a tree.
@@ -166,18 +170,18 @@ impl StateMachineStore {
                 "the state machine on disk was being written when the member stopped; \
                  rebuilding it from the newest snapshot and the log"
             );
-            let (state, applied) = match snapshot::newest(&snapshot_dir)? {
+            let (state, history, applied) = match snapshot::newest(&snapshot_dir)? {
                 Some((path, _)) => {
                     let d = snapshot::read_file(&path)?;
                     let applied = AppliedMeta {
                         last_applied: d.meta.last_log_id,
                         membership: d.meta.last_membership,
                     };
-                    (d.state, applied)
+                    (d.state, d.history, applied)
                 }
-                None => (State::default(), AppliedMeta::default()),
+                None => (State::default(), History::default(), AppliedMeta::default()),
             };
-            sm = replace_generation(store, gen, &state, &applied)?;
+            sm = replace_generation(store, gen, &state, &history, &applied)?;
             gen += 1;
         }
         let (state, loaded_meta) = load_tree(&sm)?;
@@ -194,7 +198,8 @@ impl StateMachineStore {
             }
         }
 
-        hub.reset_history(applied_index);
+        let (events, history) = EventLog::load(&sm, applied_index, hub.history_capacity())?;
+        hub.restore_history(history);
         let (applied, _) = watch::channel(applied_index);
         let shared = Arc::new(SmShared {
             tree: RwLock::new(state),
@@ -213,6 +218,7 @@ impl StateMachineStore {
             shared: shared.clone(),
             gen,
             sm,
+            events,
         };
         Ok((sms, shared))
     }

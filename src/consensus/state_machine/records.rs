@@ -1,14 +1,16 @@
 //! The state machine's sled tree `sm.<gen>`: its key layout, loading it into a [`State`],
-//! the records an applied batch writes, and replacing it wholesale with a new generation.
+//! the records an applied batch writes (the watch history among them, see [`EventLog`]), and
+//! replacing it wholesale with a new generation.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
 use prost::Message;
 
 use crate::consensus::snapshot::AppliedMeta;
+use crate::proto::raft as pb;
 use crate::proto::{decode, stored, CodecError};
 use crate::store::{Change, Store, StoreError};
-use crate::tree::{ClientTable, Loader, SessionId, State};
+use crate::tree::{ClientTable, Event, History, Loader, SessionId, State, Zxid};
 use crate::types::StoredMembership;
 
 /// Records per sled batch when loading a snapshot into a tree.
@@ -20,6 +22,13 @@ pub(super) const NODE_PREFIX: u8 = b'n';
 const SESSION_PREFIX: u8 = b's';
 /// Key prefix of request-id records (one per client, see [`crate::tree::clients`]).
 const CLIENT_PREFIX: u8 = b'c';
+/// Key prefix of watch-history records: `e` + a sequence number (u64 BE) → `StoredEvents`,
+/// the events of one applied batch.
+const EVENT_PREFIX: u8 = b'e';
+/// Key of the watch history's floor (`m` + `events`, u64 BE) when the history was started
+/// (events at or below it were never held). Absent in directories written before the
+/// history was kept: the floor is then the applied index.
+const EVENTS_FLOOR_KEY: &[u8] = b"mevents";
 /// Key of the meta record (`m` + `state`): last applied log id, time and zxid.
 pub(super) const META_KEY: &[u8] = b"mstate";
 /// Key of the membership record (`m` + `membership`), written when the membership changes.
@@ -38,6 +47,149 @@ fn client_key(id: u64) -> [u8; 9] {
     let mut k = [CLIENT_PREFIX; 9];
     k[1..].copy_from_slice(&id.to_be_bytes());
     k
+}
+
+fn event_key(seq: u64) -> [u8; 9] {
+    let mut k = [EVENT_PREFIX; 9];
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn floor_record(floor: Zxid) -> Vec<u8> {
+    floor.to_be_bytes().to_vec()
+}
+
+/// The watch history as kept in `sm.<gen>`: one record per applied batch that had events,
+/// under consecutive sequence numbers, holding at least the newest `cap` events (the watch
+/// hub's capacity) and at most one batch more. Written in the same sled batch as the state
+/// the events led to, so after a crash the history on disk ends exactly where the state
+/// does; re-applied entries add their events again. A restarted member therefore still
+/// resumes watches from any zxid its hub held before.
+///
+/// Records are removed whole, oldest first, and every entry's events are in one record, so
+/// the floor is the recorded floor or, once records were removed, the zxid just below the
+/// oldest event held: no record has to be rewritten as the window moves.
+pub(super) struct EventLog {
+    /// Sequence number of the oldest record held.
+    first: u64,
+    /// Sequence number the next record gets.
+    next: u64,
+    /// Events in each record held, oldest first.
+    counts: VecDeque<usize>,
+    /// Their sum.
+    held: usize,
+    cap: usize,
+}
+
+impl EventLog {
+    /// Reads the history held in `tree`; a tree without a floor record (written before the
+    /// history was kept) gets one at `applied_index`.
+    pub(super) fn load(
+        tree: &sled::Tree,
+        applied_index: Zxid,
+        cap: usize,
+    ) -> Result<(EventLog, History), StoreError> {
+        let recorded = match tree.get(EVENTS_FLOOR_KEY)? {
+            Some(v) => {
+                let b: [u8; 8] = v.as_ref().try_into().map_err(|_| {
+                    CodecError::new("events floor", format!("{} bytes, not 8", v.len()))
+                })?;
+                Zxid::from_be_bytes(b)
+            }
+            None => {
+                tree.insert(EVENTS_FLOOR_KEY, floor_record(applied_index))?;
+                applied_index
+            }
+        };
+        let mut log = EventLog {
+            first: 0,
+            next: 0,
+            counts: VecDeque::new(),
+            held: 0,
+            cap: cap.max(1),
+        };
+        let mut events = Vec::new();
+        for kv in tree.scan_prefix([EVENT_PREFIX]) {
+            let (k, v) = kv?;
+            let seq = k
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| CodecError::new("StoredEvents", "bad key"))?;
+            if log.counts.is_empty() {
+                log.first = seq;
+            }
+            log.next = seq + 1;
+            let rec: pb::StoredEvents = decode("StoredEvents", &v)?;
+            log.counts.push_back(rec.events.len());
+            log.held += rec.events.len();
+            for e in rec.events {
+                events.push(stored::event_from_pb(e)?);
+            }
+        }
+        // Records are numbered from 0 in each generation: a first record above 0 means older
+        // ones were removed, and the floor moved up to just below the oldest event held.
+        let floor = match events.first() {
+            Some(e) if log.first > 0 => recorded.max(e.zxid.saturating_sub(1)),
+            _ => recorded,
+        };
+        events.retain(|e| e.zxid > floor);
+        Ok((log, History { floor, events }))
+    }
+
+    /// A log for a fresh generation that [`EventLog::records`] filled with `history`.
+    pub(super) fn of(history: &History, cap: usize) -> EventLog {
+        let n = history.events.len();
+        EventLog {
+            first: 0,
+            next: u64::from(n > 0),
+            counts: if n > 0 {
+                VecDeque::from([n])
+            } else {
+                VecDeque::new()
+            },
+            held: n,
+            cap: cap.max(1),
+        }
+    }
+
+    /// The records holding `history` in a fresh tree: the floor, and the events as one
+    /// record.
+    fn records(history: &History) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = vec![(EVENTS_FLOOR_KEY.to_vec(), floor_record(history.floor))];
+        if !history.events.is_empty() {
+            out.push((event_key(0).to_vec(), encode_events(&history.events)));
+        }
+        out
+    }
+
+    /// Appends to `changes` the record of a batch's events and the removal of the oldest
+    /// records no longer needed to hold `cap` events.
+    pub(super) fn record(&mut self, events: &[Event], changes: &mut Vec<crate::store::Change>) {
+        if events.is_empty() {
+            return;
+        }
+        changes.push((event_key(self.next).to_vec(), Some(encode_events(events))));
+        self.next += 1;
+        self.counts.push_back(events.len());
+        self.held += events.len();
+        while let Some(&oldest) = self.counts.front() {
+            if self.held - oldest < self.cap {
+                break;
+            }
+            self.counts.pop_front();
+            self.held -= oldest;
+            changes.push((event_key(self.first).to_vec(), None));
+            self.first += 1;
+        }
+    }
+}
+
+fn encode_events(events: &[Event]) -> Vec<u8> {
+    pb::StoredEvents {
+        events: events.iter().map(stored::event_to_pb).collect(),
+    }
+    .encode_to_vec()
 }
 
 fn session_key(id: SessionId) -> [u8; 9] {
@@ -96,13 +248,15 @@ pub(super) fn load_tree(tree: &sled::Tree) -> Result<(State, AppliedMeta), Store
     Ok((state, meta))
 }
 
-/// Writes `state` into a fresh tree of the generation after `old_gen` (in bounded batches),
-/// flips `sm_gen` to it between two durable flushes, and drops the old tree. A crash at any
-/// point leaves either the old generation or the new one (opening drops the other).
+/// Writes `state` and the watch `history` that led to it into a fresh tree of the
+/// generation after `old_gen` (in bounded batches), flips `sm_gen` to it between two durable
+/// flushes, and drops the old tree. A crash at any point leaves either the old generation or
+/// the new one (opening drops the other).
 pub(super) fn replace_generation(
     store: &Store,
     old_gen: u64,
     state: &State,
+    history: &History,
     applied: &AppliedMeta,
 ) -> Result<sled::Tree, StoreError> {
     let new_gen = old_gen + 1;
@@ -122,7 +276,8 @@ pub(super) fn replace_generation(
                 client_key(*id).to_vec(),
                 stored::client_to_pb(*id, c).encode_to_vec(),
             )
-        }));
+        }))
+        .chain(EventLog::records(history));
     for (k, v) in records {
         batch.insert(k, v);
         n += 1;

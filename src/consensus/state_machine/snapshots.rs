@@ -10,12 +10,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use openraft::{ErrorSubject, ErrorVerb, RaftSnapshotBuilder, Snapshot, StorageError};
 
-use super::records::replace_generation;
+use super::records::{replace_generation, EventLog};
 use super::{poisoned, snap_err, SmShared, SmSnapshotBuilder, StateMachineStore};
 use crate::consensus::snapshot::{self, AppliedMeta, Meta};
 use crate::stages::Stage;
 use crate::store::{Store, StoreError};
-use crate::tree::State;
+use crate::tree::{History, State};
 use crate::types::{LogId, StoredMembership, TypeConfig};
 
 /// Snapshot files kept after a build: the new file is complete (fsynced and renamed) before
@@ -52,13 +52,16 @@ pub(super) fn build_snapshot_blocking(
         snapshot_id,
     };
     let name = snapshot::file_name(&meta);
+    // The hub may hold later events by now; they are left out.
+    let history = shared.hub.history_upto(index);
     let _files = shared
         .snapshot_files
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
     let size = snapshot::write_file(&shared.snapshot_dir, &name, |f| {
-        snapshot::write_snapshot(f, &state, &applied, &meta.snapshot_id)
+        snapshot::write_snapshot(f, &state, &history, &applied, &meta.snapshot_id)
     })?;
+    drop(history);
     drop(state);
     snapshot::prune(&shared.snapshot_dir, SNAPSHOTS_KEPT)?;
     let path = shared.snapshot_dir.join(&name);
@@ -121,7 +124,9 @@ pub fn encode_backup(
         last_membership: applied.membership.clone(),
         snapshot_id: format!("{index}-{term}-backup-{:x}", now_nanos()),
     };
-    let size = snapshot::write_snapshot(w, &state, &applied, &meta.snapshot_id)?;
+    // A backup starts a new history where it ends (see `crate::backup`).
+    let history = History::empty_at(index);
+    let size = snapshot::write_snapshot(w, &state, &history, &applied, &meta.snapshot_id)?;
     Ok((SnapshotSummary::of(&meta, &state), size))
 }
 
@@ -207,24 +212,25 @@ pub fn restore_snapshot(
     };
     let dir = store.snapshot_dir();
     fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
+    let history = History::empty_at(last.index);
     snapshot::write_file(&dir, &snapshot::file_name(&meta), |f| {
-        snapshot::write_snapshot(f, &d.state, &applied, &meta.snapshot_id)
+        snapshot::write_snapshot(f, &d.state, &history, &applied, &meta.snapshot_id)
     })?;
-    replace_generation(store, store.sm_gen()?, &d.state, &applied)?;
+    replace_generation(store, store.sm_gen()?, &d.state, &history, &applied)?;
     Ok(SnapshotSummary::of(&meta, &d.state))
 }
 
 /// The disk half of an install: reads the received file (checksum, tree), saves it as the
 /// only snapshot file, and loads it into the next generation. Returns the new tree, the
-/// state to swap in and the file's size. Everything is read and checked before anything on
-/// disk changes.
+/// state and watch history to swap in and the file's size. Everything is read and checked
+/// before anything on disk changes.
 fn install_blocking(
     store: &Store,
     shared: &SmShared,
     old_gen: u64,
     meta: &Meta,
     mut received: fs::File,
-) -> Result<(sled::Tree, State, u64), StoreError> {
+) -> Result<(sled::Tree, State, History, u64), StoreError> {
     received
         .seek(SeekFrom::Start(0))
         .map_err(|e| StoreError::io("seek", "received snapshot", e))?;
@@ -248,14 +254,14 @@ fn install_blocking(
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let size = snapshot::write_file(&shared.snapshot_dir, &snapshot::file_name(meta), |f| {
-            snapshot::write_snapshot(f, &d.state, &applied, &meta.snapshot_id)
+            snapshot::write_snapshot(f, &d.state, &d.history, &applied, &meta.snapshot_id)
         })?;
         snapshot::prune(&shared.snapshot_dir, 1)?;
         size
     };
     // 2. Load it into a fresh tree of the next generation, and point at that.
-    let tree = replace_generation(store, old_gen, &d.state, &applied)?;
-    Ok((tree, d.state, size))
+    let tree = replace_generation(store, old_gen, &d.state, &d.history, &applied)?;
+    Ok((tree, d.state, d.history, size))
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SmSnapshotBuilder {
@@ -326,7 +332,7 @@ impl StateMachineStore {
             self.gen,
             meta.clone(),
         );
-        let (tree, new_state, size) = tokio::task::spawn_blocking(move || {
+        let (tree, new_state, history, size) = tokio::task::spawn_blocking(move || {
             install_blocking(&store, &shared, old_gen, &m, received)
         })
         .await
@@ -334,6 +340,7 @@ impl StateMachineStore {
         .map_err(install_err)?;
         self.gen = old_gen + 1;
         self.sm = tree;
+        self.events = EventLog::of(&history, self.shared.hub.history_capacity());
 
         let index = meta.last_log_id.map_or(0, |l| l.index);
         {
@@ -351,7 +358,7 @@ impl StateMachineStore {
                 last_applied: meta.last_log_id,
                 membership: meta.last_membership.clone(),
             };
-            self.shared.hub.reset_history(index);
+            self.shared.hub.restore_history(history);
             self.shared.installs.send_modify(|n| *n += 1);
         }
         self.shared

@@ -40,10 +40,20 @@ fn lid(term: u64, index: u64) -> LogId {
 }
 
 fn open(dir: &Path) -> (Store, StateMachineStore, Arc<SmShared>) {
+    open_with_history(dir, 1000)
+}
+
+/// Opens with a watch hub that keeps at most `history` events.
+fn open_with_history(dir: &Path, history: usize) -> (Store, StateMachineStore, Arc<SmShared>) {
     let store = Store::open(dir, crate::store::DEFAULT_CACHE_CAPACITY).expect("store");
-    let hub = Arc::new(WatchHub::new(1000, 64, 0));
+    let hub = Arc::new(WatchHub::new(history, 64, 0));
     let (sm, shared) = StateMachineStore::open(&store, hub).expect("sm");
     (store, sm, shared)
+}
+
+/// Every event the hub holds, and its floor.
+fn hub_history(shared: &SmShared) -> crate::tree::History {
+    shared.hub.history_upto(u64::MAX)
 }
 
 fn create(path: &str, mode: CreateMode, session_id: u64, ttl_ms: i64) -> Request {
@@ -167,7 +177,7 @@ fn history() -> Vec<Entry> {
 #[tokio::test]
 async fn apply_persists_and_reopen_restores_everything() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (want_state, want_applied) = {
+    let (want_state, want_applied, want_history) = {
         let (store, mut sm, shared) = open(dir.path());
         let stream = shared.hub.open_stream();
         let mut rx = stream.rx;
@@ -212,17 +222,94 @@ async fn apply_persists_and_reopen_restores_everything() {
         let c1 = st.clients().get(0xc1).expect("client 0xc1 remembered");
         assert_eq!(c1.results.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(st.clients().len(), 2);
-        (st, applied)
+        let h = hub_history(&shared);
+        assert_eq!(h.floor, 0);
+        assert!(h.events.len() > 5, "{h:?}");
+        (st, applied, h)
     };
     let (_store, mut sm, shared) = open(dir.path());
     assert_eq!(*shared.tree.read().expect("lock"), want_state);
     assert_eq!(sm.applied_state().await.expect("applied"), want_applied);
     assert_eq!(*shared.applied.borrow(), 5);
     assert_eq!(
-        shared.hub.oldest_zxid(),
-        6,
-        "history restarts after the loaded state"
+        hub_history(&shared),
+        want_history,
+        "the watch history survives the restart"
     );
+    assert_eq!(shared.hub.oldest_zxid(), 1);
+    // A watch resumed from before the restart gets the events it missed.
+    let stream = shared.hub.open_stream();
+    let mut rx = stream.rx;
+    {
+        let _read = shared.tree.read().expect("lock");
+        shared
+            .hub
+            .add(stream.id, "/app", WatchKind::PersistentRecursive, Some(3));
+    }
+    let replayed = rx.try_recv().expect("replayed");
+    assert!(
+        replayed
+            .events
+            .iter()
+            .any(|e| e.zxid == 4 && e.kind == EventType::DataChanged && e.path == "/app"),
+        "{:?}",
+        replayed.events
+    );
+}
+
+#[tokio::test]
+async fn the_kept_history_is_trimmed_to_the_hub_capacity_on_disk_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let set = |v: &str| Request::Multi {
+        ops: vec![Op::SetData {
+            path: "/app".into(),
+            data: Bytes::from(v.to_string()),
+            version: -1,
+        }],
+        single: true,
+        caller: None,
+    };
+    let want = {
+        let (store, mut sm, shared) = open_with_history(dir.path(), 3);
+        sm.apply(history()).await.expect("apply");
+        // One event per batch from here: the newest three are at three zxids.
+        for i in 6..=9 {
+            sm.apply(vec![entry(2, i, cmd(9_000, vec![set("v")]))])
+                .await
+                .expect("apply");
+        }
+        store.durable_flush().expect("flush");
+        let h = hub_history(&shared);
+        assert_eq!(h.floor, 6);
+        assert_eq!(
+            h.events.iter().map(|e| e.zxid).collect::<Vec<_>>(),
+            vec![7, 8, 9]
+        );
+        let held = sm.sm.scan_prefix(b"e").count();
+        assert_eq!(
+            held, 3,
+            "the records of trimmed batches are removed from the store"
+        );
+        h
+    };
+    let (_store, _sm, shared) = open_with_history(dir.path(), 3);
+    assert_eq!(hub_history(&shared), want);
+    assert_eq!(shared.hub.oldest_zxid(), 7);
+    // Resuming from below the floor is refused; from the floor on, it replays.
+    let stream = shared.hub.open_stream();
+    let _read = shared.tree.read().expect("lock");
+    assert!(matches!(
+        shared
+            .hub
+            .add(stream.id, "/app", WatchKind::PersistentRecursive, Some(5)),
+        crate::watch::AddOutcome::Compacted { oldest_zxid: 7 }
+    ));
+    assert!(matches!(
+        shared
+            .hub
+            .add(stream.id, "/app", WatchKind::PersistentRecursive, Some(6)),
+        crate::watch::AddOutcome::Added { .. }
+    ));
 }
 
 #[tokio::test]
@@ -284,12 +371,20 @@ async fn snapshot_installs_into_a_fresh_store_as_an_equal_state() {
         .expect("current")
         .expect("some");
     assert_eq!(after.meta, current.meta);
-    assert_eq!(fshared.hub.oldest_zxid(), 6);
+    let leader_history = hub_history(&leader_shared);
+    assert!(!leader_history.events.is_empty());
+    assert_eq!(
+        hub_history(&fshared),
+        leader_history,
+        "the snapshot carries the builder's recent events"
+    );
+    assert_eq!(fshared.hub.oldest_zxid(), 1);
 
     // The installed state is what a restart loads, from the new generation only.
     drop((follower, fshared, fstore));
     let (fstore, _follower, fshared) = open(follower_dir.path());
     assert_eq!(*fshared.tree.read().expect("lock"), want);
+    assert_eq!(hub_history(&fshared), leader_history);
     let names: Vec<String> = fstore
         .raft_meta()
         .iter()
@@ -464,6 +559,8 @@ async fn a_corrupt_snapshot_is_rejected_and_changes_nothing() {
         nodes: 1,
         sessions: 0,
         clients: 0,
+        events: 0,
+        events_floor: 0,
     };
     header.encode_length_delimited(&mut orphan).expect("encode");
     let rec = pb::SnapshotNode {

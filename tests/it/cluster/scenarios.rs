@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use baton::client::{
     ChildrenOptions, Client, ClientError, ClientOptions, CreateOptions, EventType, MultiOps,
-    ReadOptions, WatchKind,
+    ReadOptions, WatchEvent, WatchKind,
 };
 use openraft::ServerState;
 
@@ -486,6 +486,29 @@ async fn lagging_member_catches_up_by_snapshot() {
     assert_eq!(names.len(), N);
     let (d, _) = back.get_data("/snap/n0123").await.unwrap();
     assert_eq!(d, b"123");
+
+    // The snapshot carried the leader's recent events: a watch resumed on the member that
+    // installed it, from before everything it missed, replays every create in order.
+    let stat = back.exists("/snap/n0000").await.unwrap().expect("exists");
+    let mut w = back.watcher().await.expect("watcher");
+    w.add(
+        "/snap",
+        WatchKind::PersistentRecursive,
+        Some(stat.czxid - 1),
+    )
+    .await
+    .expect("the installed snapshot brought the history before it");
+    for i in 0..N {
+        let (_, ev) = tokio::time::timeout(SECS(5), w.next_event())
+            .await
+            .expect("event in time")
+            .expect("event")
+            .expect("stream open");
+        assert_eq!(
+            (ev.r#type(), ev.path.as_str()),
+            (EventType::Created, format!("/snap/n{i:04}").as_str())
+        );
+    }
 }
 
 /// A leader cut off with writes pending on it, while the others elect a new leader and move
@@ -614,12 +637,22 @@ async fn deposed_leader_that_installs_a_snapshot_answers_its_pending_writes() {
     c.wait_converged(SECS(30)).await;
 }
 
-/// A member that restarted keeps only the events since it started; a watch resumed from
-/// before that through a client that lists every member is served by a member that still has
-/// the events, and replays them in order.
+/// A member keeps its watch history across a restart: a watch resumed on it from before the
+/// restart replays the events in order. A member whose (shorter) history no longer reaches
+/// the resume point answers `COMPACTED`, and a client that lists every member is then served
+/// by one that has the events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn watch_resumed_from_before_a_restart_is_served_by_a_member_that_has_the_events() {
-    let mut c = TestCluster::start(3).await;
+async fn watch_resumed_from_before_a_restart_replays_and_a_short_history_hands_over() {
+    // Member 3 keeps only two events.
+    let mut c = TestCluster::start_with(ClusterOptions {
+        tweak: |cfg| {
+            if cfg.id == 3 {
+                cfg.watch_history = 2;
+            }
+        },
+        ..ClusterOptions::default()
+    })
+    .await;
     let leader = c.wait_for_leader(SECS(10)).await;
     let via = c.client(leader).await;
     create_settled(&via, "/wr", b"").await;
@@ -632,29 +665,51 @@ async fn watch_resumed_from_before_a_restart_is_served_by_a_member_that_has_the_
         zxids.push(stat.czxid);
     }
     c.wait_converged(SECS(10)).await;
-    let restarted = followers(&c, leader)[0];
+    let expect_created = |ev: &WatchEvent, name: &str, zxid: u64| {
+        assert_eq!(
+            (ev.r#type(), ev.path.as_str(), ev.zxid),
+            (EventType::Created, format!("/wr/{name}").as_str(), zxid)
+        );
+    };
+
+    let restarted = followers(&c, leader)
+        .into_iter()
+        .find(|&id| id != 3)
+        .expect("a follower other than member 3");
     c.stop(restarted).await;
     c.restart(restarted).await;
     c.wait_converged(SECS(20)).await;
-
     let pinned = c.client(restarted).await;
     let mut w = pinned.watcher().await.expect("watcher");
+    w.add("/wr", WatchKind::PersistentRecursive, Some(zxids[0] - 1))
+        .await
+        .expect("the restarted member still has the events");
+    for (name, zxid) in ["a", "b", "c"].iter().zip(&zxids) {
+        let (_, ev) = tokio::time::timeout(SECS(5), w.next_event())
+            .await
+            .expect("event in time")
+            .expect("event")
+            .expect("stream open");
+        expect_created(&ev, name, *zxid);
+    }
+
+    let short = c.client(3).await;
+    let mut w = short.watcher().await.expect("watcher");
     let err = w
         .add("/wr", WatchKind::PersistentRecursive, Some(zxids[0] - 1))
         .await
-        .expect_err("precondition: the restarted member no longer has the events");
+        .expect_err("precondition: member 3 no longer has the events");
     assert!(err.is(baton::client::Reason::Compacted), "{err}");
-
-    let all = c.client_from(restarted, SECS(3)).await;
+    let all = c.client_from(3, SECS(3)).await;
     let (mut w, _, _) = all
         .watch_from("/wr", WatchKind::PersistentRecursive, Some(zxids[0] - 1))
         .await
         .expect("resumed on another member");
-    let restarted_ep = c.endpoint(restarted);
-    let restarted_ep = restarted_ep.trim_start_matches("http://");
+    let short_ep = c.endpoint(3);
+    let short_ep = short_ep.trim_start_matches("http://");
     assert!(
-        !w.endpoint().ends_with(restarted_ep),
-        "served by {} (the restarted member is {restarted_ep})",
+        !w.endpoint().ends_with(short_ep),
+        "served by {} (member 3 is {short_ep})",
         w.endpoint()
     );
     for (name, zxid) in ["a", "b", "c"].iter().zip(&zxids) {
@@ -663,10 +718,7 @@ async fn watch_resumed_from_before_a_restart_is_served_by_a_member_that_has_the_
             .expect("event in time")
             .expect("event")
             .expect("stream open");
-        assert_eq!(
-            (ev.r#type(), ev.path.as_str(), ev.zxid),
-            (EventType::Created, format!("/wr/{name}").as_str(), *zxid)
-        );
+        expect_created(&ev, name, *zxid);
     }
 }
 
