@@ -66,6 +66,8 @@ const STREAM_SETTLED: Duration = Duration::from_secs(2);
 const TRANSFER_CATCH_UP: Duration = Duration::from_secs(3);
 /// Longest a leadership transfer waits for the new leader to be known.
 const TRANSFER_SETTLE: Duration = Duration::from_secs(3);
+/// Added to a lease when waiting one out, for the clocks' and tasks' slack.
+const LEASE_MARGIN: Duration = Duration::from_millis(50);
 
 /// Longest a report or a step-aside message may take.
 const REPORT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -139,6 +141,8 @@ pub struct Failover {
     stages: Arc<Stages>,
     /// While on, this member starts no election of any kind (see `consensus::rejoin`).
     vote_hold: Arc<VoteHold>,
+    /// The term this member last led and when it was first seen leading it.
+    leading: Mutex<Option<(u64, Instant)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -198,6 +202,7 @@ impl Failover {
             log,
             round: Mutex::new(None),
             stats: FailoverStats::default(),
+            leading: Mutex::new(None),
         })
     }
 
@@ -228,6 +233,10 @@ impl Failover {
             }
             if state == ServerState::Leader && leader == Some(self.my_id) {
                 self.note_leadership(t);
+                let mut leading = lock(&self.leading);
+                if leading.is_none_or(|(lt, _)| lt != t) {
+                    *leading = Some((t, Instant::now()));
+                }
             }
             match leader {
                 Some(l) if l != self.my_id && state == ServerState::Follower => {
@@ -839,6 +848,23 @@ impl Failover {
                 "member {to} is not a voter of the cluster"
             )));
         }
+        // This member's vote grants the target's campaign, and openraft refuses any vote
+        // while the leader's own vote is younger than a lease: a leader elected moments ago
+        // first waits that out (writes go on meanwhile), or the campaign would fail and the
+        // election after it would most likely re-elect this member, just as young.
+        let lease = Duration::from_millis(self.raft.config().election_timeout_max) + LEASE_MARGIN;
+        let since = match *lock(&self.leading) {
+            Some((t, at)) if t == term => at,
+            _ => Instant::now(),
+        };
+        if let Some(rest) = lease.checked_sub(since.elapsed()) {
+            debug!(
+                to,
+                wait_ms = rest.as_millis() as u64,
+                "waiting out this leader's own lease"
+            );
+            tokio::time::sleep(rest).await;
+        }
         info!(to, term, "handing the leadership over");
         let _pause = proposer.pause();
         let mut rx = self.raft.metrics();
@@ -868,9 +894,9 @@ impl Failover {
         // it ignores an election trigger, so it cannot step aside itself), and as many
         // others as the target needs besides (a majority minus the two of them), freed by
         // stepping aside. Those are one short of a majority, so none of them can win; the
-        // target's campaign, one term above theirs, wins with all of them. A leader elected
-        // less than a lease ago refuses too: the campaign fails and the handover is asked
-        // again (see `api::cluster`).
+        // target's campaign, one term above theirs, wins with all of them. (This member's
+        // own lease was waited out above; should the campaign fail all the same, the
+        // handover is asked again, see `api::cluster`.)
         let majority = voters.len() / 2 + 1;
         let freed: Vec<u64> = voters
             .iter()
