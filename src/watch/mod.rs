@@ -454,12 +454,6 @@ impl WatchHub {
         }
     }
 
-    /// Forgets the history and sets its floor to `zxid`: used when the state is replaced by
-    /// one whose past events are not known (a backup restored without them).
-    pub fn reset_history(&self, zxid: Zxid) {
-        self.restore_history(History::empty_at(zxid));
-    }
-
     /// Replaces the history with `history` (loaded at start-up, or carried by an installed
     /// snapshot), keeping its newest `history_capacity` events. Delivers nothing.
     pub fn restore_history(&self, history: History) {
