@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use baton::client::{
     ChildrenOptions, Client, ClientError, ClientOptions, CreateOptions, EventType, MultiOps,
-    ReadOptions, WatchEvent, WatchKind,
+    ReadOptions, WatchEvent, WatchKind, Watcher,
 };
 use openraft::ServerState;
 
@@ -67,6 +67,16 @@ where
         }
     }
     call().await
+}
+
+/// The next event of `w`, which must come within `bound` on a healthy, open stream.
+async fn next_event(w: &mut Watcher, bound: Duration) -> WatchEvent {
+    tokio::time::timeout(bound, w.next_event())
+        .await
+        .expect("event in time")
+        .expect("stream healthy")
+        .expect("stream open")
+        .1
 }
 
 fn followers(c: &TestCluster, leader: u64) -> Vec<u64> {
@@ -499,11 +509,7 @@ async fn lagging_member_catches_up_by_snapshot() {
     .await
     .expect("the installed snapshot brought the history before it");
     for i in 0..N {
-        let (_, ev) = tokio::time::timeout(SECS(5), w.next_event())
-            .await
-            .expect("event in time")
-            .expect("event")
-            .expect("stream open");
+        let ev = next_event(&mut w, SECS(5)).await;
         assert_eq!(
             (ev.r#type(), ev.path.as_str()),
             (EventType::Created, format!("/snap/n{i:04}").as_str())
@@ -685,11 +691,7 @@ async fn watch_resumed_from_before_a_restart_replays_and_a_short_history_hands_o
         .await
         .expect("the restarted member still has the events");
     for (name, zxid) in ["a", "b", "c"].iter().zip(&zxids) {
-        let (_, ev) = tokio::time::timeout(SECS(5), w.next_event())
-            .await
-            .expect("event in time")
-            .expect("event")
-            .expect("stream open");
+        let ev = next_event(&mut w, SECS(5)).await;
         expect_created(&ev, name, *zxid);
     }
 
@@ -713,11 +715,7 @@ async fn watch_resumed_from_before_a_restart_replays_and_a_short_history_hands_o
         w.endpoint()
     );
     for (name, zxid) in ["a", "b", "c"].iter().zip(&zxids) {
-        let (_, ev) = tokio::time::timeout(SECS(5), w.next_event())
-            .await
-            .expect("event in time")
-            .expect("event")
-            .expect("stream open");
+        let ev = next_event(&mut w, SECS(5)).await;
         expect_created(&ev, name, *zxid);
     }
 }
@@ -1006,12 +1004,8 @@ async fn continuous_watch_on_a_member_that_installs_a_snapshot_never_skips_event
         expected.push((s.czxid, p));
     }
     while got.len() < 3 {
-        let ev = tokio::time::timeout(SECS(10), w.next_event())
-            .await
-            .expect("event in time")
-            .expect("stream healthy")
-            .expect("stream open");
-        got.push((ev.1.zxid, ev.1.path));
+        let ev = next_event(&mut w, SECS(10)).await;
+        got.push((ev.zxid, ev.path));
     }
     assert_eq!(got, expected);
     let lag_last = c
