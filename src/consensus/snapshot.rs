@@ -7,8 +7,8 @@
 //! `SnapshotNode` per znode in path order (a parent before its children), a
 //! `StoredSession` per session and a `StoredClient` per client with remembered request ids
 //! (format 2 and later), then a `StoredEvent` per recent event, the builder's watch history
-//! (format 4 and later). Format 3 and later end with a trailer: the CRC-32 of every byte before it
-//! (little-endian) and the magic `BATONSNP`. A reader refuses a file whose trailer is missing
+//! (format 4 and later). Format 3 and later end with a trailer: the CRC-32 of every byte
+//! before it (little-endian) and the magic `BATONSNP`. A reader refuses a file whose trailer is missing
 //! or does not match, or that has bytes after it; formats 1 and 2 (no trailer) and 3 (no
 //! events: the history starts at the snapshot's index) are still read.
 //!

@@ -383,11 +383,7 @@ impl WatchHub {
         for ev in events {
             g.history.push_back(ev.clone());
         }
-        while g.history.len() > self.history_capacity {
-            if let Some(old) = g.history.pop_front() {
-                g.floor = g.floor.max(old.zxid);
-            }
-        }
+        g.trim_history(self.history_capacity);
         if g.watches.is_empty() {
             return;
         }
@@ -464,11 +460,7 @@ impl WatchHub {
             .into_iter()
             .filter(|e| e.zxid > history.floor)
             .collect();
-        while g.history.len() > self.history_capacity {
-            if let Some(old) = g.history.pop_front() {
-                g.floor = g.floor.max(old.zxid);
-            }
-        }
+        g.trim_history(self.history_capacity);
     }
 
     /// The history as of applied index `upto`: every held event with a zxid at most `upto`,
@@ -552,6 +544,15 @@ impl WatchHub {
 }
 
 impl Inner {
+    /// Drops the oldest events beyond `cap`, raising the floor past them.
+    fn trim_history(&mut self, cap: usize) {
+        while self.history.len() > cap {
+            if let Some(old) = self.history.pop_front() {
+                self.floor = self.floor.max(old.zxid);
+            }
+        }
+    }
+
     fn deliver(&mut self, stream: u64, d: Delivery) {
         let n = d.events.len() as u64;
         let Some(s) = self.streams.get(&stream) else {

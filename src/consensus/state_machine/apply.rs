@@ -69,7 +69,7 @@ impl StateMachineStore {
             };
 
             let membership_changed = meta.membership != shared.meta_read().membership;
-            let changes = records::changes(
+            let mut changes = records::changes(
                 &state,
                 &meta,
                 records::Touched {
@@ -83,7 +83,6 @@ impl StateMachineStore {
             // writer thread, each batch with its applied index (so sled always holds the state
             // after some whole batch), and before any purge or snapshot install it has caught
             // up and been flushed (see `Store::durable_flush`).
-            let mut changes = changes;
             self.events.record(&events, &mut changes);
             self.store.write_behind(&self.sm, changes);
             *shared.meta.write().unwrap_or_else(PoisonError::into_inner) = meta;

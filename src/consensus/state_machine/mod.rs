@@ -14,16 +14,17 @@
 //! gone → remove), the batch's events (the watch history, see [`records::EventLog`]) and
 //! the meta record (last applied log id, membership, last time, last zxid). Because the
 //! meta record is in the same atomic batch, the tree on disk is always the state after some
-//! whole batch, and the history on disk ends where that state does. There is no flush: after a crash the log is intact, and openraft re-applies
-//! `(last_applied, committed]` (see the crash-ordering rules in [`crate::store::log`]).
+//! whole batch, and the history on disk ends where that state does. There is no flush:
+//! after a crash the log is intact, and openraft re-applies `(last_applied, committed]` (see the crash-ordering rules in [`crate::store::log`]).
 //! Still under the write lock, the batch's events go to [`WatchHub::publish`], so a watch
 //! registered under the read lock sees each change exactly once; then the lock is released
 //! and [`SmShared::applied`] is bumped.
 //!
 //! Key layout of `sm.<gen>` (one-byte prefixes): `n` + path → `StoredNode`, `s` + session id
 //! (u64 BE) → `StoredSession`, `c` + client id (u64 BE) → `StoredClient` (the request ids of
-//! [`crate::tree::clients`]), `e` + sequence number (u64 BE) → `StoredEvent` (the watch
-//! history), `m` + name → meta (`mstate` → `StateMeta`, `mevents` → the history's floor).
+//! [`crate::tree::clients`]), `e` + sequence number (u64 BE) → `StoredEvents` (one applied
+//! batch's events: the watch history), `m` + name → meta (`mstate` → `StateMeta`,
+//! `mevents` → the history's floor).
 //!
 //! # Snapshots
 //!

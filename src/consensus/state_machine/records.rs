@@ -165,7 +165,7 @@ impl EventLog {
 
     /// Appends to `changes` the record of a batch's events and the removal of the oldest
     /// records no longer needed to hold `cap` events.
-    pub(super) fn record(&mut self, events: &[Event], changes: &mut Vec<crate::store::Change>) {
+    pub(super) fn record(&mut self, events: &[Event], changes: &mut Vec<Change>) {
         if events.is_empty() {
             return;
         }
